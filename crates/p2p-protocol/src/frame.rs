@@ -1,0 +1,97 @@
+//! Length-prefixed framing over `futures::io`: `uvarint(len) || body`.
+
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{DecodeError, MAX_FRAME_LEN};
+
+/// The longest length prefix a reader accepts, in bytes (an unsigned LEB128 `u64`).
+pub const MAX_VARINT_LEN: usize = 10;
+
+/// Writes one frame (`uvarint(body.len()) || body`) and flushes.
+///
+/// Fails with [`std::io::ErrorKind::InvalidInput`] and writes nothing if the
+/// body is longer than [`MAX_FRAME_LEN`]: a peer would reject it anyway.
+pub async fn write_frame<W>(writer: &mut W, body: &[u8]) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    if body.len() > MAX_FRAME_LEN {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("frame body of {} bytes exceeds the maximum of {MAX_FRAME_LEN}", body.len()),
+        ));
+    }
+    // Prefix and body go out in one write, so a frame is one packet when it fits.
+    let mut prefix = unsigned_varint::encode::u64_buffer();
+    let prefix = unsigned_varint::encode::u64(body.len() as u64, &mut prefix);
+    let mut frame = Vec::with_capacity(prefix.len() + body.len());
+    frame.extend_from_slice(prefix);
+    frame.extend_from_slice(body);
+    writer.write_all(&frame).await?;
+    writer.flush().await
+}
+
+/// Reads one frame and returns its body; a stream that ends before the first
+/// byte is [`DecodeError::Closed`].
+///
+/// The declared length is checked against [`MAX_FRAME_LEN`] before anything
+/// is allocated or read, so a hostile length costs nothing.
+pub async fn read_frame<R>(reader: &mut R) -> Result<Vec<u8>, DecodeError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    try_read_frame(reader).await?.ok_or(DecodeError::Closed)
+}
+
+/// Reads one frame, or `None` if the stream ends cleanly before its first
+/// byte (the way a pipelined requester signals that it is done).
+pub async fn try_read_frame<R>(reader: &mut R) -> Result<Option<Vec<u8>>, DecodeError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let Some(len) = read_length(reader).await? else {
+        return Ok(None);
+    };
+    if len > MAX_FRAME_LEN as u64 {
+        return Err(DecodeError::FrameTooLarge { len });
+    }
+    let expected = len as usize; // ≤ MAX_FRAME_LEN, so it fits
+    let mut body = Vec::with_capacity(expected);
+    // `take` + `read_to_end` tolerates short reads and tells EOF apart from
+    // a complete body without zero-filling a buffer first.
+    let read = AsyncReadExt::take(&mut *reader, len).read_to_end(&mut body).await?;
+    if read < expected {
+        return Err(DecodeError::TruncatedBody { expected, read });
+    }
+    Ok(Some(body))
+}
+
+/// Reads the uvarint length prefix one byte at a time, never past its end.
+async fn read_length<R>(reader: &mut R) -> Result<Option<u64>, DecodeError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let mut prefix = [0u8; MAX_VARINT_LEN];
+    for read in 0..MAX_VARINT_LEN {
+        let mut byte = [0u8; 1];
+        if reader.read(&mut byte).await? == 0 {
+            return match read {
+                0 => Ok(None),
+                _ => Err(DecodeError::TruncatedLength { read }),
+            };
+        }
+        prefix[read] = byte[0];
+        if byte[0] & 0x80 == 0 {
+            // The tenth byte holds bit 63 only: anything more overflows a u64
+            // (which the decoder below would silently truncate).
+            if read == MAX_VARINT_LEN - 1 && byte[0] > 1 {
+                return Err(DecodeError::BadVarint(unsigned_varint::decode::Error::Overflow));
+            }
+            return unsigned_varint::decode::u64(&prefix[..=read])
+                .map(|(len, _)| Some(len))
+                .map_err(DecodeError::BadVarint);
+        }
+    }
+    Err(DecodeError::BadVarint(unsigned_varint::decode::Error::Overflow))
+}
