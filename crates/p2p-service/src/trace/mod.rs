@@ -1,0 +1,20 @@
+//! Middleware that traces every request of one peer: a span, and an event with its outcome.
+//!
+//! [`Trace`] opens an `info`-level span `greet_request` per request, with the
+//! fields `peer`, `code` and `latency_us`; the inner service is called and
+//! polled inside it, so whatever the stack logs (such as the real error
+//! behind a 500) carries the peer. When the answer is ready, `code` (200 for
+//! a success, the [`RemoteError`](p2p_protocol::RemoteError)'s code
+//! otherwise) and `latency_us` are recorded and one event is emitted: at
+//! `debug` for a success, at `info` for an error answer.
+//!
+//! It sits outermost, over [`MapRemoteError`](crate::remote_error::MapRemoteError),
+//! so that it sees the code that goes on the wire. Without a subscriber that
+//! wants these spans, the cost is a few atomic loads and one clock read.
+
+pub mod future;
+mod layer;
+mod service;
+
+pub use self::layer::TraceLayer;
+pub use self::service::Trace;

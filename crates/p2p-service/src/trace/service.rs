@@ -1,0 +1,61 @@
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use libp2p_identity::PeerId;
+use p2p_protocol::RemoteError;
+use tower::Service;
+use tracing::field::Empty;
+
+use super::future::ResponseFuture;
+
+/// Traces each request of one peer in its own span, with the answered code and latency.
+///
+/// See the [module docs](super) for the span and its fields.
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    inner: S,
+    peer: PeerId,
+}
+
+impl<S> Trace<S> {
+    /// Traces the requests of `peer` to `inner`.
+    pub const fn new(inner: S, peer: PeerId) -> Self {
+        Self { inner, peer }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Request, T> Service<Request> for Trace<S>
+where
+    S: Service<Request, Response = Result<T, RemoteError>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let span = tracing::info_span!("greet_request", peer = %self.peer, code = Empty, latency_us = Empty);
+        let start = Instant::now();
+        // The inner `call` runs the limiters synchronously: let them log in the span too.
+        let inner = span.in_scope(|| self.inner.call(request));
+        ResponseFuture::new(inner, span, start)
+    }
+}
