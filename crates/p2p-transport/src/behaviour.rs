@@ -1,0 +1,18 @@
+//! The composed libp2p behaviour: what the swarm speaks.
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{connection_limits, identify, mdns, ping, request_response};
+
+use crate::codec::GreetCodec;
+
+/// Every protocol a node speaks. Connection limits come first so that a
+/// refused connection is refused before any other behaviour sees it.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) greet: request_response::Behaviour<GreetCodec>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+}

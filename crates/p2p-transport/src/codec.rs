@@ -1,0 +1,83 @@
+//! `p2p-protocol`'s framing adapted to libp2p's `request_response::Codec`.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response;
+use p2p_protocol::{
+    DecodeError, ErrorCode, GreetRequest, GreetResult, MAX_FRAME_LEN, RemoteError, decode, encode,
+    read_frame, write_frame,
+};
+
+/// The inbound request as the swarm task sees it: a decode failure is a value,
+/// so bad input is answered with its code instead of dropping the stream.
+pub(crate) type InboundRequest = Result<GreetRequest, DecodeError>;
+
+/// The greet protocol's codec: one frame each way per stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GreetCodec;
+
+impl request_response::Codec for GreetCodec {
+    type Protocol = StreamProtocol;
+    // Outbound requests are always `Ok`; the `Err` side only ever comes from `read_request`.
+    type Request = InboundRequest;
+    type Response = GreetResult;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<InboundRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        match read_frame(io).await {
+            Ok(body) => Ok(decode(&body)),
+            // A stream that failed underneath (reset) has nobody left to answer.
+            Err(DecodeError::Io(err)) => Err(err),
+            // Everything else, including an oversized declared length (whose body
+            // was never read), is answered on the same stream with its code.
+            Err(err) => Ok(Err(err)),
+        }
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<GreetResult>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let body = read_frame(io).await.map_err(into_io)?;
+        decode(&body).map_err(into_io)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: InboundRequest,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let req = req.map_err(into_io)?;
+        write_frame(io, &encode(&req)).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: GreetResult) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let mut body = encode(&res);
+        if body.len() > MAX_FRAME_LEN {
+            // A handler answered more than a frame holds (say, by echoing a
+            // maximal request): the requester still gets an answer.
+            body = encode::<GreetResult>(&Err(RemoteError::new(ErrorCode::INTERNAL, "response too large")));
+        }
+        write_frame(io, &body).await?;
+        io.close().await
+    }
+}
+
+fn into_io(err: DecodeError) -> io::Error {
+    match err {
+        DecodeError::Io(err) => err,
+        other => io::Error::new(io::ErrorKind::InvalidData, other),
+    }
+}

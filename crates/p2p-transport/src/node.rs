@@ -1,0 +1,347 @@
+//! The node handle, its builder and its events.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use futures::future::BoxFuture;
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use p2p_protocol::{GreetRequest, GreetResult};
+use p2p_service::{BoxError, PeerContext};
+use tokio::sync::{mpsc, oneshot, watch};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+
+use crate::discover::{PeerDiscover, PeerSet};
+use crate::swarm_task::{self, Command};
+use crate::{BuildError, Client, ExternalAddrConfig, MakePeerClient, RequestError};
+
+/// The per-peer inbound service, as the swarm task holds it.
+pub(crate) type PeerService = BoxCloneSyncService<GreetRequest, GreetResult, Infallible>;
+
+/// The user's `MakeService<PeerContext>`, type-erased.
+pub(crate) type MakePeerService =
+    Arc<dyn Fn(PeerContext) -> BoxFuture<'static, Result<PeerService, BoxError>> + Send + Sync>;
+
+/// Something that happened on the node, for people and scripts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// The node listens on this address (a concrete one, never `0.0.0.0`).
+    Listening {
+        /// The address, without `/p2p/`.
+        address: Multiaddr,
+    },
+    /// A listen address went away.
+    ListenAddrExpired {
+        /// The address.
+        address: Multiaddr,
+    },
+    /// mDNS found a peer we had not seen (or had seen expire).
+    Discovered {
+        /// The peer.
+        peer_id: PeerId,
+        /// Its advertised addresses.
+        addresses: Vec<Multiaddr>,
+    },
+    /// All of a peer's mDNS records expired.
+    Expired {
+        /// The peer.
+        peer_id: PeerId,
+    },
+    /// The first connection to a peer is up.
+    Connected {
+        /// The peer.
+        peer_id: PeerId,
+        /// The remote address of that connection.
+        address: Multiaddr,
+    },
+    /// The last connection to a peer closed.
+    Disconnected {
+        /// The peer.
+        peer_id: PeerId,
+    },
+    /// Identify says the peer speaks the greet protocol: it joined the `discover()` set.
+    GreetCapable {
+        /// The peer.
+        peer_id: PeerId,
+    },
+    /// Enough distinct peers agree on this external address of ours.
+    ExternalAddrConfirmed {
+        /// The address.
+        address: Multiaddr,
+    },
+    /// An external address is no longer reported by enough peers.
+    ExternalAddrExpired {
+        /// The address.
+        address: Multiaddr,
+    },
+}
+
+/// The stream of [`NodeEvent`]s.
+///
+/// Bounded: a consumer that falls far behind loses events (the swarm task
+/// never waits for it) and a warning is logged.
+#[derive(Debug)]
+pub struct NodeEvents {
+    rx: mpsc::Receiver<NodeEvent>,
+}
+
+impl NodeEvents {
+    /// The next event; `None` once the node has shut down.
+    pub async fn recv(&mut self) -> Option<NodeEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for NodeEvents {
+    type Item = NodeEvent;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<NodeEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// What the swarm task keeps up to date for the handle's accessors.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+    pub(crate) external_addrs: Vec<Multiaddr>,
+    pub(crate) connected: BTreeSet<PeerId>,
+}
+
+/// A handle to a running node. Cheap to clone.
+///
+/// All handles share one swarm task; when the last handle, client and
+/// `discover()` stream are dropped, the node shuts down as if
+/// [`Node::shutdown`] had been called.
+#[derive(Debug, Clone)]
+pub struct Node {
+    local_peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    client: Client,
+    snapshot: Arc<Mutex<Snapshot>>,
+    greet_peers: watch::Receiver<PeerSet>,
+}
+
+impl Node {
+    /// This node's identity.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// The addresses the node listens on (concrete, once the OS assigned them).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.snapshot.lock().expect("snapshot lock").listen_addrs.clone()
+    }
+
+    /// The confirmed external addresses.
+    pub fn external_addrs(&self) -> Vec<Multiaddr> {
+        self.snapshot.lock().expect("snapshot lock").external_addrs.clone()
+    }
+
+    /// The peers with at least one established connection.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.snapshot.lock().expect("snapshot lock").connected.iter().copied().collect()
+    }
+
+    /// The connected peers that identify says speak the greet protocol.
+    pub fn greet_peers(&self) -> Vec<PeerId> {
+        self.greet_peers.borrow().iter().copied().collect()
+    }
+
+    /// Dials `address` (with or without `/p2p/<peer-id>`). Resolves once the
+    /// dial has started; the connection shows up as [`NodeEvent::Connected`].
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), RequestError> {
+        let (reply, done) = oneshot::channel();
+        self.command(Command::Dial { address, reply }).await?;
+        done.await.unwrap_or(Err(RequestError::Shutdown))
+    }
+
+    /// The outbound side as a `Service<(PeerId, GreetRequest)>`.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// A `MakeService<PeerId>` yielding per-peer clients.
+    pub fn make_peer_client(&self) -> MakePeerClient {
+        MakePeerClient::new(self.client.clone())
+    }
+
+    /// The live set of greet-capable peers as a `tower::discover::Discover`.
+    pub fn discover(&self) -> PeerDiscover {
+        PeerDiscover::new(self.greet_peers.clone(), self.client.clone())
+    }
+
+    /// Stops listening, lets in-flight inbound requests finish within the
+    /// grace period, closes connections and ends the swarm task. Resolves
+    /// when the task has ended; calling it again (or from a clone) is fine.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.command(Command::Shutdown { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    async fn command(&self, command: Command) -> Result<(), RequestError> {
+        self.commands.send(command).await.map_err(|_| RequestError::Shutdown)
+    }
+}
+
+/// Builds a [`Node`]: identity, transports, limits and policies.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use p2p_service::{Limits, MakeGreeter, stack};
+/// use p2p_transport::NodeBuilder;
+///
+/// let (node, mut events) = NodeBuilder::new()
+///     .mdns(false)
+///     .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
+///     .build(stack(MakeGreeter::new("hi"), Limits::default()))?;
+/// while let Some(event) = events.recv().await {
+///     println!("{event:?}");
+/// }
+/// # node.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct NodeBuilder {
+    pub(crate) keypair: Option<Keypair>,
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+    pub(crate) mdns: bool,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_concurrent_streams: usize,
+    pub(crate) max_connections: Option<u32>,
+    pub(crate) max_connections_per_peer: Option<u32>,
+    pub(crate) external: ExternalAddrConfig,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) event_capacity: usize,
+    pub(crate) command_capacity: usize,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self {
+            keypair: None,
+            listen_addrs: Vec::new(),
+            mdns: true,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 1024,
+            max_connections: Some(2048),
+            max_connections_per_peer: Some(8),
+            external: ExternalAddrConfig::default(),
+            shutdown_grace: Duration::from_secs(5),
+            event_capacity: 1024,
+            command_capacity: 1024,
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// Listen on QUIC and TCP on all interfaces (port 0) by default, with mDNS on.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The node's identity; a fresh Ed25519 key by default.
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// Adds a listen address; the first call replaces the default
+    /// (`/ip4/0.0.0.0/udp/0/quic-v1` and `/ip4/0.0.0.0/tcp/0`).
+    pub fn listen_on(mut self, address: Multiaddr) -> Self {
+        self.listen_addrs.push(address);
+        self
+    }
+
+    /// Turns mDNS discovery on or off (on by default). Tests on 127.0.0.1 turn it off.
+    pub fn mdns(mut self, enabled: bool) -> Self {
+        self.mdns = enabled;
+        self
+    }
+
+    /// How long a connection with no open streams stays up. Default 60 s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long an outbound request may take end to end. Default 10 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Concurrent greet streams per connection. Default 1024: overload is
+    /// answered by the service stack (503) rather than by silently dropped streams.
+    pub fn max_concurrent_streams(mut self, streams: usize) -> Self {
+        self.max_concurrent_streams = streams;
+        self
+    }
+
+    /// Established connections in total (`None`: unlimited). Default 2048.
+    pub fn max_connections(mut self, limit: Option<u32>) -> Self {
+        self.max_connections = limit;
+        self
+    }
+
+    /// Established connections per peer (`None`: unlimited). Default 8.
+    pub fn max_connections_per_peer(mut self, limit: Option<u32>) -> Self {
+        self.max_connections_per_peer = limit;
+        self
+    }
+
+    /// The external-address policy.
+    pub fn external_addrs(mut self, config: ExternalAddrConfig) -> Self {
+        self.external = config;
+        self
+    }
+
+    /// How long [`Node::shutdown`] waits for in-flight inbound requests. Default 5 s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Builds the node and spawns its swarm task on the current tokio runtime.
+    ///
+    /// `make_service` is asked for one service per remote peer, on that
+    /// peer's first request; the service is dropped when the peer's last
+    /// connection closes. Must be called from within a tokio runtime.
+    pub fn build<M, S>(self, make_service: M) -> Result<(Node, NodeEvents), BuildError>
+    where
+        M: Service<PeerContext, Response = S> + Clone + Send + Sync + 'static,
+        M::Error: Into<BoxError>,
+        M::Future: Send + 'static,
+        S: Service<GreetRequest, Response = GreetResult, Error = Infallible> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        let make: MakePeerService = Arc::new(move |ctx| {
+            let make = make_service.clone();
+            Box::pin(async move {
+                let service = make.oneshot(ctx).await.map_err(Into::into)?;
+                Ok(BoxCloneSyncService::new(service))
+            })
+        });
+        let (commands_tx, commands_rx) = mpsc::channel(self.command_capacity.max(1));
+        let (events_tx, events_rx) = mpsc::channel(self.event_capacity.max(1));
+        let (peers_tx, peers_rx) = watch::channel(PeerSet::default());
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let local_peer_id =
+            swarm_task::spawn(self, make, commands_rx, events_tx, peers_tx, Arc::clone(&snapshot))?;
+        let client = Client::new(commands_tx.clone());
+        let node = Node { local_peer_id, commands: commands_tx, client, snapshot, greet_peers: peers_rx };
+        Ok((node, NodeEvents { rx: events_rx }))
+    }
+}

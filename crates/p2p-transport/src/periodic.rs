@@ -1,0 +1,247 @@
+//! Greeting every greet-capable peer at a fixed interval.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use libp2p::PeerId;
+use p2p_protocol::{GreetRequest, GreetResponse};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tower::ServiceExt;
+use tower::discover::Change;
+
+use crate::{Node, PeerClient, PeerDiscover, RequestError};
+
+/// The result of one greeting sent by a [`PeriodicGreeter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GreetOutcome {
+    /// The peer that was greeted.
+    pub peer_id: PeerId,
+    /// From handing the request to the node to its answer (or failure).
+    pub rtt: Duration,
+    /// The peer's answer, or why there is none.
+    pub result: Result<GreetResponse, RequestError>,
+}
+
+/// Greets every greet-capable peer of a [`Node`] once per interval.
+///
+/// Each tick sends one request to every peer in the node's
+/// [`discover()`](Node::discover) set, all concurrently: a slow peer delays
+/// only its own greeting. A peer whose previous greeting is still pending is
+/// skipped for that tick, so a peer that never answers costs one request per
+/// request timeout, not one per tick.
+///
+/// The outcomes arrive on a bounded [`GreetOutcomes`] stream. The greeter
+/// stops, and the stream ends, when the node shuts down or when the stream
+/// is dropped. While it runs it holds a handle to the node, so the node does
+/// not shut down by itself when the caller's handles are dropped: drop the
+/// stream or call [`Node::shutdown`].
+///
+/// ```no_run
+/// # async fn run(node: p2p_transport::Node) {
+/// use std::time::Duration;
+/// use p2p_transport::PeriodicGreeter;
+///
+/// let mut outcomes = PeriodicGreeter::new(&node, Duration::from_secs(5), "hello").spawn();
+/// while let Some(outcome) = outcomes.recv().await {
+///     match outcome.result {
+///         Ok(response) => println!("{} in {:?}: {}", outcome.peer_id, outcome.rtt, response.message),
+///         Err(err) => eprintln!("{}: {err}", outcome.peer_id),
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct PeriodicGreeter {
+    discover: PeerDiscover,
+    interval: Duration,
+    message: String,
+    capacity: usize,
+}
+
+impl PeriodicGreeter {
+    /// A greeter sending `message` to every greet-capable peer of `node` every
+    /// `interval` (at least one millisecond), the first time one interval from now.
+    pub fn new(node: &Node, interval: Duration, message: impl Into<String>) -> Self {
+        Self {
+            discover: node.discover(),
+            interval: interval.max(Duration::from_millis(1)),
+            message: message.into(),
+            capacity: 64,
+        }
+    }
+
+    /// How many outcomes may wait for the consumer (at least 1). Default 64.
+    ///
+    /// A consumer that falls behind delays the delivery of outcomes and the
+    /// next ticks, never the measurement of a round trip.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Starts greeting in a task of its own; must be called within a tokio runtime.
+    pub fn spawn(self) -> GreetOutcomes {
+        let (tx, rx) = mpsc::channel(self.capacity);
+        tokio::spawn(self.run(tx));
+        GreetOutcomes { rx }
+    }
+
+    async fn run(self, outcomes: mpsc::Sender<GreetOutcome>) {
+        let Self { mut discover, interval, message, .. } = self;
+        let request = GreetRequest::new(message);
+        let mut peers: HashMap<PeerId, PeerClient> = HashMap::new();
+        // Peers with a greeting in flight: skipped until it ends.
+        let mut pending: HashSet<PeerId> = HashSet::new();
+        // Each greeting is a task of its own so that its round trip is timed
+        // when the answer arrives, not when this loop gets round to it.
+        // Dropping the set when the loop ends aborts what is still in flight.
+        let mut in_flight: JoinSet<GreetOutcome> = JoinSet::new();
+        let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        loop {
+            tokio::select! {
+                change = discover.next() => match change {
+                    Some(Ok(Change::Insert(peer, client))) => {
+                        peers.insert(peer, client);
+                    }
+                    Some(Ok(Change::Remove(peer))) => {
+                        peers.remove(&peer);
+                    }
+                    Some(Err(never)) => match never {},
+                    // The node has shut down.
+                    None => break,
+                },
+                _ = ticks.tick() => {
+                    for (peer, client) in &peers {
+                        if pending.insert(*peer) {
+                            in_flight.spawn(greet(*peer, client.clone(), request.clone()));
+                        }
+                    }
+                }
+                Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let Ok(outcome) = joined else { continue };
+                    pending.remove(&outcome.peer_id);
+                    if outcome.result == Err(RequestError::Shutdown) {
+                        break;
+                    }
+                    if outcomes.send(outcome).await.is_err() {
+                        break;
+                    }
+                }
+                () = outcomes.closed() => break,
+            }
+        }
+    }
+}
+
+async fn greet(peer_id: PeerId, client: PeerClient, request: GreetRequest) -> GreetOutcome {
+    let start = Instant::now();
+    let result = client.oneshot(request).await;
+    GreetOutcome { peer_id, rtt: start.elapsed(), result }
+}
+
+/// The outcomes of a [`PeriodicGreeter`], in the order the answers arrived.
+///
+/// Ends when the node shuts down. Dropping it stops the greeter.
+#[derive(Debug)]
+pub struct GreetOutcomes {
+    rx: mpsc::Receiver<GreetOutcome>,
+}
+
+impl GreetOutcomes {
+    /// The next outcome; `None` once the greeter has stopped.
+    pub async fn recv(&mut self) -> Option<GreetOutcome> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for GreetOutcomes {
+    type Item = GreetOutcome;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<GreetOutcome>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use p2p_service::{BoxError, Limits, MakeGreeter, PeerContext, stack};
+
+    use super::*;
+    use crate::{NodeBuilder, NodeEvent, NodeEvents};
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    fn builder() -> NodeBuilder {
+        NodeBuilder::new().mdns(false).listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+    }
+
+    async fn listen_addr(events: &mut NodeEvents) -> libp2p::Multiaddr {
+        loop {
+            match events.recv().await.expect("node running") {
+                NodeEvent::Listening { address } => return address,
+                _ => continue,
+            }
+        }
+    }
+
+    /// A node whose handler never answers, counting the requests it got.
+    fn silent_node(calls: Arc<AtomicUsize>) -> (Node, NodeEvents) {
+        let make = tower::service_fn(move |_: PeerContext| {
+            let calls = Arc::clone(&calls);
+            async move {
+                Ok::<_, Infallible>(tower::service_fn(move |_: GreetRequest| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        std::future::pending::<()>().await;
+                        Err::<GreetResponse, BoxError>("unreachable".into())
+                    }
+                }))
+            }
+        });
+        let limits = Limits { request_timeout: None, ..Limits::default() };
+        builder().build(stack(make, limits)).expect("build")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_peer_delays_neither_the_others_nor_the_ticks() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (silent, mut silent_events) = silent_node(Arc::clone(&calls));
+        let (fast, mut fast_events) =
+            builder().build(stack(MakeGreeter::new("fast"), Limits::default())).expect("build");
+        let (us, _events) = builder().build(stack(MakeGreeter::new("us"), Limits::default())).expect("build");
+        us.dial(listen_addr(&mut silent_events).await).await.expect("dial");
+        us.dial(listen_addr(&mut fast_events).await).await.expect("dial");
+
+        let mut outcomes = PeriodicGreeter::new(&us, Duration::from_millis(50), "hi").spawn();
+        let mut answered = 0;
+        let wait = async {
+            while answered < 5 || calls.load(Ordering::SeqCst) == 0 {
+                let outcome = outcomes.recv().await.expect("greeter running");
+                assert_eq!(outcome.peer_id, fast.local_peer_id(), "the silent peer never answers");
+                let response = outcome.result.expect("the fast peer answers");
+                assert_eq!(response.message, "fast (you said: hi)");
+                answered += 1;
+            }
+        };
+        tokio::time::timeout(DEADLINE, wait).await.expect("five answers from the fast peer");
+        // The silent peer's first greeting is still pending: it was not greeted again.
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        us.shutdown().await;
+        let end = async { while outcomes.recv().await.is_some() {} };
+        tokio::time::timeout(DEADLINE, end).await.expect("the outcomes end with the node");
+        silent.shutdown().await;
+        fast.shutdown().await;
+    }
+}

@@ -1,0 +1,643 @@
+//! Real swarms on 127.0.0.1 (mDNS off), driven through the public API the way
+//! a user would. Every wait has a deadline; nothing sleeps.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use p2p_protocol::{
+    ErrorCode, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, decode, encode, read_frame,
+};
+use p2p_service::{BoxError, Limits, PeerContext, stack};
+use p2p_transport::libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol};
+use p2p_transport::{ExternalAddrConfig, Node, NodeBuilder, NodeEvent, NodeEvents, RequestError};
+use tokio::sync::{Semaphore, mpsc};
+use tower::discover::Change;
+use tower::{Service, ServiceExt};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+// ---- a scriptable handler ----------------------------------------------------
+
+/// What the test controls about a node's handler.
+struct Script {
+    name: &'static str,
+    /// Requests from this peer wait for a permit on `release` before answering.
+    held_peer: Mutex<Option<PeerId>>,
+    release: Semaphore,
+    /// Each held request announces itself here.
+    arrived: mpsc::Sender<PeerId>,
+    arrivals: tokio::sync::Mutex<mpsc::Receiver<PeerId>>,
+    /// Requests served, per peer.
+    calls: Mutex<HashMap<PeerId, usize>>,
+    /// Handler instances alive (one per peer service, plus one per request in flight).
+    live: tokio::sync::watch::Sender<usize>,
+    /// Report this instead of the caller's real address.
+    lie: Option<Multiaddr>,
+}
+
+impl Script {
+    fn new(name: &'static str) -> Arc<Self> {
+        Self::build(name, None)
+    }
+
+    fn liar(name: &'static str, lie: Multiaddr) -> Arc<Self> {
+        Self::build(name, Some(lie))
+    }
+
+    fn build(name: &'static str, lie: Option<Multiaddr>) -> Arc<Self> {
+        let (arrived, arrivals) = mpsc::channel(64);
+        Arc::new(Self {
+            name,
+            held_peer: Mutex::new(None),
+            release: Semaphore::new(0),
+            arrived,
+            arrivals: tokio::sync::Mutex::new(arrivals),
+            calls: Mutex::new(HashMap::new()),
+            live: tokio::sync::watch::Sender::new(0),
+            lie,
+        })
+    }
+
+    fn hold(&self, peer: PeerId) {
+        *self.held_peer.lock().unwrap() = Some(peer);
+    }
+
+    async fn next_held_arrival(&self) -> PeerId {
+        within("a held request to arrive", async { self.arrivals.lock().await.recv().await.unwrap() }).await
+    }
+
+    fn calls_from(&self, peer: PeerId) -> usize {
+        self.calls.lock().unwrap().get(&peer).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Clone)]
+struct MakeHandler(Arc<Script>);
+
+struct Handler {
+    ctx: PeerContext,
+    script: Arc<Script>,
+}
+
+impl Clone for Handler {
+    fn clone(&self) -> Self {
+        Handler::new(self.ctx.clone(), Arc::clone(&self.script))
+    }
+}
+
+impl Handler {
+    fn new(ctx: PeerContext, script: Arc<Script>) -> Self {
+        script.live.send_modify(|n| *n += 1);
+        Self { ctx, script }
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.script.live.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Service<PeerContext> for MakeHandler {
+    type Response = Handler;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Handler, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, ctx: PeerContext) -> Self::Future {
+        std::future::ready(Ok(Handler::new(ctx, Arc::clone(&self.0))))
+    }
+}
+
+impl Service<GreetRequest> for Handler {
+    type Response = GreetResponse;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<GreetResponse, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: GreetRequest) -> Self::Future {
+        let script = Arc::clone(&self.script);
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            *script.calls.lock().unwrap().entry(ctx.peer_id).or_default() += 1;
+            let held = *script.held_peer.lock().unwrap() == Some(ctx.peer_id);
+            if held {
+                script.arrived.send(ctx.peer_id).await.unwrap();
+                script.release.acquire().await.unwrap().forget();
+            }
+            if request.message == "fail" {
+                return Err("the database is on fire at 10.1.2.3".into());
+            }
+            Ok(GreetResponse {
+                message: format!("{}: {}", script.name, request.message),
+                observed_addr: script.lie.clone().unwrap_or(ctx.remote_addr),
+            })
+        })
+    }
+}
+
+// ---- test nodes ---------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    Quic,
+    Tcp,
+}
+
+impl Transport {
+    fn listen(self) -> Multiaddr {
+        match self {
+            Self::Quic => "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
+            Self::Tcp => "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        }
+    }
+}
+
+struct TestNode {
+    node: Node,
+    events: NodeEvents,
+    /// The listen address with `/p2p/<peer-id>`.
+    addr: Multiaddr,
+    script: Arc<Script>,
+}
+
+impl TestNode {
+    fn peer_id(&self) -> PeerId {
+        self.node.local_peer_id()
+    }
+
+    async fn wait_for(&mut self, what: &str, mut predicate: impl FnMut(&NodeEvent) -> bool) -> NodeEvent {
+        let events = &mut self.events;
+        within(what, async {
+            loop {
+                let event = events.recv().await.expect("node stopped");
+                if predicate(&event) {
+                    return event;
+                }
+            }
+        })
+        .await
+    }
+
+    async fn greet(&self, peer: &TestNode, message: &str) -> Result<GreetResponse, RequestError> {
+        within("a greeting", self.node.client().oneshot((peer.peer_id(), GreetRequest::new(message)))).await
+    }
+}
+
+fn test_limits() -> Limits {
+    Limits { rate_per_sec: 0, ..Limits::default() }
+}
+
+async fn spawn_node(script: Arc<Script>, transport: Transport) -> TestNode {
+    spawn_with(script, transport, |b| b).await
+}
+
+async fn spawn_with(
+    script: Arc<Script>,
+    transport: Transport,
+    configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
+) -> TestNode {
+    let builder = NodeBuilder::new()
+        .mdns(false)
+        .listen_on(transport.listen())
+        .request_timeout(Duration::from_secs(5))
+        .external_addrs(ExternalAddrConfig { allow_loopback: true, ..Default::default() });
+    let (node, events) = configure(builder)
+        .build(stack(MakeHandler(Arc::clone(&script)), test_limits()))
+        .expect("node builds");
+    let mut test_node = TestNode { node, events, addr: Multiaddr::empty(), script };
+    let NodeEvent::Listening { address } =
+        test_node.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
+    else {
+        unreachable!()
+    };
+    test_node.addr = address.with(Protocol::P2p(test_node.peer_id()));
+    test_node
+}
+
+/// `a` dials `b` and waits until identify says `b` speaks greet.
+async fn connect(a: &mut TestNode, b: &TestNode) {
+    a.node.dial(b.addr.clone()).await.expect("dial starts");
+    let b_id = b.peer_id();
+    a.wait_for(
+        "identify of the dialed peer",
+        |e| matches!(e, NodeEvent::GreetCapable { peer_id } if *peer_id == b_id),
+    )
+    .await;
+}
+
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, future).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn remote_code(result: Result<GreetResponse, RequestError>) -> ErrorCode {
+    match result {
+        Err(RequestError::Remote(err)) => err.code,
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+// ---- 1. greet both ways -----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_greet_each_other_both_ways_over_quic_and_tcp() {
+    for transport in [Transport::Quic, Transport::Tcp] {
+        let mut a = spawn_node(Script::new("a"), transport).await;
+        let mut b = spawn_node(Script::new("b"), transport).await;
+        connect(&mut a, &b).await;
+        let a_id = a.peer_id();
+        b.wait_for(
+            "identify of the dialer",
+            |e| matches!(e, NodeEvent::GreetCapable { peer_id } if *peer_id == a_id),
+        )
+        .await;
+
+        let from_b = a.greet(&b, "hello b").await.unwrap_or_else(|e| panic!("{transport:?}: {e}"));
+        assert_eq!(from_b.message, "b: hello b", "{transport:?}");
+        let from_a = b.greet(&a, "hello a").await.unwrap_or_else(|e| panic!("{transport:?}: {e}"));
+        assert_eq!(from_a.message, "a: hello a", "{transport:?}");
+        // The responder reports where it sees the requester.
+        assert!(from_b.observed_addr.to_string().starts_with("/ip4/127.0.0.1/"), "{}", from_b.observed_addr);
+        assert_eq!(a.node.greet_peers(), vec![b.peer_id()]);
+        a.node.shutdown().await;
+        b.node.shutdown().await;
+    }
+}
+
+// ---- 2. slow-handler isolation ----------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_stuck_on_one_peer_does_not_delay_another() {
+    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    let mut b = spawn_node(Script::new("b"), Transport::Quic).await;
+    connect(&mut a, &s).await;
+    connect(&mut b, &s).await;
+    s.script.hold(a.peer_id());
+
+    let client = a.node.client();
+    let s_id = s.peer_id();
+    let a_pending = tokio::spawn(client.oneshot((s_id, GreetRequest::new("slow"))));
+    assert_eq!(s.script.next_held_arrival().await, a.peer_id());
+
+    // A's request is stuck in S's handler; B is served all the same.
+    for i in 0..5 {
+        let response = b.greet(&s, &format!("fast {i}")).await.expect("B is served");
+        assert_eq!(response.message, format!("s: fast {i}"));
+    }
+    assert!(!a_pending.is_finished(), "A's request is still held");
+
+    s.script.release.add_permits(1);
+    let response = within("the held request", a_pending).await.unwrap().expect("A is answered once released");
+    assert_eq!(response.message, "s: slow");
+}
+
+// ---- 3. handler error -> 500 --------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_error_is_a_remote_500_and_the_next_request_works() {
+    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    connect(&mut a, &s).await;
+
+    match a.greet(&s, "fail").await {
+        Err(RequestError::Remote(err)) => {
+            assert_eq!(err.code, ErrorCode::INTERNAL);
+            assert_eq!(err.message, "internal error", "no internals on the wire");
+        }
+        other => panic!("expected 500, got {other:?}"),
+    }
+    assert_eq!(a.greet(&s, "again").await.unwrap().message, "s: again");
+}
+
+// ---- 4. hostile input on raw streams ----------------------------------------
+
+/// A bare swarm that speaks nothing but raw streams, to send what a real
+/// client never would.
+async fn raw_client(target: &Multiaddr) -> libp2p_stream::Control {
+    use p2p_transport::libp2p::{SwarmBuilder, swarm::SwarmEvent};
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let control = swarm.behaviour().new_control();
+    swarm.dial(target.clone()).unwrap();
+    let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut connected_tx = Some(connected_tx);
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await
+                && let Some(tx) = connected_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    within("the raw client to connect", connected_rx).await.unwrap();
+    control
+}
+
+/// Sends `bytes` on a fresh greet stream, closes the write half, and returns
+/// the decoded answer (or the stream error).
+async fn send_raw(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    bytes: &[u8],
+) -> Result<GreetResult, String> {
+    let mut stream = within("a stream", control.open_stream(peer, StreamProtocol::new(PROTOCOL_NAME)))
+        .await
+        .map_err(|e| e.to_string())?;
+    // The responder may answer and close before reading everything (413):
+    // a failed write is then expected, the answer is what counts.
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.close().await;
+    let body = within("an answer", read_frame(&mut stream)).await.map_err(|e| e.to_string())?;
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
+    assert!(rest.is_empty(), "no trailing bytes after the answer");
+    decode::<GreetResult>(&body).map_err(|e| e.to_string())
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    futures::executor::block_on(p2p_protocol::write_frame(&mut out, body)).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_are_answered_with_codes_and_the_connection_lives_on() {
+    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let mut control = raw_client(&s.addr).await;
+    let peer = s.peer_id();
+
+    let valid = framed(&encode(&GreetRequest::new("ok")));
+    let mut trailing = encode(&GreetRequest::new("x"));
+    trailing.push(0);
+    let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+        ("garbage body", framed(&[0xff, 0xff, 0xff]), ErrorCode::BAD_REQUEST),
+        ("invalid utf-8", framed(&[0x02, 0xc3, 0x28]), ErrorCode::BAD_REQUEST),
+        ("trailing bytes in the body", framed(&trailing), ErrorCode::BAD_REQUEST),
+        ("declared 100,000 bytes", [vec![0xa0, 0x8d, 0x06], vec![0; 64]].concat(), ErrorCode::TOO_LARGE),
+        ("declared 2^64-1", [vec![0xff; 9], vec![0x01]].concat(), ErrorCode::TOO_LARGE),
+        ("over-long varint", vec![0x80; 11], ErrorCode::BAD_REQUEST),
+        ("truncated frame", vec![0x0a, b'h', b'i'], ErrorCode::BAD_REQUEST),
+        ("empty stream", vec![], ErrorCode::BAD_REQUEST),
+    ];
+    for (name, bytes, code) in cases {
+        match send_raw(&mut control, peer, &bytes).await {
+            Ok(Err(err)) => assert_eq!(err.code, code, "{name}: {err}"),
+            // A reset is an allowed answer to an oversized length, nothing else.
+            Err(reset) if code == ErrorCode::TOO_LARGE => eprintln!("{name}: stream reset ({reset})"),
+            other => panic!("{name}: expected {code}, got {other:?}"),
+        }
+        // The same connection still serves a well-formed request.
+        let answer = send_raw(&mut control, peer, &valid).await;
+        assert_eq!(answer.unwrap().unwrap().message, "s: ok", "after {name}");
+    }
+
+    // Many streams at once, half of them garbage: every one is answered.
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let mut control = control.clone();
+        let bytes = if i % 2 == 0 { valid.clone() } else { framed(&[0xff; 8]) };
+        handles.push(tokio::spawn(async move { (i, send_raw(&mut control, peer, &bytes).await) }));
+    }
+    for handle in handles {
+        let (i, answer) = handle.await.unwrap();
+        match answer.unwrap_or_else(|e| panic!("stream {i}: {e}")) {
+            Ok(response) => assert_eq!((i % 2, response.message.as_str()), (0, "s: ok")),
+            Err(err) => assert_eq!((i % 2, err.code), (1, ErrorCode::BAD_REQUEST)),
+        }
+    }
+}
+
+// ---- 5. a peer killed mid-request -------------------------------------------
+
+/// A node on a runtime of its own, so that the test can kill it outright:
+/// dropping the runtime drops the swarm without a goodbye.
+/// Its `Node` handle works from the test's runtime (channels are runtime-agnostic).
+fn spawn_killable(script: Arc<Script>) -> (tokio::runtime::Runtime, Multiaddr, Node) {
+    // Built on a plain thread: a runtime cannot be started from inside another.
+    std::thread::spawn(move || {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let test_node = runtime.block_on(spawn_node(script, Transport::Quic));
+        (runtime, test_node.addr, test_node.node)
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_request_fails_the_request_within_the_timeout() {
+    let script = Script::new("doomed");
+    let (runtime, addr, doomed) = spawn_killable(Arc::clone(&script));
+    let doomed = doomed.local_peer_id();
+    let a =
+        spawn_with(Script::new("a"), Transport::Quic, |b| b.request_timeout(Duration::from_secs(3))).await;
+    a.node.dial(addr).await.unwrap();
+    script.hold(a.peer_id());
+
+    let started = tokio::time::Instant::now();
+    let pending = tokio::spawn(a.node.client().oneshot((doomed, GreetRequest::new("are you there?"))));
+    script.next_held_arrival().await;
+    runtime.shutdown_background();
+
+    let result = within("the failed request", pending).await.unwrap();
+    assert!(
+        matches!(result, Err(RequestError::Timeout | RequestError::ConnectionClosed | RequestError::Io(_))),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3) + Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_request_leaves_no_task_or_service_behind() {
+    let mut s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let (runtime, _, doomed) = spawn_killable(Script::new("doomed"));
+    let doomed_id = doomed.local_peer_id();
+    doomed.dial(s.addr.clone()).await.unwrap();
+    s.script.hold(doomed_id);
+    let pending = tokio::spawn(doomed.client().oneshot((s.peer_id(), GreetRequest::new("hold me"))));
+    assert_eq!(s.script.next_held_arrival().await, doomed_id);
+
+    runtime.shutdown_background();
+    s.wait_for(
+        "the killed peer to disconnect",
+        |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == doomed_id),
+    )
+    .await;
+    assert!(s.node.connected_peers().is_empty());
+    // The handler finishes after its requester is gone: the answer is dropped
+    // quietly, and with it the last piece of the peer's service.
+    s.script.release.add_permits(1);
+    let mut live = s.script.live.subscribe();
+    within("the peer's service to be dropped", live.wait_for(|n| *n == 0)).await.unwrap();
+    // The request on the killed node never completes with a response.
+    assert!(!pending.is_finished() || pending.await.unwrap().is_err());
+    // S still serves others.
+    let mut b = spawn_node(Script::new("b"), Transport::Quic).await;
+    connect(&mut b, &s).await;
+    assert_eq!(b.greet(&s, "still there?").await.unwrap().message, "s: still there?");
+}
+
+// ---- 6. discover + Balance ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_tracks_greet_peers_and_balance_spreads_requests() {
+    use tower::balance::p2c::Balance;
+    use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
+
+    let mut c = spawn_node(Script::new("c"), Transport::Quic).await;
+    let s1 = spawn_node(Script::new("s1"), Transport::Quic).await;
+    let s2 = spawn_node(Script::new("s2"), Transport::Quic).await;
+    let mut discover = c.node.discover();
+    connect(&mut c, &s1).await;
+    connect(&mut c, &s2).await;
+
+    let mut inserted = Vec::new();
+    while inserted.len() < 2 {
+        match within("insertions", discover.next()).await.unwrap().unwrap() {
+            Change::Insert(peer, client) => {
+                assert_eq!(client.peer_id(), peer);
+                inserted.push(peer);
+            }
+            Change::Remove(peer) => panic!("unexpected removal of {peer}"),
+        }
+    }
+    inserted.sort();
+    let mut expected = vec![s1.peer_id(), s2.peer_id()];
+    expected.sort();
+    assert_eq!(inserted, expected);
+
+    // Balance over a fresh Discover: 40 requests land on both servers.
+    let mut balance =
+        Balance::new(PendingRequestsDiscover::new(c.node.discover(), CompleteOnResponse::default()));
+    let mut answers = Vec::new();
+    for i in 0..40 {
+        let request = GreetRequest::new(format!("req {i}"));
+        let response = within("a balanced request", async {
+            balance.ready().await.unwrap().call(request).await.unwrap()
+        })
+        .await;
+        answers.push(response.message);
+    }
+    let (on_s1, on_s2) = (s1.script.calls_from(c.peer_id()), s2.script.calls_from(c.peer_id()));
+    assert_eq!(on_s1 + on_s2, 40);
+    assert!(on_s1 > 0 && on_s2 > 0, "spread: s1 {on_s1}, s2 {on_s2}");
+
+    // A server that goes away leaves the set.
+    let s2_id = s2.peer_id();
+    s2.node.shutdown().await;
+    match within("the removal", discover.next()).await.unwrap().unwrap() {
+        Change::Remove(peer) => assert_eq!(peer, s2_id),
+        Change::Insert(peer, _) => panic!("unexpected insertion of {peer}"),
+    }
+}
+
+// ---- 7. external addresses -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observed_address_is_confirmed_by_two_peers_not_by_one_or_a_liar() {
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    let b = spawn_node(Script::new("b"), Transport::Quic).await;
+    let c = spawn_node(Script::new("c"), Transport::Quic).await;
+    let fake: Multiaddr = "/ip4/10.66.66.66/udp/6666/quic-v1".parse().unwrap();
+    let liar = spawn_node(Script::liar("liar", fake.clone()), Transport::Quic).await;
+
+    // One honest peer (identify and greets) is not enough.
+    connect(&mut a, &b).await;
+    a.greet(&b, "one").await.unwrap();
+    a.greet(&b, "two").await.unwrap();
+    assert!(a.node.external_addrs().is_empty(), "{:?}", a.node.external_addrs());
+
+    // A second honest peer confirms the address both see.
+    a.node.dial(c.addr.clone()).await.unwrap();
+    let event = a.wait_for("confirmation", |e| matches!(e, NodeEvent::ExternalAddrConfirmed { .. })).await;
+    let NodeEvent::ExternalAddrConfirmed { address } = event else { unreachable!() };
+    let listen = a.addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect::<Multiaddr>();
+    assert_eq!(address, listen, "QUIC dials from the listen port, so peers see that address");
+    assert_eq!(a.greet(&c, "three").await.unwrap().observed_addr, listen);
+    assert_eq!(a.node.external_addrs(), vec![listen.clone()]);
+
+    // A peer lying about A's address, alone, changes nothing.
+    connect(&mut a, &liar).await;
+    for _ in 0..3 {
+        assert_eq!(a.greet(&liar, "hi").await.unwrap().observed_addr, fake);
+    }
+    assert_eq!(a.node.external_addrs(), vec![listen]);
+}
+
+// ---- 8. shutdown -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_an_in_flight_request_then_refuses_new_ones() {
+    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    connect(&mut a, &s).await;
+    s.script.hold(a.peer_id());
+
+    let in_flight = tokio::spawn(a.node.client().oneshot((s.peer_id(), GreetRequest::new("finish me"))));
+    s.script.next_held_arrival().await;
+    let shutting_down = tokio::spawn({
+        let node = s.node.clone();
+        async move { node.shutdown().await }
+    });
+    // While S drains, the held request is still answered...
+    s.script.release.add_permits(1);
+    let response =
+        within("the drained request", in_flight).await.unwrap().expect("answered during the drain");
+    assert_eq!(response.message, "s: finish me");
+    within("shutdown to complete", shutting_down).await.unwrap();
+
+    // ...and afterwards nothing is: S's own client says so at once, and A can't reach S.
+    let own = within("S's client", s.node.client().oneshot((a.peer_id(), GreetRequest::new("x")))).await;
+    assert_eq!(own.unwrap_err(), RequestError::Shutdown);
+    assert!(a.greet(&s, "anyone?").await.is_err());
+    // Shutting down twice is fine.
+    within("a second shutdown", s.node.shutdown()).await;
+}
+
+// ---- the service stack's codes reach the wire ------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_and_load_shedding_are_visible_on_the_wire() {
+    let limits = Limits { rate_per_sec: 1, rate_burst: 3, ..Limits::default() };
+    let script = Script::new("s");
+    let (node, mut events) = NodeBuilder::new()
+        .mdns(false)
+        .listen_on(Transport::Quic.listen())
+        .build(stack(MakeHandler(Arc::clone(&script)), limits))
+        .unwrap();
+    let addr = loop {
+        if let Some(NodeEvent::Listening { address }) = within("listening", events.recv()).await {
+            break address.with(Protocol::P2p(node.local_peer_id()));
+        }
+    };
+    let s = TestNode { node, events, addr, script };
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    connect(&mut a, &s).await;
+    let messages: Vec<String> = (0..5).map(|i| i.to_string()).collect();
+    let codes: Vec<Option<ErrorCode>> = futures::future::join_all(messages.iter().map(|m| a.greet(&s, m)))
+        .await
+        .into_iter()
+        .map(|r| r.err().map(|e| remote_code(Err(e))))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 3, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == Some(ErrorCode::RATE_LIMITED)).count(), 2, "{codes:?}");
+}
