@@ -45,6 +45,7 @@ mod codec;
 mod error;
 mod frame;
 mod types;
+pub mod v2;
 
 pub use codec::{decode, encode};
 pub use error::DecodeError;

@@ -1,0 +1,35 @@
+//! The pipelined greet protocol, `/p2p-node/greet/2.0.0`.
+//!
+//! The same messages, framing and codes as 1.0.0, but many requests share one
+//! long-lived stream: each request carries an id chosen by the requester, and
+//! responses come back in any order, matched by id. Id 0 is the stream-level
+//! error: a responder that cannot decode a frame answers
+//! `(0, Err(400 | 413))` and closes the stream.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{GreetRequest, GreetResult};
+
+/// The protocol id negotiated with multistream-select.
+pub const PROTOCOL_NAME: &str = "/p2p-node/greet/2.0.0";
+
+/// The id of a stream-level error response; never a request's id.
+pub const STREAM_ERROR_ID: u64 = 0;
+
+/// A request frame body: postcard `(u64 id, GreetRequest)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the requester: unique among its in-flight requests on the stream, never 0.
+    pub id: u64,
+    /// The request.
+    pub request: GreetRequest,
+}
+
+/// A response frame body: postcard `(u64 id, Result<GreetResponse, RemoteError>)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The id of the request this answers, or [`STREAM_ERROR_ID`].
+    pub id: u64,
+    /// The answer.
+    pub result: GreetResult,
+}
