@@ -16,20 +16,29 @@ pub async fn write_frame<W>(writer: &mut W, body: &[u8]) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
+    // Prefix and body go out in one write, so a frame is one packet when it fits.
+    let mut frame = Vec::with_capacity(MAX_VARINT_LEN + body.len());
+    append_frame(&mut frame, body)?;
+    writer.write_all(&frame).await?;
+    writer.flush().await
+}
+
+/// Appends one frame (`uvarint(body.len()) || body`) to `out`, for writers
+/// that coalesce several frames into one write.
+///
+/// Fails with [`std::io::ErrorKind::InvalidInput`] and appends nothing if the
+/// body is longer than [`MAX_FRAME_LEN`].
+pub fn append_frame(out: &mut Vec<u8>, body: &[u8]) -> std::io::Result<()> {
     if body.len() > MAX_FRAME_LEN {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("frame body of {} bytes exceeds the maximum of {MAX_FRAME_LEN}", body.len()),
         ));
     }
-    // Prefix and body go out in one write, so a frame is one packet when it fits.
     let mut prefix = unsigned_varint::encode::u64_buffer();
-    let prefix = unsigned_varint::encode::u64(body.len() as u64, &mut prefix);
-    let mut frame = Vec::with_capacity(prefix.len() + body.len());
-    frame.extend_from_slice(prefix);
-    frame.extend_from_slice(body);
-    writer.write_all(&frame).await?;
-    writer.flush().await
+    out.extend_from_slice(unsigned_varint::encode::u64(body.len() as u64, &mut prefix));
+    out.extend_from_slice(body);
+    Ok(())
 }
 
 /// Reads one frame and returns its body; a stream that ends before the first

@@ -22,7 +22,8 @@ fn v2_response_vectors() {
         id,
         result: Ok(GreetResponse { message: message.into(), observed_addr: addr.parse().unwrap() }),
     };
-    let err = |id, code: u16, message: &str| Response { id, result: Err(RemoteError::new(code.into(), message)) };
+    let err =
+        |id, code: u16, message: &str| Response { id, result: Err(RemoteError::new(code.into(), message)) };
     let vectors = [
         (ok(2, "hi", "/ip4/10.0.0.2/udp/4001/quic-v1"), "02000268690b040a00000291020fa1cd03"),
         (err(300, 429, "slow down"), "ac0201ad0309736c6f7720646f776e"),

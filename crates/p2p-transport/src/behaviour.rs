@@ -5,6 +5,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{connection_limits, identify, mdns, ping, request_response};
 
 use crate::codec::GreetCodec;
+use crate::pipelined::Acceptor;
 
 /// Every protocol a node speaks. Connection limits come first so that a
 /// refused connection is refused before any other behaviour sees it.
@@ -14,5 +15,9 @@ pub(crate) struct Behaviour {
     pub(crate) greet: request_response::Behaviour<GreetCodec>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
+    /// Opens greet v2's long-lived pipelined streams.
+    pub(crate) streams: libp2p_stream::Behaviour,
+    /// Accepts them (off for a 1.0.0-only node).
+    pub(crate) pipelined: Toggle<Acceptor>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
 }

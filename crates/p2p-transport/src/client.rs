@@ -3,15 +3,19 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use futures::future::BoxFuture;
 use libp2p::PeerId;
-use p2p_protocol::{GreetRequest, GreetResponse, MAX_FRAME_LEN};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::PollSender;
+use p2p_protocol::{GreetRequest, GreetResponse, MAX_FRAME_LEN, MAX_VARINT_LEN};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio_util::sync::{PollSemaphore, PollSender};
 use tower::Service;
 
 use crate::RequestError;
+use crate::pipelined::Mux;
+use crate::registry::PeerRegistry;
 use crate::swarm_task::Command;
 
 /// The running node as a `Service<(PeerId, GreetRequest)>`.
@@ -21,28 +25,53 @@ use crate::swarm_task::Command;
 /// instead of an unbounded queue. Once the node has shut down, `poll_ready`
 /// and every response fail with [`RequestError::Shutdown`], never hang.
 ///
+/// Requests to a peer that speaks greet v2 go on its pipelined stream
+/// instead, without passing through the swarm task; callers never see which.
 /// Per-peer back-pressure belongs to [`PeerClient`]: `poll_ready` cannot
 /// depend on which peer the next request goes to.
 #[derive(Debug)]
 pub struct Client {
     commands: PollSender<Command>,
+    registry: Arc<PeerRegistry>,
+    pipelining: bool,
 }
 
 impl Clone for Client {
     fn clone(&self) -> Self {
         // A clone starts with no reserved slot, as tower's `Buffer` does.
-        Self { commands: self.commands.clone() }
+        Self {
+            commands: self.commands.clone(),
+            registry: Arc::clone(&self.registry),
+            pipelining: self.pipelining,
+        }
     }
 }
 
 impl Client {
-    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
-        Self { commands: PollSender::new(commands) }
+    pub(crate) fn new(
+        commands: mpsc::Sender<Command>,
+        registry: Arc<PeerRegistry>,
+        pipelining: bool,
+    ) -> Self {
+        Self { commands: PollSender::new(commands), registry, pipelining }
     }
 
-    /// A service bound to one peer.
+    /// A service bound to one peer, speaking whichever protocol version the peer prefers.
     pub fn peer(&self, peer_id: PeerId) -> PeerClient {
-        PeerClient { client: self.clone(), peer_id }
+        PeerClient { client: self.clone(), peer_id, version: GreetVersion::Auto, reserved: None, slots: None }
+    }
+
+    /// The v1 path: through the swarm task, in the slot `poll_ready` reserved.
+    fn call_v1(&mut self, peer: PeerId, request: GreetRequest) -> ResponseFuture {
+        if body_len(&request) > MAX_FRAME_LEN {
+            self.commands.abort_send();
+            return ResponseFuture::failed(RequestError::TooLarge);
+        }
+        let (reply, response) = oneshot::channel();
+        match self.commands.send_item(Command::Request { peer, request, reply }) {
+            Ok(()) => ResponseFuture { state: State::Waiting(response) },
+            Err(_) => ResponseFuture::failed(RequestError::Shutdown),
+        }
     }
 }
 
@@ -56,14 +85,134 @@ impl Service<(PeerId, GreetRequest)> for Client {
     }
 
     fn call(&mut self, (peer, request): (PeerId, GreetRequest)) -> ResponseFuture {
-        if body_len(&request) > MAX_FRAME_LEN {
+        if self.pipelining
+            && let Some(mux) = self.registry.v2_mux(&peer)
+        {
+            // The reserved command slot is not needed: give it back.
             self.commands.abort_send();
-            return ResponseFuture::failed(RequestError::TooLarge);
+            if body_len(&request) + MAX_VARINT_LEN > MAX_FRAME_LEN {
+                return ResponseFuture::failed(RequestError::TooLarge);
+            }
+            return ResponseFuture::boxed(mux.call(request));
         }
-        let (reply, response) = oneshot::channel();
-        match self.commands.send_item(Command::Request { peer, request, reply }) {
-            Ok(()) => ResponseFuture { state: State::Waiting(response) },
-            Err(_) => ResponseFuture::failed(RequestError::Shutdown),
+        self.call_v1(peer, request)
+    }
+}
+
+/// Which greet protocol a [`PeerClient`] speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GreetVersion {
+    /// 2.0.0 when identify says the peer speaks it (and this node does), 1.0.0 otherwise.
+    #[default]
+    Auto,
+    /// Always 1.0.0: one stream per request.
+    V1,
+    /// Always 2.0.0 once connected, even before identify has spoken; a peer
+    /// without it fails with [`RequestError::UnsupportedProtocol`].
+    V2,
+}
+
+/// A `Service<GreetRequest>` bound to one peer.
+///
+/// On greet v2, `poll_ready` waits for a free slot on the peer's pipelined
+/// stream, so callers get real per-peer back-pressure; on v1 it reserves a
+/// slot in the swarm task's command channel.
+#[derive(Debug)]
+pub struct PeerClient {
+    client: Client,
+    peer_id: PeerId,
+    version: GreetVersion,
+    reserved: Option<Reserved>,
+    /// The pipelined stream's slots, once the peer is known to have one.
+    slots: Option<(Arc<Mux>, PollSemaphore)>,
+}
+
+#[derive(Debug)]
+enum Reserved {
+    V1,
+    V2(Arc<Mux>, OwnedSemaphorePermit),
+}
+
+impl std::fmt::Debug for Mux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mux").finish_non_exhaustive()
+    }
+}
+
+impl Clone for PeerClient {
+    fn clone(&self) -> Self {
+        // A clone starts with no reserved slot.
+        let slots = self.slots.as_ref().map(|(mux, _)| (Arc::clone(mux), PollSemaphore::new(mux.permits())));
+        Self {
+            client: self.client.clone(),
+            peer_id: self.peer_id,
+            version: self.version,
+            reserved: None,
+            slots,
+        }
+    }
+}
+
+impl PeerClient {
+    /// The peer this client sends to.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// This client, speaking `version`.
+    pub fn with_version(mut self, version: GreetVersion) -> Self {
+        self.version = version;
+        self
+    }
+
+    fn pipelined_mux(&self) -> Option<Arc<Mux>> {
+        match self.version {
+            GreetVersion::V1 => None,
+            GreetVersion::Auto if !self.client.pipelining => None,
+            GreetVersion::Auto => self.client.registry.v2_mux(&self.peer_id),
+            GreetVersion::V2 => self.client.registry.any_mux(&self.peer_id),
+        }
+    }
+}
+
+impl Service<GreetRequest> for PeerClient {
+    type Response = GreetResponse;
+    type Error = RequestError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RequestError>> {
+        if self.reserved.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.pipelined_mux() {
+            Some(mux) => {
+                if self.slots.as_ref().is_none_or(|(known, _)| !Arc::ptr_eq(known, &mux)) {
+                    self.slots = Some((Arc::clone(&mux), PollSemaphore::new(mux.permits())));
+                }
+                let (_, slots) = self.slots.as_mut().expect("just set");
+                let permit = ready!(slots.poll_acquire(cx)).ok_or(RequestError::Shutdown)?;
+                self.reserved = Some(Reserved::V2(mux, permit));
+            }
+            None => {
+                ready!(self.client.poll_ready(cx))?;
+                self.reserved = Some(Reserved::V1);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: GreetRequest) -> ResponseFuture {
+        match self.reserved.take() {
+            Some(Reserved::V2(mux, permit)) => {
+                if body_len(&request) + MAX_VARINT_LEN > MAX_FRAME_LEN {
+                    return ResponseFuture::failed(RequestError::TooLarge);
+                }
+                ResponseFuture::boxed(mux.call_with(permit, request))
+            }
+            // Without a reservation the command channel refuses the request
+            // (an error, not a panic), as tower's contract allows.
+            Some(Reserved::V1) | None => self.client.call_v1(self.peer_id, request),
         }
     }
 }
@@ -84,15 +233,29 @@ pub struct ResponseFuture {
     state: State,
 }
 
-#[derive(Debug)]
 enum State {
     Waiting(oneshot::Receiver<Result<GreetResponse, RequestError>>),
+    Pipelined(BoxFuture<'static, Result<GreetResponse, RequestError>>),
     Failed(Option<RequestError>),
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Waiting(_) => "Waiting",
+            Self::Pipelined(_) => "Pipelined",
+            Self::Failed(_) => "Failed",
+        })
+    }
 }
 
 impl ResponseFuture {
     fn failed(err: RequestError) -> Self {
         Self { state: State::Failed(Some(err)) }
+    }
+
+    fn boxed(future: impl Future<Output = Result<GreetResponse, RequestError>> + Send + 'static) -> Self {
+        Self { state: State::Pipelined(Box::pin(future)) }
     }
 }
 
@@ -105,36 +268,9 @@ impl Future for ResponseFuture {
             State::Waiting(rx) => {
                 Poll::Ready(ready!(Pin::new(rx).poll(cx)).unwrap_or(Err(RequestError::Shutdown)))
             }
+            State::Pipelined(future) => future.as_mut().poll(cx),
             State::Failed(err) => Poll::Ready(Err(err.take().unwrap_or(RequestError::Shutdown))),
         }
-    }
-}
-
-/// A `Service<GreetRequest>` bound to one peer.
-#[derive(Debug, Clone)]
-pub struct PeerClient {
-    client: Client,
-    peer_id: PeerId,
-}
-
-impl PeerClient {
-    /// The peer this client sends to.
-    pub fn peer_id(&self) -> PeerId {
-        self.peer_id
-    }
-}
-
-impl Service<GreetRequest> for PeerClient {
-    type Response = GreetResponse;
-    type Error = RequestError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RequestError>> {
-        self.client.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: GreetRequest) -> ResponseFuture {
-        self.client.call((self.peer_id, request))
     }
 }
 

@@ -10,13 +10,17 @@ use p2p_protocol::{
     read_frame, write_frame,
 };
 
-/// The inbound request as the swarm task sees it: a decode failure is a value,
-/// so bad input is answered with its code instead of dropping the stream.
-pub(crate) type InboundRequest = Result<GreetRequest, DecodeError>;
+/// A request as read off a stream: a decode failure is a value, so bad input
+/// is answered with its code instead of dropping the stream.
+pub type InboundRequest = Result<GreetRequest, DecodeError>;
 
-/// The greet protocol's codec: one frame each way per stream.
+/// The greet protocol's codec for `libp2p::request_response`: one frame each way per stream.
+///
+/// The node uses it internally; it is public for programs that want the
+/// protocol on a plain libp2p swarm (the benchmark's raw baseline does).
+/// Outbound requests are always `Ok`.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct GreetCodec;
+pub struct GreetCodec;
 
 impl request_response::Codec for GreetCodec {
     type Protocol = StreamProtocol;

@@ -32,11 +32,15 @@ mod codec;
 mod discover;
 mod error;
 mod external_addrs;
+pub mod load;
 mod node;
 mod periodic;
+mod pipelined;
+mod registry;
 mod swarm_task;
 
-pub use client::{Client, MakePeerClient, PeerClient, ResponseFuture};
+pub use client::{Client, GreetVersion, MakePeerClient, PeerClient, ResponseFuture};
+pub use codec::{GreetCodec, InboundRequest};
 pub use discover::PeerDiscover;
 pub use error::{BuildError, RequestError};
 pub use external_addrs::{ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};

@@ -16,6 +16,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
 use crate::discover::{PeerDiscover, PeerSet};
+use crate::registry::PeerRegistry;
 use crate::swarm_task::{self, Command};
 use crate::{BuildError, Client, ExternalAddrConfig, MakePeerClient, RequestError};
 
@@ -225,6 +226,8 @@ pub struct NodeBuilder {
     pub(crate) shutdown_grace: Duration,
     pub(crate) event_capacity: usize,
     pub(crate) command_capacity: usize,
+    pub(crate) greet_v2: bool,
+    pub(crate) max_in_flight_per_stream: usize,
 }
 
 impl Default for NodeBuilder {
@@ -242,6 +245,8 @@ impl Default for NodeBuilder {
             shutdown_grace: Duration::from_secs(5),
             event_capacity: 1024,
             command_capacity: 1024,
+            greet_v2: true,
+            max_in_flight_per_stream: 128,
         }
     }
 }
@@ -308,6 +313,20 @@ impl NodeBuilder {
         self
     }
 
+    /// Serve and use greet v2 (`/p2p-node/greet/2.0.0`, pipelined). Default on;
+    /// off makes a 1.0.0-only node, for tests and interop.
+    pub fn greet_v2(mut self, enabled: bool) -> Self {
+        self.greet_v2 = enabled;
+        self
+    }
+
+    /// Inbound requests one pipelined stream may have in flight; beyond that
+    /// the node stops reading the stream. Default 128.
+    pub fn max_in_flight_per_stream(mut self, limit: usize) -> Self {
+        self.max_in_flight_per_stream = limit;
+        self
+    }
+
     /// How long [`Node::shutdown`] waits for in-flight inbound requests. Default 5 s.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
@@ -338,9 +357,13 @@ impl NodeBuilder {
         let (events_tx, events_rx) = mpsc::channel(self.event_capacity.max(1));
         let (peers_tx, peers_rx) = watch::channel(PeerSet::default());
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let registry = Arc::new(PeerRegistry::default());
+        let pipelining = self.greet_v2;
+        let channels =
+            swarm_task::Channels { commands: commands_rx, events: events_tx, greet_peers: peers_tx };
         let local_peer_id =
-            swarm_task::spawn(self, make, commands_rx, events_tx, peers_tx, Arc::clone(&snapshot))?;
-        let client = Client::new(commands_tx.clone());
+            swarm_task::spawn(self, make, channels, Arc::clone(&snapshot), Arc::clone(&registry))?;
+        let client = Client::new(commands_tx.clone(), registry, pipelining);
         let node = Node { local_peer_id, commands: commands_tx, client, snapshot, greet_peers: peers_rx };
         Ok((node, NodeEvents { rx: events_rx }))
     }

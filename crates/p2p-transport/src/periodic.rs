@@ -210,7 +210,7 @@ mod tests {
             }
         });
         let limits = Limits { request_timeout: None, ..Limits::default() };
-        builder().build(stack(make, limits)).expect("build")
+        builder().shutdown_grace(Duration::from_millis(100)).build(stack(make, limits)).expect("build")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,10 +22,11 @@ use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, mdns, noise, ping, tcp, yamux,
 };
-use p2p_protocol::{ErrorCode, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, RemoteError};
+use p2p_protocol::{ErrorCode, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, RemoteError, v2};
 use p2p_service::PeerContext;
 use tokio::sync::{OnceCell, mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
@@ -33,7 +34,16 @@ use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{GreetCodec, InboundRequest};
 use crate::discover::PeerSet;
 use crate::node::{MakePeerService, NodeBuilder, PeerService, Snapshot};
+use crate::pipelined::{self, Acceptor, Mux};
+use crate::registry::{PeerRegistry, SharedPeer};
 use crate::{BuildError, ExternalAddrChange, ExternalAddresses, NodeEvent, RequestError};
+
+/// The channels between the swarm task and the node's handles.
+pub(crate) struct Channels {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) events: mpsc::Sender<NodeEvent>,
+    pub(crate) greet_peers: watch::Sender<PeerSet>,
+}
 
 /// What handles ask of the swarm task.
 #[derive(Debug)]
@@ -63,6 +73,13 @@ struct Answer {
 /// room here; the swarm task only ever receives from it.
 const ANSWER_CAPACITY: usize = 1024;
 
+/// At most this many queued answers or commands are taken per wake-up, so
+/// the swarm itself is still polled often under load.
+const BATCH: usize = 64;
+
+/// Observed addresses from v2 answers waiting for the swarm task; more are dropped.
+const OBSERVATION_CAPACITY: usize = 256;
+
 /// The identify protocol version every p2p-node announces.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/p2p-node/1.0.0";
 
@@ -79,6 +96,19 @@ struct PeerState {
 
 struct SwarmTask {
     swarm: Swarm<Behaviour>,
+    /// Shared with the pipelined (v2) tasks, which never go through this one.
+    registry: Arc<PeerRegistry>,
+    streams_control: libp2p_stream::Control,
+    /// Serve and use greet v2.
+    pipelining: bool,
+    request_timeout: Duration,
+    /// Observed addresses from v2 answers, which bypass this task.
+    observations_tx: mpsc::Sender<(PeerId, Multiaddr)>,
+    observations: mpsc::Receiver<(PeerId, Multiaddr)>,
+    /// Tells the v2 responders to stop reading; they finish what they read.
+    stop_streams: watch::Sender<bool>,
+    /// The v2 responders, so that shutdown can wait for them.
+    stream_tasks: TaskTracker,
     make: MakePeerService,
     commands: mpsc::Receiver<Command>,
     answers_tx: mpsc::Sender<Answer>,
@@ -107,14 +137,15 @@ struct SwarmTask {
 pub(crate) fn spawn(
     config: NodeBuilder,
     make: MakePeerService,
-    commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<NodeEvent>,
-    greet_peers: watch::Sender<PeerSet>,
+    Channels { commands, events, greet_peers }: Channels,
     snapshot: Arc<Mutex<Snapshot>>,
+    registry: Arc<PeerRegistry>,
 ) -> Result<PeerId, BuildError> {
     let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
     let local_peer_id = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(&config, keypair)?;
+    let (acceptor, incoming) = Acceptor::new();
+    let acceptor = config.greet_v2.then_some(acceptor);
+    let mut swarm = build_swarm(&config, keypair, acceptor)?;
 
     let listen_addrs = if config.listen_addrs.is_empty() {
         vec![
@@ -138,9 +169,32 @@ pub(crate) fn spawn(
     }
     snapshot.lock().expect("snapshot lock").external_addrs = external.confirmed().cloned().collect();
 
+    let streams_control = swarm.behaviour().streams.new_control();
+    let (stop_streams, streams_stopped) = watch::channel(false);
+    let stream_tasks = TaskTracker::new();
+    if config.greet_v2 {
+        tokio::spawn(pipelined::accept_loop(
+            incoming,
+            Arc::clone(&registry),
+            Arc::clone(&make),
+            config.max_in_flight_per_stream,
+            streams_stopped,
+            stream_tasks.clone(),
+        ));
+    }
+    let (observations_tx, observations) = mpsc::channel(OBSERVATION_CAPACITY);
+
     let (answers_tx, answers) = mpsc::channel(ANSWER_CAPACITY);
     let task = SwarmTask {
         swarm,
+        registry,
+        streams_control,
+        pipelining: config.greet_v2,
+        request_timeout: config.request_timeout,
+        observations_tx,
+        observations,
+        stop_streams,
+        stream_tasks,
         make,
         commands,
         answers_tx,
@@ -164,7 +218,11 @@ pub(crate) fn spawn(
     Ok(local_peer_id)
 }
 
-fn build_swarm(config: &NodeBuilder, keypair: Keypair) -> Result<Swarm<Behaviour>, BuildError> {
+fn build_swarm(
+    config: &NodeBuilder,
+    keypair: Keypair,
+    acceptor: Option<Acceptor>,
+) -> Result<Swarm<Behaviour>, BuildError> {
     let local_peer_id = keypair.public().to_peer_id();
     let mdns = if config.mdns {
         let mdns_config = mdns::Config {
@@ -201,6 +259,8 @@ fn build_swarm(config: &NodeBuilder, keypair: Keypair) -> Result<Swarm<Behaviour
                     .with_agent_version(format!("p2p-node/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::default(),
+            streams: libp2p_stream::Behaviour::new(),
+            pipelined: Toggle::from(acceptor),
             mdns: Toggle::from(mdns),
         })
         .map_err(|err| BuildError::Transport(err.to_string()))?
@@ -215,24 +275,46 @@ impl SwarmTask {
         let mut expiry = tokio::time::interval(tick);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+        let stream_tasks = self.stream_tasks.clone();
 
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some(answer) = self.answers.recv() => self.on_answer(answer),
+                Some(answer) = self.answers.recv() => {
+                    self.on_answer(answer);
+                    // Under load answers arrive in bursts: take what is ready
+                    // now rather than one per wake-up of the whole loop.
+                    for _ in 0..BATCH {
+                        let Ok(answer) = self.answers.try_recv() else { break };
+                        self.on_answer(answer);
+                    }
+                }
                 command = self.commands.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        for _ in 0..BATCH {
+                            let Ok(command) = self.commands.try_recv() else { break };
+                            self.on_command(command);
+                        }
+                    }
                     // Every handle is gone: nobody can use the node any more.
                     None => self.begin_shutdown(None),
                 },
+                Some((peer, observed)) = self.observations.recv() => self.observe_external(peer, observed),
                 _ = expiry.tick() => self.expire_external(),
+                // Wakes the loop when the last v2 responder has finished draining.
+                _ = stream_tasks.wait(), if self.drain_deadline.is_some() => {}
                 _ = tokio::time::sleep_until(self.drain_deadline.unwrap_or(far_future)),
                     if self.drain_deadline.is_some() => {
                     warn!(in_flight = self.in_flight, "shutdown grace period over; dropping unanswered requests");
                     break;
                 }
             }
-            if self.drain_deadline.is_some() && self.in_flight == 0 && self.unsent.is_empty() {
+            if self.drain_deadline.is_some()
+                && self.in_flight == 0
+                && self.unsent.is_empty()
+                && self.stream_tasks.is_empty()
+            {
                 break;
             }
         }
@@ -289,7 +371,12 @@ impl SwarmTask {
             SwarmEvent::Behaviour(BehaviourEvent::Greet(event)) => self.on_greet(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(_) | BehaviourEvent::Limits(_)) => {}
+            SwarmEvent::Behaviour(
+                BehaviourEvent::Ping(_)
+                | BehaviourEvent::Limits(_)
+                | BehaviourEvent::Streams(_)
+                | BehaviourEvent::Pipelined(_),
+            ) => {}
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.snapshot().listen_addrs.push(address.clone());
@@ -310,6 +397,21 @@ impl SwarmTask {
                 });
                 state.connections.insert(connection_id, remote.clone());
                 if num_established == NonZeroU32::MIN {
+                    let mux = Mux::new(
+                        peer_id,
+                        self.streams_control.clone(),
+                        self.request_timeout,
+                        self.observations_tx.clone(),
+                    );
+                    self.registry.insert(
+                        peer_id,
+                        SharedPeer {
+                            service: Arc::clone(&state.service),
+                            remote_addr: remote.clone(),
+                            mux: Arc::new(mux),
+                            speaks_v2: false,
+                        },
+                    );
                     debug!(peer = %peer_id, %remote, "connected");
                     self.snapshot().connected.insert(peer_id);
                     self.emit(NodeEvent::Connected { peer_id, address: remote });
@@ -324,6 +426,7 @@ impl SwarmTask {
                     // Drops the peer's service (and its rate-limit state) once
                     // the requests still holding it finish.
                     self.peers.remove(&peer_id);
+                    self.registry.remove(&peer_id);
                     self.set_greet_capable(peer_id, false);
                     self.snapshot().connected.remove(&peer_id);
                     self.emit(NodeEvent::Disconnected { peer_id });
@@ -461,7 +564,11 @@ impl SwarmTask {
             identify::Event::Sent { .. } => return,
         };
         self.observe_external(peer_id, info.observed_addr);
-        let speaks = info.protocols.iter().any(|p| p.as_ref() == PROTOCOL_NAME);
+        let speaks_v1 = info.protocols.iter().any(|p| p.as_ref() == PROTOCOL_NAME);
+        let speaks_v2 = info.protocols.iter().any(|p| p.as_ref() == v2::PROTOCOL_NAME);
+        // A node that speaks 2.0.0 also speaks 1.0.0; either way it can be greeted.
+        let speaks = speaks_v1 || speaks_v2;
+        self.registry.set_speaks_v2(&peer_id, self.pipelining && speaks_v2);
         if let Some(state) = self.peers.get_mut(&peer_id) {
             state.speaks_greet = Some(speaks);
             self.set_greet_capable(peer_id, speaks);
@@ -564,6 +671,8 @@ impl SwarmTask {
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(RequestError::Shutdown));
         }
+        self.stop_streams.send_replace(true);
+        self.stream_tasks.close();
         self.drain_deadline = Some(Instant::now() + self.shutdown_grace);
     }
 
@@ -582,6 +691,7 @@ impl SwarmTask {
         for id in self.listeners.drain(..) {
             self.swarm.remove_listener(id);
         }
+        self.registry.clear();
         self.greet_peers.send_replace(PeerSet::default());
         for waiter in self.shutdown_waiters.drain(..) {
             let _ = waiter.send(());

@@ -1,261 +1,30 @@
 //! Real swarms on 127.0.0.1 (mDNS off), driven through the public API the way
 //! a user would. Every wait has a deadline; nothing sleeps.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use p2p_protocol::{
-    ErrorCode, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, decode, encode, read_frame,
-};
-use p2p_service::{BoxError, Limits, PeerContext, stack};
-use p2p_transport::libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol};
-use p2p_transport::{ExternalAddrConfig, Node, NodeBuilder, NodeEvent, NodeEvents, RequestError};
-use tokio::sync::{Semaphore, mpsc};
+use futures::StreamExt;
+use p2p_protocol::{ErrorCode, GreetRequest, encode};
+use p2p_service::{Limits, stack};
+use p2p_transport::libp2p::{Multiaddr, multiaddr::Protocol};
+use p2p_transport::{NodeBuilder, NodeEvent, RequestError};
 use tower::discover::Change;
 use tower::{Service, ServiceExt};
 
-const DEADLINE: Duration = Duration::from_secs(20);
-
-// ---- a scriptable handler ----------------------------------------------------
-
-/// What the test controls about a node's handler.
-struct Script {
-    name: &'static str,
-    /// Requests from this peer wait for a permit on `release` before answering.
-    held_peer: Mutex<Option<PeerId>>,
-    release: Semaphore,
-    /// Each held request announces itself here.
-    arrived: mpsc::Sender<PeerId>,
-    arrivals: tokio::sync::Mutex<mpsc::Receiver<PeerId>>,
-    /// Requests served, per peer.
-    calls: Mutex<HashMap<PeerId, usize>>,
-    /// Handler instances alive (one per peer service, plus one per request in flight).
-    live: tokio::sync::watch::Sender<usize>,
-    /// Report this instead of the caller's real address.
-    lie: Option<Multiaddr>,
-}
-
-impl Script {
-    fn new(name: &'static str) -> Arc<Self> {
-        Self::build(name, None)
-    }
-
-    fn liar(name: &'static str, lie: Multiaddr) -> Arc<Self> {
-        Self::build(name, Some(lie))
-    }
-
-    fn build(name: &'static str, lie: Option<Multiaddr>) -> Arc<Self> {
-        let (arrived, arrivals) = mpsc::channel(64);
-        Arc::new(Self {
-            name,
-            held_peer: Mutex::new(None),
-            release: Semaphore::new(0),
-            arrived,
-            arrivals: tokio::sync::Mutex::new(arrivals),
-            calls: Mutex::new(HashMap::new()),
-            live: tokio::sync::watch::Sender::new(0),
-            lie,
-        })
-    }
-
-    fn hold(&self, peer: PeerId) {
-        *self.held_peer.lock().unwrap() = Some(peer);
-    }
-
-    async fn next_held_arrival(&self) -> PeerId {
-        within("a held request to arrive", async { self.arrivals.lock().await.recv().await.unwrap() }).await
-    }
-
-    fn calls_from(&self, peer: PeerId) -> usize {
-        self.calls.lock().unwrap().get(&peer).copied().unwrap_or(0)
-    }
-}
-
-#[derive(Clone)]
-struct MakeHandler(Arc<Script>);
-
-struct Handler {
-    ctx: PeerContext,
-    script: Arc<Script>,
-}
-
-impl Clone for Handler {
-    fn clone(&self) -> Self {
-        Handler::new(self.ctx.clone(), Arc::clone(&self.script))
-    }
-}
-
-impl Handler {
-    fn new(ctx: PeerContext, script: Arc<Script>) -> Self {
-        script.live.send_modify(|n| *n += 1);
-        Self { ctx, script }
-    }
-}
-
-impl Drop for Handler {
-    fn drop(&mut self) {
-        self.script.live.send_modify(|n| *n -= 1);
-    }
-}
-
-impl Service<PeerContext> for MakeHandler {
-    type Response = Handler;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Handler, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, ctx: PeerContext) -> Self::Future {
-        std::future::ready(Ok(Handler::new(ctx, Arc::clone(&self.0))))
-    }
-}
-
-impl Service<GreetRequest> for Handler {
-    type Response = GreetResponse;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<GreetResponse, BoxError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: GreetRequest) -> Self::Future {
-        let script = Arc::clone(&self.script);
-        let ctx = self.ctx.clone();
-        Box::pin(async move {
-            *script.calls.lock().unwrap().entry(ctx.peer_id).or_default() += 1;
-            let held = *script.held_peer.lock().unwrap() == Some(ctx.peer_id);
-            if held {
-                script.arrived.send(ctx.peer_id).await.unwrap();
-                script.release.acquire().await.unwrap().forget();
-            }
-            if request.message == "fail" {
-                return Err("the database is on fire at 10.1.2.3".into());
-            }
-            Ok(GreetResponse {
-                message: format!("{}: {}", script.name, request.message),
-                observed_addr: script.lie.clone().unwrap_or(ctx.remote_addr),
-            })
-        })
-    }
-}
-
-// ---- test nodes ---------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-enum Transport {
-    Quic,
-    Tcp,
-}
-
-impl Transport {
-    fn listen(self) -> Multiaddr {
-        match self {
-            Self::Quic => "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
-            Self::Tcp => "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
-        }
-    }
-}
-
-struct TestNode {
-    node: Node,
-    events: NodeEvents,
-    /// The listen address with `/p2p/<peer-id>`.
-    addr: Multiaddr,
-    script: Arc<Script>,
-}
-
-impl TestNode {
-    fn peer_id(&self) -> PeerId {
-        self.node.local_peer_id()
-    }
-
-    async fn wait_for(&mut self, what: &str, mut predicate: impl FnMut(&NodeEvent) -> bool) -> NodeEvent {
-        let events = &mut self.events;
-        within(what, async {
-            loop {
-                let event = events.recv().await.expect("node stopped");
-                if predicate(&event) {
-                    return event;
-                }
-            }
-        })
-        .await
-    }
-
-    async fn greet(&self, peer: &TestNode, message: &str) -> Result<GreetResponse, RequestError> {
-        within("a greeting", self.node.client().oneshot((peer.peer_id(), GreetRequest::new(message)))).await
-    }
-}
-
-fn test_limits() -> Limits {
-    Limits { rate_per_sec: 0, ..Limits::default() }
-}
-
-async fn spawn_node(script: Arc<Script>, transport: Transport) -> TestNode {
-    spawn_with(script, transport, |b| b).await
-}
-
-async fn spawn_with(
-    script: Arc<Script>,
-    transport: Transport,
-    configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
-) -> TestNode {
-    let builder = NodeBuilder::new()
-        .mdns(false)
-        .listen_on(transport.listen())
-        .request_timeout(Duration::from_secs(5))
-        .external_addrs(ExternalAddrConfig { allow_loopback: true, ..Default::default() });
-    let (node, events) = configure(builder)
-        .build(stack(MakeHandler(Arc::clone(&script)), test_limits()))
-        .expect("node builds");
-    let mut test_node = TestNode { node, events, addr: Multiaddr::empty(), script };
-    let NodeEvent::Listening { address } =
-        test_node.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
-    else {
-        unreachable!()
-    };
-    test_node.addr = address.with(Protocol::P2p(test_node.peer_id()));
-    test_node
-}
-
-/// `a` dials `b` and waits until identify says `b` speaks greet.
-async fn connect(a: &mut TestNode, b: &TestNode) {
-    a.node.dial(b.addr.clone()).await.expect("dial starts");
-    let b_id = b.peer_id();
-    a.wait_for(
-        "identify of the dialed peer",
-        |e| matches!(e, NodeEvent::GreetCapable { peer_id } if *peer_id == b_id),
-    )
-    .await;
-}
-
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, future).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-fn remote_code(result: Result<GreetResponse, RequestError>) -> ErrorCode {
-    match result {
-        Err(RequestError::Remote(err)) => err.code,
-        other => panic!("expected a remote error, got {other:?}"),
-    }
-}
+use common::*;
 
 // ---- 1. greet both ways -----------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_greet_each_other_both_ways_over_quic_and_tcp() {
-    for transport in [Transport::Quic, Transport::Tcp] {
-        let mut a = spawn_node(Script::new("a"), transport).await;
-        let mut b = spawn_node(Script::new("b"), transport).await;
+async fn two_nodes_greet_each_other_both_ways_over_quic_and_tcp_v1_and_v2() {
+    for (transport, v2) in
+        [(Transport::Quic, true), (Transport::Tcp, true), (Transport::Quic, false), (Transport::Tcp, false)]
+    {
+        let mut a = spawn_with(Script::new("a"), transport, |n| n.greet_v2(v2)).await;
+        let mut b = spawn_with(Script::new("b"), transport, |n| n.greet_v2(v2)).await;
         connect(&mut a, &b).await;
         let a_id = a.peer_id();
         b.wait_for(
@@ -324,61 +93,6 @@ async fn a_handler_error_is_a_remote_500_and_the_next_request_works() {
 
 // ---- 4. hostile input on raw streams ----------------------------------------
 
-/// A bare swarm that speaks nothing but raw streams, to send what a real
-/// client never would.
-async fn raw_client(target: &Multiaddr) -> libp2p_stream::Control {
-    use p2p_transport::libp2p::{SwarmBuilder, swarm::SwarmEvent};
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_quic()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let control = swarm.behaviour().new_control();
-    swarm.dial(target.clone()).unwrap();
-    let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut connected_tx = Some(connected_tx);
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await
-                && let Some(tx) = connected_tx.take()
-            {
-                let _ = tx.send(());
-            }
-        }
-    });
-    within("the raw client to connect", connected_rx).await.unwrap();
-    control
-}
-
-/// Sends `bytes` on a fresh greet stream, closes the write half, and returns
-/// the decoded answer (or the stream error).
-async fn send_raw(
-    control: &mut libp2p_stream::Control,
-    peer: PeerId,
-    bytes: &[u8],
-) -> Result<GreetResult, String> {
-    let mut stream = within("a stream", control.open_stream(peer, StreamProtocol::new(PROTOCOL_NAME)))
-        .await
-        .map_err(|e| e.to_string())?;
-    // The responder may answer and close before reading everything (413):
-    // a failed write is then expected, the answer is what counts.
-    let _ = stream.write_all(bytes).await;
-    let _ = stream.close().await;
-    let body = within("an answer", read_frame(&mut stream)).await.map_err(|e| e.to_string())?;
-    let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest).await;
-    assert!(rest.is_empty(), "no trailing bytes after the answer");
-    decode::<GreetResult>(&body).map_err(|e| e.to_string())
-}
-
-fn framed(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    futures::executor::block_on(p2p_protocol::write_frame(&mut out, body)).unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_frames_are_answered_with_codes_and_the_connection_lives_on() {
     let s = spawn_node(Script::new("s"), Transport::Quic).await;
@@ -427,21 +141,6 @@ async fn hostile_frames_are_answered_with_codes_and_the_connection_lives_on() {
 }
 
 // ---- 5. a peer killed mid-request -------------------------------------------
-
-/// A node on a runtime of its own, so that the test can kill it outright:
-/// dropping the runtime drops the swarm without a goodbye.
-/// Its `Node` handle works from the test's runtime (channels are runtime-agnostic).
-fn spawn_killable(script: Arc<Script>) -> (tokio::runtime::Runtime, Multiaddr, Node) {
-    // Built on a plain thread: a runtime cannot be started from inside another.
-    std::thread::spawn(move || {
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let test_node = runtime.block_on(spawn_node(script, Transport::Quic));
-        (runtime, test_node.addr, test_node.node)
-    })
-    .join()
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_request_fails_the_request_within_the_timeout() {

@@ -1,0 +1,143 @@
+//! Inbound v2 streams, handed over without loss.
+//!
+//! libp2p-stream's acceptor keeps one waiting stream per protocol, for all
+//! connections together, and drops the rest: a burst of streams (one peer
+//! opening many, or many peers opening one each) loses most of them. This
+//! behaviour buffers each connection's negotiated streams (bounded) and hands
+//! them over as the accepting task takes them.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use futures::channel::mpsc;
+use libp2p::core::Endpoint;
+use libp2p::core::transport::PortUse;
+use libp2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
+use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm, NetworkBehaviour,
+    SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+use p2p_protocol::v2;
+use tracing::warn;
+
+/// Streams negotiated but not yet taken, per connection. A peer with more
+/// than this many streams waiting is misbehaving; the excess is dropped.
+const BACKLOG: usize = 256;
+
+/// Streams handed over but not yet picked up by the accepting task.
+const QUEUE: usize = 64;
+
+/// The receiving end: every inbound v2 stream with its peer.
+pub(crate) type Incoming = mpsc::Receiver<(PeerId, Stream)>;
+
+/// Accepts inbound `/p2p-node/greet/2.0.0` streams on every connection.
+pub(crate) struct Acceptor {
+    streams: mpsc::Sender<(PeerId, Stream)>,
+}
+
+impl Acceptor {
+    pub(crate) fn new() -> (Self, Incoming) {
+        let (streams, incoming) = mpsc::channel(QUEUE);
+        (Self { streams }, incoming)
+    }
+
+    fn handler(&self, peer: PeerId) -> Handler {
+        Handler { peer, streams: self.streams.clone(), backlog: VecDeque::new() }
+    }
+}
+
+impl NetworkBehaviour for Acceptor {
+    type ConnectionHandler = Handler;
+    type ToSwarm = Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.handler(peer))
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.handler(peer))
+    }
+
+    fn on_swarm_event(&mut self, _: FromSwarm<'_>) {}
+
+    fn on_connection_handler_event(&mut self, _: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
+
+/// One connection's side of the [`Acceptor`].
+pub(crate) struct Handler {
+    peer: PeerId,
+    streams: mpsc::Sender<(PeerId, Stream)>,
+    backlog: VecDeque<Stream>,
+}
+
+impl ConnectionHandler for Handler {
+    type FromBehaviour = Infallible;
+    type ToBehaviour = Infallible;
+    type InboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type OutboundProtocol = DeniedUpgrade;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = Infallible;
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, ()> {
+        SubstreamProtocol::new(ReadyUpgrade::new(StreamProtocol::new(v2::PROTOCOL_NAME)), ())
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, Infallible>> {
+        while !self.backlog.is_empty() {
+            match self.streams.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let stream = self.backlog.pop_front().expect("not empty");
+                    let _ = self.streams.start_send((self.peer, stream));
+                }
+                // The node is shutting down: nobody will serve these.
+                Poll::Ready(Err(_)) => self.backlog.clear(),
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    }
+
+    fn on_behaviour_event(&mut self, event: Infallible) {
+        match event {}
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<'_, Self::InboundProtocol, DeniedUpgrade, (), Infallible>,
+    ) {
+        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: stream, .. }) =
+            event
+        {
+            if self.backlog.len() < BACKLOG {
+                self.backlog.push_back(stream);
+            } else {
+                warn!(peer = %self.peer, "too many pipelined streams waiting; one dropped");
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Greet v2: pipelined requests on long-lived streams, against real swarms
+//! on 127.0.0.1 (mDNS off). Every wait has a deadline; nothing sleeps.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::AsyncWriteExt;
+use p2p_protocol::v2::{self, Request, Response, STREAM_ERROR_ID};
+use p2p_protocol::{ErrorCode, GreetRequest, decode, encode, try_read_frame};
+use p2p_transport::libp2p::{PeerId, StreamProtocol};
+use p2p_transport::{GreetVersion, RequestError};
+use tower::ServiceExt;
+
+use common::*;
+
+fn v2_frame(id: u64, message: &str) -> Vec<u8> {
+    framed(&encode(&Request { id, request: GreetRequest::new(message) }))
+}
+
+/// Reads answers off a raw v2 stream until it ends: id → result.
+async fn read_until_closed<R: futures::AsyncRead + Unpin>(
+    stream: &mut R,
+) -> BTreeMap<u64, p2p_protocol::GreetResult> {
+    let mut answers = BTreeMap::new();
+    while let Some(body) = within("an answer", try_read_frame(stream)).await.expect("well-formed frames") {
+        let Response { id, result } = decode::<Response>(&body).expect("a v2 answer");
+        assert!(answers.insert(id, result).is_none(), "one answer per id");
+    }
+    answers
+}
+
+async fn open_v2(control: &mut libp2p_stream::Control, peer: PeerId) -> libp2p::Stream {
+    within("a v2 stream", control.open_stream(peer, StreamProtocol::new(v2::PROTOCOL_NAME)))
+        .await
+        .expect("v2 stream")
+}
+
+use p2p_transport::libp2p;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_does_not_delay_later_ones_on_the_same_stream() {
+    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    connect(&mut a, &s).await;
+    s.script.hold_message("hold");
+
+    let client = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
+    let held = tokio::spawn(client.clone().oneshot(GreetRequest::new("hold")));
+    s.script.next_held_arrival().await;
+    for i in 0..10 {
+        let response =
+            within("a fast request", client.clone().oneshot(GreetRequest::new(format!("fast {i}"))))
+                .await
+                .expect("answered while an earlier request is held");
+        assert_eq!(response.message, format!("s: fast {i}"));
+    }
+    assert!(!held.is_finished());
+    s.script.release.add_permits(1);
+    assert_eq!(within("the held request", held).await.unwrap().unwrap().message, "s: hold");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_frame_closes_only_its_stream() {
+    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let mut control = raw_client(&s.addr).await;
+    let peer = s.peer_id();
+
+    let mut stream = open_v2(&mut control, peer).await;
+    let mut bytes = v2_frame(1, "first");
+    bytes.extend(framed(&[0xff, 0xff, 0xff])); // not a (u64, GreetRequest)
+    bytes.extend(v2_frame(2, "never read"));
+    stream.write_all(&bytes).await.unwrap();
+    let answers = read_until_closed(&mut stream).await;
+    assert_eq!(answers[&1].as_ref().unwrap().message, "s: first");
+    let stream_error = answers[&STREAM_ERROR_ID].as_ref().unwrap_err();
+    assert_eq!(stream_error.code, ErrorCode::BAD_REQUEST);
+    assert!(!answers.contains_key(&2), "nothing after the bad frame is read");
+
+    // Id 0 is reserved: a stream error too.
+    let mut stream = open_v2(&mut control, peer).await;
+    stream.write_all(&v2_frame(STREAM_ERROR_ID, "zero")).await.unwrap();
+    let answers = read_until_closed(&mut stream).await;
+    assert_eq!(answers[&STREAM_ERROR_ID].as_ref().unwrap_err().code, ErrorCode::BAD_REQUEST);
+
+    // An oversized declared length: 413, nothing read or allocated.
+    let mut stream = open_v2(&mut control, peer).await;
+    stream.write_all(&[0xa0, 0x8d, 0x06, 0, 0, 0]).await.unwrap();
+    let answers = read_until_closed(&mut stream).await;
+    assert_eq!(answers[&STREAM_ERROR_ID].as_ref().unwrap_err().code, ErrorCode::TOO_LARGE);
+
+    // The connection lives on: a new v2 stream and a v1 request both work.
+    let mut stream = open_v2(&mut control, peer).await;
+    stream.write_all(&[v2_frame(7, "again"), v2_frame(8, "and again")].concat()).await.unwrap();
+    stream.close().await.unwrap();
+    let answers = read_until_closed(&mut stream).await;
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[&8].as_ref().unwrap().message, "s: and again");
+    let v1 = send_raw(&mut control, peer, &framed(&encode(&GreetRequest::new("v1")))).await;
+    assert_eq!(v1.unwrap().unwrap().message, "s: v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_vanishing_fails_pipelined_requests_in_flight() {
+    let script = Script::new("doomed");
+    let (runtime, addr, doomed) = spawn_killable(Arc::clone(&script));
+    let a =
+        spawn_with(Script::new("a"), Transport::Quic, |b| b.request_timeout(Duration::from_secs(3))).await;
+    a.node.dial(addr).await.unwrap();
+    script.hold_message("hold");
+
+    let client = a.node.client().peer(doomed.local_peer_id()).with_version(GreetVersion::V2);
+    let in_flight: Vec<_> =
+        (0..3).map(|_| tokio::spawn(client.clone().oneshot(GreetRequest::new("hold")))).collect();
+    for _ in 0..3 {
+        script.next_held_arrival().await;
+    }
+    runtime.shutdown_background();
+    for request in in_flight {
+        let result = within("a failed request", request).await.unwrap();
+        assert!(result.is_err(), "{result:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_0_0_only_node_is_greeted_over_1_0_0() {
+    let old = spawn_with(Script::new("old"), Transport::Quic, |b| b.greet_v2(false)).await;
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    connect(&mut a, &old).await;
+
+    let auto = a.node.client().peer(old.peer_id());
+    assert_eq!(within("auto", auto.oneshot(GreetRequest::new("hi"))).await.unwrap().message, "old: hi");
+    assert_eq!(a.greet(&old, "via Client").await.unwrap().message, "old: via Client");
+    let forced = a.node.client().peer(old.peer_id()).with_version(GreetVersion::V2);
+    let refused = within("forced v2", forced.oneshot(GreetRequest::new("hi"))).await;
+    assert_eq!(refused.unwrap_err(), RequestError::UnsupportedProtocol);
+
+    // And the other way round: the old node greets a v2 node over 1.0.0.
+    let mut old = old;
+    connect(&mut old, &a).await;
+    assert_eq!(old.greet(&a, "hello new").await.unwrap().message, "a: hello new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_streams_opened_at_once_are_all_served() {
+    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let control = raw_client(&s.addr).await;
+    let peer = s.peer_id();
+    let streams: Vec<_> = (0..100u64)
+        .map(|i| {
+            let mut control = control.clone();
+            tokio::spawn(async move {
+                let mut stream = open_v2(&mut control, peer).await;
+                stream.write_all(&v2_frame(i + 1, &format!("stream {i}"))).await.unwrap();
+                stream.close().await.unwrap();
+                (i, read_until_closed(&mut stream).await)
+            })
+        })
+        .collect();
+    for stream in streams {
+        let (i, answers) = within("a stream's answer", stream).await.unwrap();
+        assert_eq!(answers[&(i + 1)].as_ref().unwrap().message, format!("s: stream {i}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_at_high_concurrency_all_complete() {
+    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    connect(&mut a, &s).await;
+    let client = a.node.client().peer(s.peer_id());
+    let requests: Vec<_> =
+        (0..500).map(|i| tokio::spawn(client.clone().oneshot(GreetRequest::new(format!("{i}"))))).collect();
+    for (i, request) in requests.into_iter().enumerate() {
+        assert_eq!(within("a request", request).await.unwrap().unwrap().message, format!("s: {i}"));
+    }
+    assert_eq!(s.script.calls_from(a.peer_id()), 500);
+}
