@@ -1,10 +1,13 @@
-//! Our node (default p2p-service stack) against the fastest libp2p shape
-//! (a raw `request_response` server answering inside its swarm loop), in one
-//! process on 127.0.0.1 QUIC, loaded at concurrency 1 and 64 by the same
-//! client. Prints req/s, p50, p99 and the ratio ours/raw for each row.
+//! Our node (default p2p-service stack, limits raised so nothing is refused)
+//! against the fastest libp2p shape (a raw `request_response` server that
+//! answers inside its swarm loop), in one process on 127.0.0.1, over QUIC and
+//! TCP, loaded at concurrency 1 and 64 by the same client node. Our node is
+//! measured twice: greet 1.0.0 (a stream per request) and greet 2.0.0
+//! (pipelined). Prints req/s, p50, p99 and the ratios ours/raw.
 //!
 //! `cargo bench -p p2p-transport` (BENCH_SECS sets the seconds per round, default 3).
-//! Only ratios within one run compare: the machine is small, shared and noisy.
+//! Only ratios within one run compare: the machine is small, shared and noisy,
+//! so the servers take turns, round after round, and the median round is shown.
 
 #[path = "../examples/raw_baseline.rs"]
 mod raw_baseline;
@@ -17,7 +20,9 @@ use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
 use p2p_transport::load::{self, LoadConfig, LoadReport};
-use p2p_transport::{Node, NodeBuilder, NodeEvent, NodeEvents};
+use p2p_transport::{GreetVersion, Node, NodeBuilder, NodeEvent, NodeEvents, PeerClient};
+
+const ROUNDS: usize = 3;
 
 fn main() {
     let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
@@ -26,66 +31,66 @@ fn main() {
 }
 
 async fn bench(duration: Duration) {
-    let quic: Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid");
-    let raw_addr = raw_baseline::spawn(vec![quic.clone()]).await.remove(0);
-
-    // The stack's cost, not its policy: limits raised so nothing is refused.
-    let limits = Limits {
-        rate_per_sec: 0,
-        max_in_flight_per_peer: 1024,
-        max_in_flight_total: 4096,
-        ..Limits::default()
-    };
-    let (ours, mut ours_events) = NodeBuilder::new()
-        .mdns(false)
-        .listen_on(quic.clone())
-        .build(stack(MakeGreeter::new("ours"), limits))
-        .expect("node");
-    let ours_addr = loop {
-        if let Some(NodeEvent::Listening { address }) = ours_events.recv().await {
-            break address.with(Protocol::P2p(ours.local_peer_id()));
-        }
-    };
-    tokio::spawn(async move { while ours_events.recv().await.is_some() {} });
-
-    let (client, mut client_events) = NodeBuilder::new()
-        .mdns(false)
-        .listen_on(quic)
-        .build(stack(MakeGreeter::new("client"), Limits::default()))
-        .expect("client node");
-    let raw_id = connect(&client, &mut client_events, &raw_addr).await;
-    let ours_id = connect(&client, &mut client_events, &ours_addr).await;
-    tokio::spawn(async move { while client_events.recv().await.is_some() {} });
-
     println!(
-        "greet over QUIC on 127.0.0.1: {ROUNDS} alternating rounds of {}s per server and concurrency \
-         (after a 1s warm-up each); the median round is shown",
+        "greet on 127.0.0.1: {ROUNDS} rounds of {}s per row (after a 1s warm-up), servers taking turns; \
+         the median round is shown",
         duration.as_secs()
     );
     println!(
-        "{:<6} {:>4} {:>10} {:>10} {:>10} {:>7}  ratio ours/raw",
-        "server", "c", "req/s", "p50", "p99", "errors"
+        "{:<5} {:<8} {:>3} {:>9} {:>8} {:>8} {:>6}  ratio to raw",
+        "net", "server", "c", "req/s", "p50", "p99", "errors"
     );
-    for concurrency in [1, 64] {
-        let config =
-            LoadConfig { concurrency, duration, warmup: Duration::from_secs(1), message: "bench".into() };
-        // Alternate the two servers so that drift in a noisy machine hits both alike.
-        let (mut raw_rounds, mut ours_rounds) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            raw_rounds.push(
-                load::run(vec![client.client().peer(raw_id)], &config, Arc::new(AtomicU64::new(0))).await,
-            );
-            ours_rounds.push(
-                load::run(vec![client.client().peer(ours_id)], &config, Arc::new(AtomicU64::new(0))).await,
-            );
+    for (net, listen) in [("quic", "/ip4/127.0.0.1/udp/0/quic-v1"), ("tcp", "/ip4/127.0.0.1/tcp/0")] {
+        let listen: Multiaddr = listen.parse().expect("valid");
+        let raw_addr = raw_baseline::spawn(vec![listen.clone()]).await.remove(0);
+        // The stack's cost, not its policy: limits raised so nothing is refused.
+        let limits = Limits {
+            rate_per_sec: 0,
+            max_in_flight_per_peer: 1024,
+            max_in_flight_total: 4096,
+            ..Limits::default()
+        };
+        let (ours, ours_events) = NodeBuilder::new()
+            .mdns(false)
+            .listen_on(listen.clone())
+            .build(stack(MakeGreeter::new("ours"), limits))
+            .expect("node");
+        let ours_addr = listening(&ours, ours_events).await;
+
+        let (client, mut events) = NodeBuilder::new()
+            .mdns(false)
+            .listen_on(listen)
+            .build(stack(MakeGreeter::new("client"), Limits::default()))
+            .expect("client node");
+        let raw = connect(&client, &mut events, &raw_addr, false).await;
+        let ours = connect(&client, &mut events, &ours_addr, true).await;
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+
+        let servers = [
+            ("raw", client.client().peer(raw).with_version(GreetVersion::V1)),
+            ("ours v1", client.client().peer(ours).with_version(GreetVersion::V1)),
+            ("ours v2", client.client().peer(ours).with_version(GreetVersion::V2)),
+        ];
+        for concurrency in [1, 64] {
+            let config =
+                LoadConfig { concurrency, duration, warmup: Duration::from_secs(1), message: "bench".into() };
+            let mut rounds: Vec<Vec<LoadReport>> = vec![Vec::new(); servers.len()];
+            for _ in 0..ROUNDS {
+                for ((_, service), reports) in servers.iter().zip(&mut rounds) {
+                    reports.push(run(service, &config).await);
+                }
+            }
+            let medians: Vec<LoadReport> = rounds.into_iter().map(median).collect();
+            for ((name, _), report) in servers.iter().zip(&medians) {
+                row(net, name, concurrency, report, &medians[0]);
+            }
         }
-        let raw = median(raw_rounds);
-        row("raw", concurrency, &raw, None);
-        row("ours", concurrency, &median(ours_rounds), Some(&raw));
     }
 }
 
-const ROUNDS: usize = 3;
+async fn run(service: &PeerClient, config: &LoadConfig) -> LoadReport {
+    load::run(vec![service.clone()], config, Arc::new(AtomicU64::new(0))).await
+}
 
 /// The round with the median throughput.
 fn median(mut rounds: Vec<LoadReport>) -> LoadReport {
@@ -93,37 +98,47 @@ fn median(mut rounds: Vec<LoadReport>) -> LoadReport {
     rounds.swap_remove(rounds.len() / 2)
 }
 
-async fn connect(client: &Node, events: &mut NodeEvents, addr: &Multiaddr) -> PeerId {
+async fn listening(node: &Node, mut events: NodeEvents) -> Multiaddr {
+    let addr = loop {
+        if let Some(NodeEvent::Listening { address }) = events.recv().await {
+            break address.with(Protocol::P2p(node.local_peer_id()));
+        }
+    };
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    addr
+}
+
+/// Dials `addr`; waits for the connection, and for identify too when the peer speaks it.
+async fn connect(client: &Node, events: &mut NodeEvents, addr: &Multiaddr, identify: bool) -> PeerId {
     let Some(Protocol::P2p(peer)) = addr.iter().last() else { panic!("{addr} has no /p2p/") };
     client.dial(addr.clone()).await.expect("dial");
     while let Some(event) = events.recv().await {
-        if matches!(event, NodeEvent::Connected { peer_id, .. } if peer_id == peer) {
-            return peer;
+        match event {
+            NodeEvent::Connected { peer_id, .. } if peer_id == peer && !identify => return peer,
+            NodeEvent::GreetCapable { peer_id } if peer_id == peer => return peer,
+            _ => {}
         }
     }
     panic!("client node stopped")
 }
 
-fn row(name: &str, concurrency: usize, report: &LoadReport, baseline: Option<&LoadReport>) {
-    let ratio = baseline
-        .map(|raw| {
-            format!(
-                "req/s {:.2}x  p50 {:.2}x  p99 {:.2}x",
-                report.ok_per_sec() / raw.ok_per_sec(),
-                ratio(report.latency(0.5), raw.latency(0.5)),
-                ratio(report.latency(0.99), raw.latency(0.99)),
-            )
-        })
-        .unwrap_or_default();
+fn row(net: &str, name: &str, concurrency: usize, report: &LoadReport, raw: &LoadReport) {
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    let ratios = if std::ptr::eq(report, raw) {
+        String::new()
+    } else {
+        format!(
+            "req/s {:.2}x  p50 {:.2}x  p99 {:.2}x",
+            report.ok_per_sec() / raw.ok_per_sec().max(f64::EPSILON),
+            ratio(report.latency(0.5), raw.latency(0.5)),
+            ratio(report.latency(0.99), raw.latency(0.99)),
+        )
+    };
     println!(
-        "{name:<6} {concurrency:>4} {:>10.0} {:>10} {:>10} {:>7}  {ratio}",
+        "{net:<5} {name:<8} {concurrency:>3} {:>9.0} {:>8} {:>8} {:>6}  {ratios}",
         report.ok_per_sec(),
         format!("{:.0?}", report.latency(0.5)),
         format!("{:.0?}", report.latency(0.99)),
         report.failed(),
     );
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }

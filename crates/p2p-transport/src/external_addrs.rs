@@ -58,10 +58,16 @@ pub enum ExternalAddrChange {
 #[derive(Debug)]
 pub struct ExternalAddresses {
     config: ExternalAddrConfig,
-    /// address → reporter → when it last reported
-    reports: HashMap<Multiaddr, HashMap<PeerId, Instant>>,
+    /// reporter → the addresses it reported lately, with when. At most
+    /// [`ADDRS_PER_REPORTER`] each, so memory is bounded by the peers we have,
+    /// not by how many addresses a hostile peer can invent.
+    reports: HashMap<PeerId, Vec<(Multiaddr, Instant)>>,
     confirmed: HashSet<Multiaddr>,
 }
+
+/// A peer may see us at a few addresses at once (one per transport it
+/// reaches us on); its oldest report makes room for a new one beyond this.
+pub const ADDRS_PER_REPORTER: usize = 4;
 
 impl ExternalAddresses {
     /// A collector with `config`; operator addresses are confirmed from the start.
@@ -93,14 +99,30 @@ impl ExternalAddresses {
         if reporter_addr.map(strip_p2p).as_ref() == Some(&observed) {
             return None;
         }
-        let reporters = self.reports.entry(observed.clone()).or_default();
-        reporters.insert(reporter, now);
         let ttl = self.config.ttl;
-        reporters.retain(|_, at| now.saturating_duration_since(*at) < ttl);
-        if reporters.len() >= self.config.threshold.max(1) && self.confirmed.insert(observed.clone()) {
+        let reported = self.reports.entry(reporter).or_default();
+        reported.retain(|(addr, at)| addr != &observed && now.saturating_duration_since(*at) < ttl);
+        if reported.len() >= ADDRS_PER_REPORTER {
+            reported.remove(0); // the oldest
+        }
+        reported.push((observed.clone(), now));
+        if self.votes(&observed, now) >= self.config.threshold.max(1)
+            && self.confirmed.insert(observed.clone())
+        {
             return Some(ExternalAddrChange::Confirmed(observed));
         }
         None
+    }
+
+    /// Distinct peers that reported `addr` within the TTL.
+    fn votes(&self, addr: &Multiaddr, now: Instant) -> usize {
+        let ttl = self.config.ttl;
+        self.reports
+            .values()
+            .filter(|reported| {
+                reported.iter().any(|(a, at)| a == addr && now.saturating_duration_since(*at) < ttl)
+            })
+            .count()
     }
 
     /// Drops reports older than the TTL and returns the addresses that are no
@@ -108,15 +130,15 @@ impl ExternalAddresses {
     pub fn expire(&mut self, now: Instant) -> Vec<ExternalAddrChange> {
         let ttl = self.config.ttl;
         let threshold = self.config.threshold.max(1);
-        self.reports.retain(|_, reporters| {
-            reporters.retain(|_, at| now.saturating_duration_since(*at) < ttl);
-            !reporters.is_empty()
+        self.reports.retain(|_, reported| {
+            reported.retain(|(_, at)| now.saturating_duration_since(*at) < ttl);
+            !reported.is_empty()
         });
         let expired: Vec<Multiaddr> = self
             .confirmed
             .iter()
             .filter(|addr| !self.config.operator_addrs.contains(addr))
-            .filter(|addr| self.reports.get(*addr).is_none_or(|r| r.len() < threshold))
+            .filter(|addr| self.votes(addr, now) < threshold)
             .cloned()
             .collect();
         for addr in &expired {
@@ -243,6 +265,24 @@ mod tests {
         // Stale reports do not count towards a new confirmation.
         let p3 = PeerId::random();
         assert_eq!(ext.observe(p3, None, addr(A), t0 + Duration::from_secs(30)), None);
+    }
+
+    #[test]
+    fn a_peer_inventing_addresses_holds_a_bounded_number_of_votes() {
+        let mut ext = ExternalAddresses::new(ExternalAddrConfig::default());
+        let (liar, now) = (PeerId::random(), Instant::now());
+        for port in 1..=10_000u16 {
+            let invented = addr(&format!("/ip4/10.9.9.9/udp/{port}/quic-v1"));
+            assert_eq!(ext.observe(liar, None, invented, now), None);
+        }
+        assert_eq!(ext.reports[&liar].len(), ADDRS_PER_REPORTER);
+        // Its latest inventions still count as one vote each, never two.
+        let last = addr("/ip4/10.9.9.9/udp/10000/quic-v1");
+        assert_eq!(ext.observe(liar, None, last.clone(), now), None);
+        assert_eq!(
+            ext.observe(PeerId::random(), None, last.clone(), now),
+            Some(ExternalAddrChange::Confirmed(last))
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub use client::{Client, GreetVersion, MakePeerClient, PeerClient, ResponseFutur
 pub use codec::{GreetCodec, InboundRequest};
 pub use discover::PeerDiscover;
 pub use error::{BuildError, RequestError};
-pub use external_addrs::{ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};
+pub use external_addrs::{ADDRS_PER_REPORTER, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};
 pub use node::{Node, NodeBuilder, NodeEvent, NodeEvents};
 pub use periodic::{GreetOutcome, GreetOutcomes, PeriodicGreeter};
 
