@@ -5,7 +5,8 @@
 //! measured twice: greet 1.0.0 (a stream per request) and greet 2.0.0
 //! (pipelined). Prints req/s, p50, p99 and the ratios ours/raw.
 //!
-//! `cargo bench -p p2p-transport` (BENCH_SECS sets the seconds per round, default 3).
+//! `cargo bench -p p2p-transport` (BENCH_SECS sets the seconds per round, default 3;
+//! BENCH_ONLY="quic ours v2 64" runs only the rows containing that text, for profiling).
 //! Only ratios within one run compare: the machine is small, shared and noisy,
 //! so the servers take turns, round after round, and the median round is shown.
 
@@ -40,6 +41,10 @@ async fn bench(duration: Duration) {
         "{:<5} {:<8} {:>3} {:>9} {:>8} {:>8} {:>6}  ratio to raw",
         "net", "server", "c", "req/s", "p50", "p99", "errors"
     );
+    let only = std::env::var("BENCH_ONLY").ok();
+    let wanted = |net: &str, name: &str, c: usize| {
+        only.as_ref().is_none_or(|o| format!("{net} {name} {c}").contains(o.as_str()))
+    };
     for (net, listen) in [("quic", "/ip4/127.0.0.1/udp/0/quic-v1"), ("tcp", "/ip4/127.0.0.1/tcp/0")] {
         let listen: Multiaddr = listen.parse().expect("valid");
         let raw_addr = raw_baseline::spawn(vec![listen.clone()]).await.remove(0);
@@ -76,13 +81,18 @@ async fn bench(duration: Duration) {
                 LoadConfig { concurrency, duration, warmup: Duration::from_secs(1), message: "bench".into() };
             let mut rounds: Vec<Vec<LoadReport>> = vec![Vec::new(); servers.len()];
             for _ in 0..ROUNDS {
-                for ((_, service), reports) in servers.iter().zip(&mut rounds) {
-                    reports.push(run(service, &config).await);
+                for ((name, service), reports) in servers.iter().zip(&mut rounds) {
+                    if wanted(net, name, concurrency) {
+                        reports.push(run(service, &config).await);
+                    }
                 }
             }
-            let medians: Vec<LoadReport> = rounds.into_iter().map(median).collect();
+            let medians: Vec<Option<LoadReport>> =
+                rounds.into_iter().map(|r| (!r.is_empty()).then(|| median(r))).collect();
             for ((name, _), report) in servers.iter().zip(&medians) {
-                row(net, name, concurrency, report, &medians[0]);
+                if let Some(report) = report {
+                    row(net, name, concurrency, report, medians[0].as_ref().unwrap_or(report));
+                }
             }
         }
     }
