@@ -33,6 +33,7 @@ mod discover;
 mod error;
 mod external_addrs;
 pub mod load;
+mod metrics;
 mod node;
 mod periodic;
 mod pipelined;
@@ -44,8 +45,11 @@ pub use codec::{GreetCodec, InboundRequest};
 pub use discover::PeerDiscover;
 pub use error::{BuildError, RequestError};
 pub use external_addrs::{ADDRS_PER_REPORTER, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};
+pub use metrics::{NodeMetrics, serve_metrics};
 pub use node::{Node, NodeBuilder, NodeEvent, NodeEvents};
 pub use periodic::{GreetOutcome, GreetOutcomes, PeriodicGreeter};
+/// Re-exported: the Prometheus registry [`NodeMetrics`] registers in.
+pub use prometheus_client::registry::Registry;
 
 /// Re-exported: the libp2p this crate is built on, for `PeerId`, `Multiaddr`, keys.
 pub use libp2p;

@@ -18,7 +18,7 @@ use tower::{Service, ServiceExt};
 use crate::discover::{PeerDiscover, PeerSet};
 use crate::registry::PeerRegistry;
 use crate::swarm_task::{self, Command};
-use crate::{BuildError, Client, ExternalAddrConfig, MakePeerClient, RequestError};
+use crate::{BuildError, Client, ExternalAddrConfig, MakePeerClient, NodeMetrics, RequestError};
 
 /// The per-peer inbound service, as the swarm task holds it.
 pub(crate) type PeerService = BoxCloneSyncService<GreetRequest, GreetResult, Infallible>;
@@ -228,6 +228,7 @@ pub struct NodeBuilder {
     pub(crate) command_capacity: usize,
     pub(crate) greet_v2: bool,
     pub(crate) max_in_flight_per_stream: usize,
+    pub(crate) metrics: Option<NodeMetrics>,
 }
 
 impl Default for NodeBuilder {
@@ -247,6 +248,7 @@ impl Default for NodeBuilder {
             command_capacity: 1024,
             greet_v2: true,
             max_in_flight_per_stream: 128,
+            metrics: None,
         }
     }
 }
@@ -327,6 +329,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Records libp2p's metrics and the answered requests in `metrics`. Off by default.
+    pub fn metrics(mut self, metrics: NodeMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// How long [`Node::shutdown`] waits for in-flight inbound requests. Default 5 s.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
@@ -346,11 +354,16 @@ impl NodeBuilder {
         S: Service<GreetRequest, Response = GreetResult, Error = Infallible> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
+        let metrics = self.metrics.clone();
         let make: MakePeerService = Arc::new(move |ctx| {
             let make = make_service.clone();
+            let metrics = metrics.clone();
             Box::pin(async move {
-                let service = make.oneshot(ctx).await.map_err(Into::into)?;
-                Ok(BoxCloneSyncService::new(service))
+                let service = BoxCloneSyncService::new(make.oneshot(ctx).await.map_err(Into::into)?);
+                Ok(match metrics {
+                    Some(metrics) => metrics.instrument(service),
+                    None => service,
+                })
             })
         });
         let (commands_tx, commands_rx) = mpsc::channel(self.command_capacity.max(1));

@@ -109,6 +109,7 @@ struct SwarmTask {
     stop_streams: watch::Sender<bool>,
     /// The v2 responders, so that shutdown can wait for them.
     stream_tasks: TaskTracker,
+    metrics: Option<Arc<libp2p::metrics::Metrics>>,
     make: MakePeerService,
     commands: mpsc::Receiver<Command>,
     answers_tx: mpsc::Sender<Answer>,
@@ -195,6 +196,7 @@ pub(crate) fn spawn(
         observations,
         stop_streams,
         stream_tasks,
+        metrics: config.metrics.as_ref().map(|m| Arc::clone(&m.libp2p)),
         make,
         commands,
         answers_tx,
@@ -367,6 +369,15 @@ impl SwarmTask {
     // ---- swarm events ---------------------------------------------------
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.metrics {
+            use libp2p::metrics::Recorder;
+            metrics.record(&event);
+            match &event {
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
+                _ => {}
+            }
+        }
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Greet(event)) => self.on_greet(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
