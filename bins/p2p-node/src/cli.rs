@@ -1,0 +1,369 @@
+//! The command line: what can be asked of `p2p-node`, with every default shown in `--help`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use p2p_service::Limits;
+use p2p_transport::libp2p::Multiaddr;
+use p2p_transport::libp2p::identity::Keypair;
+use p2p_transport::{ExternalAddrConfig, NodeBuilder};
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  # two terminals on one machine: the nodes find each other with mDNS
+  p2p-node
+  p2p-node --message 'hello from the second node'
+
+  # greet a node once (copy the address from its LISTEN line)
+  p2p-node greet /ip4/192.168.1.7/udp/4001/quic-v1/p2p/12D3KooW...";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  p2p-node run --listen /ip4/0.0.0.0/udp/4001/quic-v1 --listen /ip4/0.0.0.0/tcp/4001
+  p2p-node run --no-mdns --listen /ip4/127.0.0.1/udp/0/quic-v1 \\
+      --peer /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW... --interval 1s
+
+Events go to stdout, one per line, keyword first: LISTEN, DISCOVERED, EXPIRED, CONNECTED,
+DISCONNECTED, GREETED, GREET_FAILED, EXTERNAL, EXTERNAL_EXPIRED. Logs go to stderr.";
+
+const GREET_EXAMPLES: &str = "\
+Example:
+  p2p-node greet /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW... --message hi --timeout 5s
+
+Prints `GREETED <peer-id> rtt_ms=<n> observed=<our address as they see it> \"<their message>\"`.
+Exits 1 with a one-line reason on stderr if the peer cannot be reached in time or answers
+with an error (its code and message).";
+
+const ID_EXAMPLES: &str = "\
+Example:
+  p2p-node id --key-file ./node-a.key
+
+Creates the key file (mode 0600) if it does not exist yet.";
+
+/// The defaults of `NodeBuilder`, which it does not expose; the CLI always sets them all.
+mod node_defaults {
+    pub(super) const IDLE_TIMEOUT: &str = "60s";
+    pub(super) const REQUEST_TIMEOUT: &str = "10s";
+    pub(super) const MAX_CONCURRENT_STREAMS: usize = 1024;
+    pub(super) const MAX_CONNECTIONS: u32 = 2048;
+    pub(super) const MAX_CONNECTIONS_PER_PEER: u32 = 8;
+    pub(super) const SHUTDOWN_GRACE: &str = "5s";
+}
+
+/// A peer-to-peer node on libp2p: finds peers with mDNS and greets them over QUIC or TCP.
+///
+/// Without a subcommand, `p2p-node` runs a node (the same as `p2p-node run`).
+#[derive(Debug, Parser)]
+#[command(name = "p2p-node", version, args_conflicts_with_subcommands = true, after_help = TOP_EXAMPLES)]
+pub(crate) struct Cli {
+    /// How logs on stderr look; their level comes from RUST_LOG (default: info for `run`,
+    /// warn otherwise).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub(crate) log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a node (the default).
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(Box<RunArgs>),
+    /// Send one greeting to a node and print its answer.
+    #[command(after_help = GREET_EXAMPLES)]
+    Greet(GreetArgs),
+    /// Print the peer id of a key file.
+    #[command(after_help = ID_EXAMPLES)]
+    Id(IdArgs),
+}
+
+/// The format of the logs on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Plain text lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `p2p-node run`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RunArgs {
+    /// Listen on this address (repeatable). Giving one replaces the defaults.
+    #[arg(long, value_name = "MULTIADDR", default_values_t = default_listen_addrs())]
+    pub(crate) listen: Vec<Multiaddr>,
+
+    /// Dial this peer at start (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) peer: Vec<Multiaddr>,
+
+    /// Do not discover peers (nor announce this node) with mDNS.
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+
+    /// How often every greet-capable peer is greeted.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration::from_secs(5))]
+    pub(crate) interval: HumanDuration,
+
+    /// What this node says: in its greetings and in its answers.
+    #[arg(long, default_value = "hello")]
+    pub(crate) message: String,
+
+    /// An external address of this node the operator vouches for (repeatable):
+    /// confirmed at once, never expires.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) external_addr: Vec<Multiaddr>,
+
+    /// The node's identity key; created (mode 0600) when missing.
+    ///
+    /// Default: `$XDG_DATA_HOME/p2p-node/key` (`~/.local/share/p2p-node/key`). A running node
+    /// locks its key file; with the default path a second node uses `key-1`, `key-2`, ...
+    /// A locked `--key-file` is an error.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) key_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) service: ServiceLimitArgs,
+
+    #[command(flatten)]
+    pub(crate) transport: TransportArgs,
+}
+
+/// The limits of the inbound service stack (`p2p_service::Limits`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Inbound limits (per-peer service stack)")]
+pub(crate) struct ServiceLimitArgs {
+    /// How long a handler may take before the request is answered with 408; 0 disables.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration::from_limit(Limits::default().request_timeout))]
+    pub(crate) handler_timeout: HumanDuration,
+
+    /// Requests per second one peer's token bucket regains (beyond: 429); 0 disables.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().rate_per_sec)]
+    pub(crate) rate_per_sec: u32,
+
+    /// Requests one peer may send at once after a quiet period (the bucket size).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().rate_burst)]
+    pub(crate) rate_burst: u32,
+
+    /// Requests of one peer in flight at once (beyond: 503); 0 disables.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_in_flight_per_peer)]
+    pub(crate) max_in_flight_per_peer: usize,
+
+    /// Requests of all peers in flight at once (beyond: 503); 0 disables.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_in_flight_total)]
+    pub(crate) max_in_flight_total: usize,
+}
+
+impl ServiceLimitArgs {
+    /// The `Limits` these flags describe.
+    pub(crate) fn limits(&self) -> Limits {
+        let timeout = self.handler_timeout.0;
+        Limits {
+            request_timeout: (!timeout.is_zero()).then_some(timeout),
+            rate_per_sec: self.rate_per_sec,
+            rate_burst: self.rate_burst,
+            max_in_flight_per_peer: self.max_in_flight_per_peer,
+            max_in_flight_total: self.max_in_flight_total,
+        }
+    }
+}
+
+/// The transport's options (`p2p_transport::NodeBuilder`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Transport")]
+pub(crate) struct TransportArgs {
+    /// How long a connection with no open streams stays up.
+    #[arg(long, value_name = "DURATION", default_value = node_defaults::IDLE_TIMEOUT)]
+    pub(crate) idle_timeout: HumanDuration,
+
+    /// How long an outbound greeting may take end to end.
+    #[arg(long, value_name = "DURATION", default_value = node_defaults::REQUEST_TIMEOUT)]
+    pub(crate) request_timeout: HumanDuration,
+
+    /// Concurrent greet streams per connection.
+    #[arg(long, value_name = "N", default_value_t = node_defaults::MAX_CONCURRENT_STREAMS)]
+    pub(crate) max_concurrent_streams: usize,
+
+    /// Established connections in total; 0 means unlimited.
+    #[arg(long, value_name = "N", default_value_t = node_defaults::MAX_CONNECTIONS)]
+    pub(crate) max_connections: u32,
+
+    /// Established connections per peer; 0 means unlimited.
+    #[arg(long, value_name = "N", default_value_t = node_defaults::MAX_CONNECTIONS_PER_PEER)]
+    pub(crate) max_connections_per_peer: u32,
+
+    /// How long shutdown waits for inbound requests in flight.
+    #[arg(long, value_name = "DURATION", default_value = node_defaults::SHUTDOWN_GRACE)]
+    pub(crate) shutdown_grace: HumanDuration,
+
+    /// Distinct peers that must report an address of ours before it is confirmed.
+    #[arg(long, value_name = "N", default_value_t = ExternalAddrConfig::default().threshold)]
+    pub(crate) external_threshold: usize,
+
+    /// How long a peer's report of our address counts.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(ExternalAddrConfig::default().ttl))]
+    pub(crate) external_ttl: HumanDuration,
+
+    /// Accept loopback addresses as external addresses (for tests on 127.0.0.1).
+    #[arg(long)]
+    pub(crate) external_allow_loopback: bool,
+}
+
+impl RunArgs {
+    /// The node these flags describe, with `keypair` as its identity.
+    pub(crate) fn node_builder(&self, keypair: Keypair) -> NodeBuilder {
+        let t = &self.transport;
+        let limit = |n: u32| (n > 0).then_some(n);
+        let external = ExternalAddrConfig {
+            threshold: t.external_threshold,
+            ttl: t.external_ttl.0,
+            allow_loopback: t.external_allow_loopback,
+            operator_addrs: self.external_addr.clone(),
+        };
+        let builder = self.listen.iter().cloned().fold(NodeBuilder::new(), NodeBuilder::listen_on);
+        builder
+            .keypair(keypair)
+            .mdns(!self.no_mdns)
+            .idle_timeout(t.idle_timeout.0)
+            .request_timeout(t.request_timeout.0)
+            .max_concurrent_streams(t.max_concurrent_streams)
+            .max_connections(limit(t.max_connections))
+            .max_connections_per_peer(limit(t.max_connections_per_peer))
+            .external_addrs(external)
+            .shutdown_grace(t.shutdown_grace.0)
+    }
+}
+
+fn default_listen_addrs() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0"]
+        .into_iter()
+        .map(|a| a.parse().expect("valid multiaddr"))
+        .collect()
+}
+
+/// `p2p-node greet`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GreetArgs {
+    /// The node to greet, ending in /p2p/<peer-id>.
+    #[arg(value_name = "MULTIADDR")]
+    pub(crate) address: Multiaddr,
+
+    /// The greeting.
+    #[arg(long, default_value = "hello")]
+    pub(crate) message: String,
+
+    /// How long connecting and the request may take together.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration::from_secs(10))]
+    pub(crate) timeout: HumanDuration,
+}
+
+/// `p2p-node id`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct IdArgs {
+    /// The key file; created (mode 0600) when missing. Default: the one `run` uses first,
+    /// `$XDG_DATA_HOME/p2p-node/key` (`~/.local/share/p2p-node/key`).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) key_file: Option<PathBuf>,
+}
+
+/// A duration written and shown the human way: `5s`, `200ms`, `1m 30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HumanDuration(pub(crate) Duration);
+
+impl HumanDuration {
+    const fn from_secs(secs: u64) -> Self {
+        Self(Duration::from_secs(secs))
+    }
+
+    /// A limit where `None` (disabled) is written `0s`.
+    fn from_limit(limit: Option<Duration>) -> Self {
+        Self(limit.unwrap_or(Duration::ZERO))
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = humantime::DurationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s).map(Self)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_zero() {
+            return f.write_str("0s");
+        }
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("p2p-node").chain(args.iter().copied())).expect("valid args")
+    }
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_libraries_defaults() {
+        let cli = parse(&[]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.service.limits(), Limits::default());
+        assert_eq!(cli.run.listen, default_listen_addrs());
+        assert_eq!(cli.run.interval.0, Duration::from_secs(5));
+        assert_eq!(cli.run.transport.external_ttl.0, ExternalAddrConfig::default().ttl);
+    }
+
+    #[test]
+    fn run_flags_parse_with_and_without_the_subcommand() {
+        for prefix in [&[][..], &["run"][..]] {
+            let mut args = prefix.to_vec();
+            args.extend([
+                "--no-mdns",
+                "--interval",
+                "200ms",
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+                "--handler-timeout",
+                "0s",
+                "--log-format",
+                "json",
+            ]);
+            let cli = parse(&args);
+            let run = match cli.command {
+                Some(Command::Run(run)) => *run,
+                None => cli.run,
+                other => panic!("unexpected {other:?}"),
+            };
+            assert!(run.no_mdns);
+            assert_eq!(run.interval.0, Duration::from_millis(200));
+            assert_eq!(run.listen.len(), 1);
+            assert_eq!(run.service.limits().request_timeout, None);
+            assert_eq!(cli.log_format, LogFormat::Json);
+        }
+    }
+
+    #[test]
+    fn durations_round_trip_through_their_display() {
+        for text in ["0s", "200ms", "5s", "1m 30s"] {
+            assert_eq!(text.parse::<HumanDuration>().unwrap().to_string(), text);
+        }
+    }
+}
