@@ -109,6 +109,16 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) no_mdns: bool,
 
+    /// Speak only greet 1.0.0 (a stream per request): neither serve nor use the
+    /// pipelined greet 2.0.0. For interop tests.
+    #[arg(long)]
+    pub(crate) no_greet_v2: bool,
+
+    /// Serve Prometheus metrics at http://<ADDR>/metrics (libp2p's, and
+    /// answered requests by code with their latency).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
+
     /// How often every greet-capable peer is greeted.
     #[arg(long, value_name = "DURATION", default_value_t = HumanDuration::from_secs(5))]
     pub(crate) interval: HumanDuration,
@@ -232,6 +242,7 @@ impl RunArgs {
         builder
             .keypair(keypair)
             .mdns(!self.no_mdns)
+            .greet_v2(!self.no_greet_v2)
             .idle_timeout(t.idle_timeout.0)
             .request_timeout(t.request_timeout.0)
             .max_concurrent_streams(t.max_concurrent_streams)

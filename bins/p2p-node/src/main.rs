@@ -19,6 +19,7 @@ mod output;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
@@ -26,7 +27,7 @@ use p2p_protocol::GreetRequest;
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::Multiaddr;
 use p2p_transport::libp2p::multiaddr::Protocol;
-use p2p_transport::{NodeBuilder, NodeEvent, PeriodicGreeter};
+use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, PeriodicGreeter, Registry, serve_metrics};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -88,8 +89,17 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     // Held until the end of this function: the lock keeps other nodes off this identity.
     let key = keyfile::load_locked(args.key_file.as_deref())?;
     let make_service = stack(MakeGreeter::new(args.message.clone()), args.service.limits());
-    let (node, mut events) =
-        args.node_builder(key.keypair.clone()).build(make_service).context("cannot start the node")?;
+    let mut builder = args.node_builder(key.keypair.clone());
+    if let Some(addr) = args.metrics {
+        let mut registry = Registry::default();
+        builder = builder.metrics(NodeMetrics::new(&mut registry));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        info!(%addr, "serving Prometheus metrics at /metrics");
+        tokio::spawn(serve_metrics(listener, Arc::new(registry)));
+    }
+    let (node, mut events) = builder.build(make_service).context("cannot start the node")?;
     let local = node.local_peer_id();
     info!(peer = %local, key_file = %key.path.display(), "node started");
 
@@ -111,6 +121,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
                     match &event {
                         NodeEvent::GreetCapable { peer_id } => info!(peer = %peer_id, "peer speaks greet"),
                         NodeEvent::ListenAddrExpired { address } => info!(%address, "no longer listening"),
+                        NodeEvent::DialFailed { peer_id, error } => {
+                            info!(peer = ?peer_id, error = %one_line(error), "dial failed");
+                        }
                         _ => {}
                     }
                     for line in output::event_lines(&event, local) {
@@ -176,11 +189,15 @@ async fn greet(args: GreetArgs) -> Result<ExitCode> {
         node.dial(args.address.clone()).await?;
         // `dial` resolves once the dial has started: wait for the connection itself.
         while let Some(event) = events.recv().await {
-            if matches!(event, NodeEvent::Connected { peer_id, .. } if peer_id == peer) {
-                return Ok(());
+            match event {
+                NodeEvent::Connected { peer_id, .. } if peer_id == peer => return Ok(()),
+                NodeEvent::DialFailed { peer_id, error } if peer_id.is_none_or(|p| p == peer) => {
+                    return Err(anyhow!("cannot dial {}: {}", args.address, one_line(&error)));
+                }
+                _ => {}
             }
         }
-        Err(p2p_transport::RequestError::Shutdown)
+        Err(anyhow!("the node stopped while dialing {}", args.address))
     })
     .await;
     let answer = match connected {
@@ -192,13 +209,8 @@ async fn greet(args: GreetArgs) -> Result<ExitCode> {
                 Err(_) => Err(anyhow!("{peer} did not answer within {}", args.timeout)),
             }
         }
-        Ok(Err(err)) => Err(anyhow!("cannot dial {}: {}", args.address, output::failure_reason(&err))),
-        // The transport reports no dial failures: a refused dial looks like silence.
-        Err(_) => Err(anyhow!(
-            "no connection to {} within {} (unreachable, refused or not that peer; RUST_LOG=debug tells which)",
-            args.address,
-            args.timeout
-        )),
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(anyhow!("no connection to {} within {}", args.address, args.timeout)),
     };
     node.shutdown().await;
 
@@ -215,6 +227,11 @@ async fn greet(args: GreetArgs) -> Result<ExitCode> {
         }
         Err(err) => bail!("greeting {peer} failed: {}", output::failure_reason(&err)),
     }
+}
+
+/// A multi-line libp2p error (one line per address tried) as one line.
+fn one_line(error: &str) -> String {
+    error.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The address a one-shot greeter listens on so that it can dial `target`:

@@ -60,6 +60,13 @@ pub enum NodeEvent {
         /// The remote address of that connection.
         address: Multiaddr,
     },
+    /// A dial failed: every address tried was unreachable, refused, or not that peer.
+    DialFailed {
+        /// The peer dialed, when it was known.
+        peer_id: Option<PeerId>,
+        /// Why, in a line.
+        error: String,
+    },
     /// The last connection to a peer closed.
     Disconnected {
         /// The peer.

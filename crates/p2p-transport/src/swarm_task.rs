@@ -445,6 +445,10 @@ impl SwarmTask {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, %error, "outgoing connection failed");
+                // Not a failure for anyone: the peer is connected or being dialed already.
+                if !matches!(error, libp2p::swarm::DialError::DialPeerConditionFalse(_)) {
+                    self.emit(NodeEvent::DialFailed { peer_id, error: error.to_string() });
+                }
             }
             SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
                 debug!(%send_back_addr, %error, "incoming connection failed");
