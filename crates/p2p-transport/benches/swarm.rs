@@ -77,8 +77,13 @@ async fn bench(duration: Duration) {
             ("ours v2", client.client().peer(ours).with_version(GreetVersion::V2)),
         ];
         for concurrency in [1, 64] {
-            let config =
-                LoadConfig { concurrency, duration, warmup: Duration::from_secs(1), message: "bench".into() };
+            let config = LoadConfig {
+                concurrency,
+                duration,
+                warmup: Duration::from_secs(1),
+                message: "bench".into(),
+                rate_per_sec: None,
+            };
             let mut rounds: Vec<Vec<LoadReport>> = vec![Vec::new(); servers.len()];
             for _ in 0..ROUNDS {
                 for ((name, service), reports) in servers.iter().zip(&mut rounds) {

@@ -2,7 +2,8 @@
 //!
 //! Used by the benchmarks and by `p2p-node bench`: `concurrency` workers each
 //! keep one request in flight for `duration`, after a warm-up whose requests
-//! are not counted.
+//! are not counted. With `rate_per_sec` the workers are paced instead: each
+//! sends at its share of that rate (and never more than one at a time).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +28,9 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// The message every request carries.
     pub message: String,
+    /// Pace all workers together to this many requests per second; `None`:
+    /// as fast as answers come back.
+    pub rate_per_sec: Option<f64>,
 }
 
 /// What a load run measured.
@@ -84,7 +88,13 @@ where
             let service = services[i % services.len()].clone();
             let message = config.message.clone();
             let completed = Arc::clone(&completed);
-            tokio::spawn(worker(service, message, measure_from, until, completed))
+            // Each worker's share of the rate, its first send staggered across one period.
+            let pace = config.rate_per_sec.filter(|r| *r > 0.0).map(|rate| {
+                let period = Duration::from_secs_f64(config.concurrency.max(1) as f64 / rate);
+                let offset = period.mul_f64(i as f64 / config.concurrency.max(1) as f64);
+                (start + offset, period)
+            });
+            tokio::spawn(worker(service, message, pace, measure_from, until, completed))
         })
         .collect();
 
@@ -108,6 +118,7 @@ where
 async fn worker<S>(
     mut service: S,
     message: String,
+    pace: Option<(Instant, Duration)>,
     measure_from: Instant,
     until: Instant,
     completed: Arc<AtomicU64>,
@@ -117,7 +128,16 @@ where
 {
     let mut part =
         LoadReport { ok: 0, errors: BTreeMap::new(), latency_us: new_histogram(), elapsed: Duration::ZERO };
+    let mut ticks = pace.map(|(first, period)| {
+        let mut ticks = tokio::time::interval_at(first, period);
+        // A late answer does not earn a burst afterwards.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     loop {
+        if let Some(ticks) = &mut ticks {
+            ticks.tick().await;
+        }
         let sent = Instant::now();
         if sent >= until {
             break;
@@ -146,4 +166,46 @@ where
 fn new_histogram() -> Histogram<u64> {
     // 1 µs to 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answering()
+    -> impl Service<GreetRequest, Response = GreetResponse, Error = RequestError, Future: Send> + Clone {
+        tower::service_fn(|request: GreetRequest| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await; // a 1 ms round trip
+            Ok(GreetResponse { message: request.message, observed_addr: libp2p::Multiaddr::empty() })
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paced_workers_send_at_the_configured_rate() {
+        let config = LoadConfig {
+            concurrency: 4,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            message: "x".into(),
+            rate_per_sec: Some(200.0),
+        };
+        let report = run(vec![answering()], &config, Arc::new(AtomicU64::new(0))).await;
+        assert!((1990..=2010).contains(&report.ok), "200/s for 10 s: {}", report.ok);
+        assert_eq!(report.failed(), 0);
+        assert_eq!(report.latency(0.5), Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpaced_workers_go_as_fast_as_answers_come() {
+        let config = LoadConfig {
+            concurrency: 2,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            message: "x".into(),
+            rate_per_sec: None,
+        };
+        let report = run(vec![answering(), answering()], &config, Arc::new(AtomicU64::new(0))).await;
+        // Two workers, 1 ms each: about 2,000 in a second.
+        assert!((1900..=2000).contains(&report.ok), "{}", report.ok);
+    }
 }
