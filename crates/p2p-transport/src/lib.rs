@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod answer;
 mod behaviour;
 mod client;
 mod codec;

@@ -27,9 +27,9 @@ use p2p_service::PeerContext;
 use tokio::sync::{OnceCell, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
+use crate::answer;
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{GreetCodec, InboundRequest};
 use crate::discover::PeerSet;
@@ -534,16 +534,11 @@ impl SwarmTask {
         let answers = self.answers_tx.clone();
         self.in_flight += 1;
         tokio::spawn(async move {
-            let result = match service.get_or_try_init(|| make(PeerContext::new(peer, remote_addr))).await {
-                Ok(service) => match service.clone().oneshot(request).await {
-                    Ok(result) => result,
-                    Err(never) => match never {},
-                },
-                Err(err) => {
-                    warn!(%peer, %err, "could not make the peer's service");
-                    Err(RemoteError::new(ErrorCode::INTERNAL, "internal error"))
-                }
-            };
+            let result =
+                match answer::peer_service(&service, &make, PeerContext::new(peer, remote_addr)).await {
+                    Ok(service) => answer::answer(service, peer, request).await,
+                    Err(err) => Err(err),
+                };
             // Fails only if the swarm task has ended: nobody is left to answer.
             let _ = answers.send(Answer { request_id, channel, result }).await;
         });

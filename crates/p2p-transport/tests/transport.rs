@@ -10,7 +10,7 @@ use futures::StreamExt;
 use p2p_protocol::{ErrorCode, GreetRequest, encode};
 use p2p_service::{Limits, stack};
 use p2p_transport::libp2p::{Multiaddr, multiaddr::Protocol};
-use p2p_transport::{NodeBuilder, NodeEvent, RequestError};
+use p2p_transport::{GreetVersion, NodeBuilder, NodeEvent, RequestError};
 use tower::discover::Change;
 use tower::{Service, ServiceExt};
 
@@ -89,6 +89,19 @@ async fn a_handler_error_is_a_remote_500_and_the_next_request_works() {
         other => panic!("expected 500, got {other:?}"),
     }
     assert_eq!(a.greet(&s, "again").await.unwrap().message, "s: again");
+
+    // A handler that panics is a 500 too; the node and the connection carry on.
+    for client in [
+        a.node.client().peer(s.peer_id()).with_version(GreetVersion::V1),
+        a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2),
+    ] {
+        let answer = within("a panicking handler", client.clone().oneshot(GreetRequest::new("panic"))).await;
+        assert_eq!(remote_code(answer), ErrorCode::INTERNAL);
+        assert_eq!(
+            within("after", client.oneshot(GreetRequest::new("after"))).await.unwrap().message,
+            "s: after"
+        );
+    }
 }
 
 // ---- 4. hostile input on raw streams ----------------------------------------

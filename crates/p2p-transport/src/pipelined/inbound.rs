@@ -12,10 +12,10 @@ use p2p_protocol::{
 use p2p_service::PeerContext;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::writer::write_bodies;
+use crate::answer;
 use crate::node::MakePeerService;
 use crate::registry::{PeerRegistry, SharedPeer};
 
@@ -67,9 +67,8 @@ async fn serve(
     let writer = tokio::spawn(write_bodies(writer, ready));
 
     let ctx = PeerContext::new(peer, shared.remote_addr.clone());
-    match shared.service.get_or_try_init(|| make(ctx)).await {
+    match answer::peer_service(&shared.service, &make, ctx).await {
         Ok(service) => {
-            let service = service.clone();
             let permits = Arc::new(Semaphore::new(max_in_flight));
             loop {
                 // At the bound, stop reading: the transport's flow control
@@ -97,10 +96,7 @@ async fn serve(
                         let bodies = bodies.clone();
                         // A task per request: a slow one never holds up the rest.
                         tokio::spawn(async move {
-                            let result = match service.oneshot(request).await {
-                                Ok(result) => result,
-                                Err(never) => match never {},
-                            };
+                            let result = answer::answer(service, peer, request).await;
                             let _ = bodies.send(response_body(id, result)).await;
                             drop(permit);
                         });
@@ -120,8 +116,6 @@ async fn serve(
             }
         }
         Err(err) => {
-            warn!(%peer, %err, "could not make the peer's service");
-            let err = RemoteError::new(ErrorCode::INTERNAL, "internal error");
             let _ = bodies.send(response_body(STREAM_ERROR_ID, Err(err))).await;
         }
     }

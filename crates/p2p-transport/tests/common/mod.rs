@@ -143,6 +143,9 @@ impl Service<GreetRequest> for Handler {
                 script.arrived.send(ctx.peer_id).await.unwrap();
                 script.release.acquire().await.unwrap().forget();
             }
+            if request.message == "panic" {
+                panic!("a handler bug");
+            }
             if request.message == "fail" {
                 return Err("the database is on fire at 10.1.2.3".into());
             }

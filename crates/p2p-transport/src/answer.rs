@@ -1,0 +1,55 @@
+//! Calling a peer's service, for 1.0.0 and 2.0.0 alike: whatever the user's
+//! code does (fail, panic), the requester gets an answer.
+
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use libp2p::PeerId;
+use p2p_protocol::{ErrorCode, GreetRequest, GreetResult, RemoteError};
+use p2p_service::PeerContext;
+use tokio::sync::OnceCell;
+use tower::ServiceExt;
+use tracing::warn;
+
+use crate::node::{MakePeerService, PeerService};
+
+/// The peer's service from `cell`, made with `make` on first use. A
+/// `MakeService` that fails or panics is an internal error (answered 500).
+pub(crate) async fn peer_service(
+    cell: &OnceCell<PeerService>,
+    make: &MakePeerService,
+    ctx: PeerContext,
+) -> Result<PeerService, RemoteError> {
+    let peer = ctx.peer_id;
+    let making = cell.get_or_try_init(|| async {
+        match AssertUnwindSafe(make(ctx)).catch_unwind().await {
+            Ok(made) => made,
+            Err(_) => Err("the MakeService panicked".into()),
+        }
+    });
+    match making.await {
+        Ok(service) => Ok(service.clone()),
+        Err(err) => {
+            warn!(%peer, %err, "could not make the peer's service");
+            Err(internal())
+        }
+    }
+}
+
+/// `service`'s answer to `request`; a handler that panics is answered 500,
+/// like one that fails. The panic stays in its task: the node and the
+/// peer's other requests carry on.
+pub(crate) async fn answer(service: PeerService, peer: PeerId, request: GreetRequest) -> GreetResult {
+    match AssertUnwindSafe(service.oneshot(request)).catch_unwind().await {
+        Ok(Ok(result)) => result,
+        Ok(Err(never)) => match never {},
+        Err(_) => {
+            warn!(%peer, "the handler panicked; answering 500");
+            Err(internal())
+        }
+    }
+}
+
+fn internal() -> RemoteError {
+    RemoteError::new(ErrorCode::INTERNAL, "internal error")
+}
