@@ -6,7 +6,7 @@
 //! handler delays only its own request.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU8, NonZeroU32};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -602,9 +602,13 @@ impl SwarmTask {
                         self.emit(NodeEvent::Discovered { peer_id, addresses: addresses.clone() });
                     }
                     if !self.swarm.is_connected(&peer_id) {
-                        // One dial per peer (its addresses tried together), not one per address.
+                        // One dial per peer, not one per address: QUIC first, TCP
+                        // only when QUIC fails (the protocol's preference), so the
+                        // addresses are tried one at a time in that order.
+                        addresses.sort_by_key(|a| !is_quic(a));
                         let opts = DialOpts::peer_id(peer_id)
                             .addresses(addresses)
+                            .override_dial_concurrency_factor(NonZeroU8::MIN)
                             .condition(PeerCondition::DisconnectedAndNotDialing)
                             .build();
                         if let Err(err) = self.swarm.dial(opts) {
@@ -741,6 +745,10 @@ fn remote_address(endpoint: &ConnectedPoint) -> Multiaddr {
         ConnectedPoint::Dialer { address, .. } => address.clone(),
         ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
     }
+}
+
+fn is_quic(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::QuicV1))
 }
 
 fn is_loopback(addr: &Multiaddr) -> bool {
