@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -18,12 +19,13 @@ pin_project! {
         inner: F,
         span: Span,
         start: Instant,
+        peer: Arc<str>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, span: Span, start: Instant) -> Self {
-        Self { inner, span, start }
+    pub(super) fn new(inner: F, span: Span, start: Instant, peer: Arc<str>) -> Self {
+        Self { inner, span, start, peer }
     }
 }
 
@@ -49,10 +51,16 @@ where
             }
             Ok(Err(error)) => {
                 this.span.record("code", error.code.as_u16());
-                tracing::info!(code = error.code.as_u16(), message = %error.message, latency_us, "answered with an error");
+                tracing::info!(
+                    peer = &**this.peer,
+                    code = error.code.as_u16(),
+                    message = %error.message,
+                    latency_us,
+                    "answered with an error"
+                );
             }
             // Only a service that can fail gets here; the default stack cannot.
-            Err(_) => tracing::info!(latency_us, "service failed"),
+            Err(_) => tracing::info!(peer = &**this.peer, latency_us, "service failed"),
         }
         Poll::Ready(output)
     }
