@@ -77,6 +77,16 @@ const ANSWER_CAPACITY: usize = 1024;
 /// the swarm itself is still polled often under load.
 const BATCH: usize = 64;
 
+/// The first and the longest wait before redialing a lost mDNS peer.
+const REDIAL_MIN: Duration = Duration::from_secs(1);
+const REDIAL_MAX: Duration = Duration::from_secs(4);
+
+/// When to dial a lost mDNS peer again.
+struct Redial {
+    at: Instant,
+    backoff: Duration,
+}
+
 /// Observed addresses from v2 answers waiting for the swarm task; more are dropped.
 const OBSERVATION_CAPACITY: usize = 256;
 
@@ -120,7 +130,10 @@ struct SwarmTask {
     peers: HashMap<PeerId, PeerState>,
     pending:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<GreetResponse, RequestError>>>,
-    mdns_peers: HashSet<PeerId>,
+    /// Peers mDNS knows, with their addresses (QUIC first).
+    mdns_peers: HashMap<PeerId, Vec<Multiaddr>>,
+    /// mDNS peers to dial again, and when.
+    redials: HashMap<PeerId, Redial>,
     external: ExternalAddresses,
     external_ttl: Duration,
     listeners: Vec<ListenerId>,
@@ -206,7 +219,8 @@ pub(crate) fn spawn(
         snapshot,
         peers: HashMap::new(),
         pending: HashMap::new(),
-        mdns_peers: HashSet::new(),
+        mdns_peers: HashMap::new(),
+        redials: HashMap::new(),
         external,
         external_ttl: config.external.ttl,
         listeners,
@@ -276,6 +290,8 @@ impl SwarmTask {
         let tick = (self.external_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
         let mut expiry = tokio::time::interval(tick);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut redial_tick = tokio::time::interval(REDIAL_MIN / 2);
+        redial_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let stream_tasks = self.stream_tasks.clone();
 
@@ -304,6 +320,7 @@ impl SwarmTask {
                 },
                 Some((peer, observed)) = self.observations.recv() => self.observe_external(peer, observed),
                 _ = expiry.tick() => self.expire_external(),
+                _ = redial_tick.tick(), if !self.redials.is_empty() => self.redial_due(),
                 // Wakes the loop when the last v2 responder has finished draining.
                 _ = stream_tasks.wait(), if self.drain_deadline.is_some() => {}
                 _ = tokio::time::sleep_until(self.drain_deadline.unwrap_or(far_future)),
@@ -408,6 +425,7 @@ impl SwarmTask {
                 });
                 state.connections.insert(connection_id, remote.clone());
                 if num_established == NonZeroU32::MIN {
+                    self.redials.remove(&peer_id);
                     let mux = Mux::new(
                         peer_id,
                         self.streams_control.clone(),
@@ -441,6 +459,7 @@ impl SwarmTask {
                     self.set_greet_capable(peer_id, false);
                     self.snapshot().connected.remove(&peer_id);
                     self.emit(NodeEvent::Disconnected { peer_id });
+                    self.schedule_redial(peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -448,6 +467,11 @@ impl SwarmTask {
                 // Not a failure for anyone: the peer is connected or being dialed already.
                 if !matches!(error, libp2p::swarm::DialError::DialPeerConditionFalse(_)) {
                     self.emit(NodeEvent::DialFailed { peer_id, error: error.to_string() });
+                    if let Some(peer_id) = peer_id
+                        && !self.swarm.is_connected(&peer_id)
+                    {
+                        self.schedule_redial(peer_id);
+                    }
                 }
             }
             SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
@@ -598,42 +622,80 @@ impl SwarmTask {
                     if addresses.iter().any(|a| !is_loopback(a)) {
                         addresses.retain(|a| !is_loopback(a));
                     }
-                    if self.mdns_peers.insert(peer_id) {
-                        self.emit(NodeEvent::Discovered { peer_id, addresses: addresses.clone() });
-                    }
-                    if !self.swarm.is_connected(&peer_id) {
-                        // One dial per peer, not one per address: QUIC first, TCP
-                        // only when QUIC fails (the protocol's preference), so the
-                        // addresses are tried one at a time in that order.
-                        addresses.sort_by_key(|a| !is_quic(a));
-                        let opts = DialOpts::peer_id(peer_id)
-                            .addresses(addresses)
-                            .override_dial_concurrency_factor(NonZeroU8::MIN)
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .build();
-                        if let Err(err) = self.swarm.dial(opts) {
-                            debug!(peer = %peer_id, %err, "dial after discovery refused");
+                    let known = self.mdns_peers.entry(peer_id).or_default();
+                    let new_peer = known.is_empty();
+                    for address in addresses {
+                        if !known.contains(&address) {
+                            known.push(address);
                         }
                     }
+                    // QUIC first, TCP only when QUIC fails: the protocol's preference.
+                    known.sort_by_key(|a| !is_quic(a));
+                    if new_peer {
+                        let addresses = known.clone();
+                        self.emit(NodeEvent::Discovered { peer_id, addresses });
+                    }
+                    self.dial_discovered(peer_id);
                 }
             }
             mdns::Event::Expired(lost) => {
-                let gone: HashSet<PeerId> = lost.into_iter().map(|(peer, _)| peer).collect();
-                for peer_id in gone {
-                    let still_known = self
-                        .swarm
-                        .behaviour()
-                        .mdns
-                        .as_ref()
-                        .is_some_and(|m| m.discovered_nodes().any(|p| *p == peer_id));
-                    if still_known || !self.mdns_peers.remove(&peer_id) {
+                for (peer_id, address) in lost {
+                    let Some(known) = self.mdns_peers.get_mut(&peer_id) else { continue };
+                    known.retain(|a| a != &address);
+                    if !known.is_empty() {
                         continue;
                     }
+                    self.mdns_peers.remove(&peer_id);
+                    self.redials.remove(&peer_id);
                     self.set_greet_capable(peer_id, false);
                     self.emit(NodeEvent::Expired { peer_id });
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                 }
             }
+        }
+    }
+
+    /// Dials a peer mDNS knows, unless it is connected or being dialed: one
+    /// dial per peer, its addresses tried one at a time, QUIC first.
+    fn dial_discovered(&mut self, peer_id: PeerId) {
+        let Some(addresses) = self.mdns_peers.get(&peer_id) else { return };
+        if self.swarm.is_connected(&peer_id) {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer_id)
+            .addresses(addresses.clone())
+            .override_dial_concurrency_factor(NonZeroU8::MIN)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(err) = self.swarm.dial(opts) {
+            debug!(peer = %peer_id, %err, "dial of a discovered peer refused");
+        }
+    }
+
+    /// A peer mDNS still knows was lost or could not be reached: try again
+    /// later, backing off. mDNS says nothing new about a peer whose records
+    /// never expired (a short partition), so without this, nobody would redial.
+    fn schedule_redial(&mut self, peer_id: PeerId) {
+        if !self.mdns_peers.contains_key(&peer_id) || self.drain_deadline.is_some() {
+            return;
+        }
+        let backoff = match self.redials.get(&peer_id) {
+            Some(redial) => (redial.backoff * 2).min(REDIAL_MAX),
+            None => REDIAL_MIN,
+        };
+        self.redials.insert(peer_id, Redial { at: Instant::now() + backoff, backoff });
+    }
+
+    fn redial_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PeerId> = self.redials.iter().filter(|(_, r)| r.at <= now).map(|(p, _)| *p).collect();
+        for peer_id in due {
+            if let Some(redial) = self.redials.get_mut(&peer_id) {
+                // Not again before the dial has had its chance; a failure reschedules.
+                redial.at = now + REDIAL_MAX;
+            }
+            debug!(peer = %peer_id, "redialing a peer mDNS still knows");
+            self.dial_discovered(peer_id);
         }
     }
 

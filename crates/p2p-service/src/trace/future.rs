@@ -51,7 +51,9 @@ where
             }
             Ok(Err(error)) => {
                 this.span.record("code", error.code.as_u16());
-                tracing::info!(
+                // Debug, not info: a flooding peer earns one answer per request,
+                // and must not earn one log line per request too (metrics count them).
+                tracing::debug!(
                     peer = &**this.peer,
                     code = error.code.as_u16(),
                     message = %error.message,
@@ -60,7 +62,7 @@ where
                 );
             }
             // Only a service that can fail gets here; the default stack cannot.
-            Err(_) => tracing::info!(peer = &**this.peer, latency_us, "service failed"),
+            Err(_) => tracing::warn!(peer = &**this.peer, latency_us, "service failed"),
         }
         Poll::Ready(output)
     }

@@ -6,8 +6,11 @@
 //! behind a 500) carries the peer when debug logging is on. When the answer
 //! is ready, `code` (200 for a success, the
 //! [`RemoteError`](p2p_protocol::RemoteError)'s code otherwise) and
-//! `latency_us` are recorded and one event is emitted: at `debug` for a
-//! success, at `info` for an error answer (naming the peer itself).
+//! `latency_us` are recorded and one `debug` event is emitted, naming the peer
+//! itself. Error answers are not logged at `info`: a peer that floods the node
+//! gets one answer per request, and must not get one log line per request
+//! too (the node's metrics count answers by code). A handler's real error
+//! behind a 500 is logged at `warn` by [`remote_error`](crate::remote_error).
 //!
 //! The span is `debug`, not `info`, because at the default `info` level an
 //! enabled span costs an allocation and field formatting on every request

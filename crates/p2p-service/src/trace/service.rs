@@ -59,8 +59,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         // A debug span: free at the default `info` level (no allocation per
-        // request), full context when debugging. Errors are logged at info with
-        // the peer named in the event itself.
+        // request), full context when debugging.
         let span =
             tracing::debug_span!("greet_request", peer = &*self.peer, code = Empty, latency_us = Empty);
         let start = Instant::now();
