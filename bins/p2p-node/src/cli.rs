@@ -83,6 +83,9 @@ pub(crate) enum Command {
     /// Print the peer id of a key file.
     #[command(after_help = ID_EXAMPLES)]
     Id(IdArgs),
+    /// Load a node with greetings; print requests/s, latency and errors.
+    #[command(after_help = crate::bench::EXAMPLES)]
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// The format of the logs on stderr.
@@ -139,6 +142,11 @@ pub(crate) struct RunArgs {
     /// A locked `--key-file` is an error.
     #[arg(long, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
+
+    /// Debugging (hidden): this peer's requests go to a handler that never answers, so the
+    /// handler timeout answers them with 408. For fault-injection scripts.
+    #[arg(long, value_name = "PEER_ID", hide = true)]
+    pub(crate) debug_stall_peer: Option<p2p_transport::libp2p::PeerId>,
 
     #[command(flatten)]
     pub(crate) service: ServiceLimitArgs,

@@ -11,9 +11,12 @@
 //! p2p-node                                  # run a node (mDNS on, QUIC and TCP on all interfaces)
 //! p2p-node greet /ip4/…/udp/4001/quic-v1/p2p/12D3KooW…
 //! p2p-node id --key-file ./node.key
+//! p2p-node bench /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW… --concurrency 64
 //! ```
 
+mod bench;
 mod cli;
+mod debug;
 mod keyfile;
 mod output;
 
@@ -40,7 +43,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         None | Some(Command::Run(_)) => "info",
-        Some(Command::Greet(_) | Command::Id(_)) => "warn",
+        Some(Command::Greet(_) | Command::Id(_) | Command::Bench(_)) => "warn",
     };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => block_on(run(*args)),
         Some(Command::Greet(args)) => block_on(greet(args)),
         Some(Command::Id(args)) => id(args),
+        Some(Command::Bench(args)) => block_on(bench::bench(*args)),
     };
     match result {
         Ok(code) => code,
@@ -88,7 +92,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
     // Held until the end of this function: the lock keeps other nodes off this identity.
     let key = keyfile::load_locked(args.key_file.as_deref())?;
-    let make_service = stack(MakeGreeter::new(args.message.clone()), args.service.limits());
+    let make_handler =
+        debug::MakeStalling::new(MakeGreeter::new(args.message.clone()), args.debug_stall_peer);
+    let make_service = stack(make_handler, args.service.limits());
     let mut builder = args.node_builder(key.keypair.clone());
     if let Some(addr) = args.metrics {
         let mut registry = Registry::default();

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# p2p-node against the raw libp2p baseline, on 127.0.0.1, with `p2p-node bench`.
+#
+#   scripts/bench.sh           # the comparison table (about 5 minutes)
+#   scripts/bench.sh --scale   # 1,000 identities hold a connection to one node for 30 s
+#
+# Table: starts the raw baseline (crates/p2p-transport/examples/raw_baseline.rs,
+# plain request_response answering inside its swarm loop) and a p2p-node with
+# the default stack but its policy limits off (--rate-per-sec 0
+# --max-in-flight-per-peer 0 --max-in-flight-total 0), so the run measures the
+# stack's cost, not its policy. Benches each over QUIC and TCP at c=1 and c=64
+# on one connection and at c=256 over 16 connections: the raw baseline and
+# p2p-node on greet 1.0.0 (the same protocol), and p2p-node on greet 2.0.0
+# (pipelined). The servers take turns, ROUNDS times per row; the median round
+# (by req/s) is shown with the ratio p2p-node/raw. The machine is small, shared
+# and noisy: only ratios within one run compare.
+#
+# Scale: a p2p-node with the default limits and SCALE_CONNECTIONS client
+# identities (split over SCALE_PROCS bench processes), each greeting once per
+# second for SCALE_SECS; prints the node's peak RSS (VmHWM) and the share of
+# greetings answered.
+#
+# Env: ROUNDS (3), SECS (3, measured seconds per run), WARMUP (1),
+#      SCALE_CONNECTIONS (1000), SCALE_SECS (30), SCALE_PROCS (1), KEEP=1 keeps the work dir,
+#      P2P_NODE_BIN / RAW_BIN to use prebuilt binaries instead of building them.
+# Needs jq. Every node listens on 127.0.0.1 only, with mDNS off; every process
+# started here is stopped by PID on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+MODE=table
+case ${1:-} in
+    '') ;;
+    --scale) MODE=scale ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--scale]" >&2; exit 2 ;;
+esac
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-3}
+WARMUP=${WARMUP:-1}
+SCALE_CONNECTIONS=${SCALE_CONNECTIONS:-1000}
+SCALE_SECS=${SCALE_SECS:-30}
+SCALE_PROCS=${SCALE_PROCS:-1}
+
+say() { printf '# %s\n' "$*" >&2; }
+die() { printf 'bench.sh: %s\n' "$*" >&2; exit 2; }
+command -v jq >/dev/null || die "needs jq"
+
+# ---- processes: every one started here is stopped by PID on exit ------------
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/p2pbench.XXXXXX")
+PIDS=()
+
+stop() { # pid: SIGTERM, then SIGKILL after 10 s
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop "$pid"; done
+    if [[ -n ${KEEP:-} ]]; then say "logs kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CMD...: runs CMD in the background (stdout to $WORK/NAME.out), records its PID in $LAST_PID.
+start() {
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# listen_addr NAME PID TRANSPORT: the LISTEN address of that transport, once printed.
+listen_addr() {
+    local name=$1 pid=$2 transport=$3 line i
+    for ((i = 0; i < 300; i++)); do
+        if line=$(grep -m1 "^LISTEN .*/$transport/" "$WORK/$name.out" 2>/dev/null); then
+            echo "${line#LISTEN }"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$WORK/$name.err" >&2
+    die "$name printed no LISTEN line for $transport"
+}
+
+# ---- binaries -----------------------------------------------------------------
+
+BIN=${P2P_NODE_BIN:-}
+RAW=${RAW_BIN:-}
+if [[ -z $BIN ]]; then
+    say "cargo build --release -p p2p-node"
+    cargo build --release -q -p p2p-node
+    BIN=$ROOT/target/release/p2p-node
+fi
+if [[ -z $RAW && $MODE == table ]]; then
+    say "cargo build --release -p p2p-transport --example raw_baseline"
+    cargo build --release -q -p p2p-transport --example raw_baseline
+    RAW=$ROOT/target/release/examples/raw_baseline
+fi
+
+LOCAL_QUIC=/ip4/127.0.0.1/udp/0/quic-v1
+LOCAL_TCP=/ip4/127.0.0.1/tcp/0
+
+machine() {
+    date
+    echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr)"
+}
+
+# ---- the table ----------------------------------------------------------------
+
+table() {
+    machine
+    start raw "$RAW" "$LOCAL_QUIC" "$LOCAL_TCP"
+    local raw_pid=$LAST_PID
+    start node "$BIN" run --no-mdns --listen "$LOCAL_QUIC" --listen "$LOCAL_TCP" \
+        --key-file "$WORK/node.key" --rate-per-sec 0 --max-in-flight-per-peer 0 --max-in-flight-total 0
+    local node_pid=$LAST_PID
+    declare -A addr
+    addr[raw_quic]=$(listen_addr raw "$raw_pid" quic-v1)
+    addr[raw_tcp]=$(listen_addr raw "$raw_pid" tcp)
+    addr[node_quic]=$(listen_addr node "$node_pid" quic-v1)
+    addr[node_tcp]=$(listen_addr node "$node_pid" tcp)
+
+    local results=$WORK/results.tsv net load c k round server target protocol line
+    : >"$results"
+    for net in quic tcp; do
+        for load in "1 1" "64 1" "256 16"; do
+            read -r c k <<<"$load"
+            for ((round = 1; round <= ROUNDS; round++)); do
+                for server in raw v1 v2; do
+                    case $server in
+                        raw) target=${addr[raw_$net]} protocol=v1 ;;
+                        v1) target=${addr[node_$net]} protocol=v1 ;;
+                        v2) target=${addr[node_$net]} protocol=v2 ;;
+                    esac
+                    rm -f "$WORK/run.json"
+                    if ! "$BIN" bench "$target" --concurrency "$c" --connections "$k" --protocol "$protocol" \
+                        --duration "${SECS}s" --warmup "${WARMUP}s" --json --no-progress \
+                        >"$WORK/run.json" 2>"$WORK/run.err"; then
+                        say "$net c=$c k=$k $server round $round: $(tail -n1 "$WORK/run.err")"
+                    fi
+                    line=$(jq -r '[.requests_per_sec, .latency_us.p50, .latency_us.p99, .failed] | @tsv' \
+                        "$WORK/run.json" 2>/dev/null) || line=
+                    [[ -n $line ]] || line=$'0\t0\t0\t0'
+                    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$net" "$c" "$k" "$server" "$round" "$line" >>"$results"
+                    say "$net c=$c k=$k $server round $round/$ROUNDS: $(cut -f1 <<<"$line" | cut -d. -f1) req/s"
+                done
+            done
+        done
+    done
+
+    echo
+    echo "p2p-node vs raw libp2p request_response on 127.0.0.1: $ROUNDS rounds of ${SECS}s (after ${WARMUP}s warm-up)"
+    echo "per row, servers taking turns; the median round by req/s. v1 = greet 1.0.0 (as raw), v2 = greet 2.0.0."
+    # Median round per (net, c, k, server), in table order (quic < tcp, raw < v1 < v2).
+    sort -t $'\t' -k1,1 -k2,2n -k3,3n -k4,4 -k6,6g "$results" | awk -F '\t' '
+        { key = $1 FS $2 FS $3 FS $4; if (!(key in n)) order[++keys] = key; row[key, ++n[key]] = $0 }
+        END { for (i = 1; i <= keys; i++) print row[order[i], int(n[order[i]] / 2) + 1] }' |
+        awk -F '\t' '
+        function name(s) { return s == "raw" ? "raw" : "p2p-node " s }
+        BEGIN {
+            printf "%-5s %4s %3s  %-12s %9s %9s %9s %7s %10s %8s %8s\n",
+                "net", "c", "K", "server", "req/s", "p50 ms", "p99 ms", "failed", "req/s/raw", "p50/raw", "p99/raw"
+        }
+        {
+            net = $1; c = $2; k = $3; s = $4; rps = $6; p50 = $7; p99 = $8; failed = $9
+            g = net " " c " " k
+            ratios = ""
+            if (s == "raw") { raw_rps[g] = rps; raw_p50[g] = p50; raw_p99[g] = p99 }
+            else if (g in raw_rps && raw_rps[g] > 0 && raw_p50[g] > 0) {
+                r_rps[g, s] = rps / raw_rps[g]; r_p50[g, s] = p50 / raw_p50[g]
+                ratios = sprintf("%9.2fx %7.2fx %7.2fx", r_rps[g, s], r_p50[g, s], p99 / raw_p99[g])
+            }
+            printf "%-5s %4d %3d  %-12s %9.0f %9.3f %9.3f %7d %s\n", net, c, k, name(s), rps, p50 / 1000, p99 / 1000, failed, ratios
+        }
+        function check(what, ratio, op, bound,   met) {
+            met = (op == ">=") ? ratio >= bound : ratio <= bound
+            printf "  %-48s %6.2fx  %s\n", what " " op " " bound "x raw", ratio, met ? "met" : "MISSED"
+        }
+        END {
+            print ""
+            print "targets (this run):"
+            check("quic c=64: p2p-node v1 req/s", r_rps["quic 64 1", "v1"], ">=", 0.95)
+            check("tcp  c=64: p2p-node v1 req/s", r_rps["tcp 64 1", "v1"], ">=", 0.95)
+            check("quic c=1:  p2p-node v1 p50", r_p50["quic 1 1", "v1"], "<=", 1.10)
+            check("tcp  c=1:  p2p-node v1 p50", r_p50["tcp 1 1", "v1"], "<=", 1.10)
+            check("quic c=64: p2p-node v2 req/s", r_rps["quic 64 1", "v2"], ">=", 10)
+            check("tcp  c=64: p2p-node v2 req/s", r_rps["tcp 64 1", "v2"], ">=", 10)
+            check("quic c=1:  p2p-node v2 p50", r_p50["quic 1 1", "v2"], "<=", 0.5)
+            check("tcp  c=1:  p2p-node v2 p50", r_p50["tcp 1 1", "v2"], "<=", 0.5)
+        }'
+}
+
+# ---- scale --------------------------------------------------------------------
+
+status_kb() { # pid field: a /proc/<pid>/status field in kB, or 0
+    local key value rest
+    {
+        while read -r key value rest; do
+            if [[ $key == "$2:" ]]; then
+                echo "$value"
+                return 0
+            fi
+        done
+    } 2>/dev/null <"/proc/$1/status" || true
+    echo 0
+}
+
+connected_peers() { # peers of the node: CONNECTED lines minus DISCONNECTED lines
+    local up down
+    up=$(grep -c '^CONNECTED ' "$WORK/node.out" || true)
+    down=$(grep -c '^DISCONNECTED ' "$WORK/node.out" || true)
+    echo $((up - down))
+}
+
+scale() {
+    local n=$SCALE_CONNECTIONS procs=$SCALE_PROCS warmup=5 hard
+    ((n % procs == 0)) || die "SCALE_CONNECTIONS ($n) must be a multiple of SCALE_PROCS ($procs)"
+    local per=$((n / procs))
+    # Each client node has a UDP socket and a few descriptors of its own.
+    hard=$(ulimit -Hn)
+    if [[ $hard == unlimited ]] || ((hard > 65536)); then hard=65536; fi
+    ulimit -n "$hard"
+    ((hard >= 2 * per + 256)) || die "ulimit -n is $hard: too low for $per client nodes per process"
+    machine
+    say "ulimit -n $(ulimit -n)"
+
+    # The default stack and limits: only mDNS off and 127.0.0.1.
+    start node "$BIN" run --no-mdns --listen "$LOCAL_QUIC" --key-file "$WORK/node.key"
+    local node_pid=$LAST_PID target
+    target=$(listen_addr node "$node_pid" quic-v1)
+    local rss0
+    rss0=$(status_kb "$node_pid" VmRSS)
+
+    local benches=() i
+    for ((i = 0; i < procs; i++)); do
+        start "bench$i" "$BIN" bench "$target" --connections "$per" --concurrency "$per" --rate "$per" \
+            --duration "${SCALE_SECS}s" --warmup "${warmup}s" --connect-timeout 120s --json --no-progress
+        benches+=("$LAST_PID")
+    done
+    say "$procs bench process(es) of $per identities each: connecting, ${warmup}s warm-up, ${SCALE_SECS}s measured"
+
+    # Sample once a second until the benches end.
+    local peak_peers=0 peers bench_rss=0 rss running t=0
+    while :; do
+        running=0
+        for i in "${benches[@]}"; do
+            if kill -0 "$i" 2>/dev/null; then
+                running=1
+                rss=$(status_kb "$i" VmRSS)
+                ((rss > bench_rss)) && bench_rss=$rss
+            fi
+        done
+        ((running)) || break
+        peers=$(connected_peers)
+        ((peers > peak_peers)) && peak_peers=$peers
+        if ((t % 5 == 0)); then
+            say "t=${t}s node: $peers peers, VmRSS $(($(status_kb "$node_pid" VmRSS) / 1024)) MB"
+        fi
+        sleep 1
+        t=$((t + 1))
+    done
+    local failed_procs=0
+    for i in "${benches[@]}"; do wait "$i" || failed_procs=$((failed_procs + 1)); done
+    local hwm
+    hwm=$(status_kb "$node_pid" VmHWM)
+
+    local all=$WORK/scale.json
+    for ((i = 0; i < procs; i++)); do cat "$WORK/bench$i.out"; done | jq -s '.' >"$all"
+    local scheduled=$((n * SCALE_SECS))
+    echo
+    echo "scale: $n identities (${procs} bench process(es) x $per), each greeting once per second for ${SCALE_SECS}s, QUIC on 127.0.0.1"
+    jq -r --argjson scheduled "$scheduled" --argjson hwm "$hwm" --argjson rss0 "$rss0" \
+        --argjson peak "$peak_peers" --argjson bench_rss "$bench_rss" --argjson failed_procs "$failed_procs" '
+        (map(.ok) | add) as $ok | (map(.failed) | add) as $failed | (map(.connected) | add) as $connected
+        | ([.[].errors | to_entries[]] | group_by(.key) | map("\(.[0].key): \(map(.value) | add)") | join(", ")) as $errors
+        | "connected            \($connected)/\(map(.connections) | add) (peak peers seen by the node: \($peak))",
+          "greetings            \($ok) answered, \($failed) failed, \($scheduled) scheduled",
+          "answered             \(if $ok + $failed > 0 then ($ok * 100000 / ($ok + $failed) | floor) / 1000 else 0 end) % of sent, \(([$ok, $scheduled] | min) * 100000 / $scheduled | floor | . / 1000) % of scheduled",
+          "errors               \(if $errors == "" then "none" else $errors end)",
+          "latency              p50 \(map(.latency_us.p50) | max) us, p99 \(map(.latency_us.p99) | max) us (worst process)",
+          "node peak RSS        \($hwm / 1024 | floor) MB (VmHWM; \($rss0 / 1024 | floor) MB before the clients came)",
+          "bench peak RSS       \($bench_rss / 1024 | floor) MB per process",
+          "bench failures       \($failed_procs) process(es) exited non-zero",
+          "",
+          "targets (this run):",
+          "  node peak RSS <= 200 MB          \(if $hwm <= 200 * 1024 then "met" else "MISSED" end)",
+          "  >= 99.9 % of greetings answered  \(if $ok * 1000 >= 999 * $scheduled and $ok * 1000 >= 999 * ($ok + $failed) then "met" else "MISSED" end)"
+        ' "$all"
+}
+
+case $MODE in
+    table) table ;;
+    scale) scale ;;
+esac
