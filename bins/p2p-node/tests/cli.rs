@@ -4,7 +4,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,8 @@ struct Node {
     child: Child,
     lines: Receiver<String>,
     seen: Vec<String>,
-    stderr: Arc<Mutex<String>>,
+    /// Reads the node's stderr to its end (the node's exit).
+    stderr: Option<thread::JoinHandle<String>>,
 }
 
 /// The arguments of a node that stays on 127.0.0.1 and never multicasts.
@@ -71,15 +71,13 @@ impl Node {
                 }
             }
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().expect("piped stderr");
-        let collected = Arc::clone(&stderr);
-        thread::spawn(move || {
+        let stderr = thread::spawn(move || {
             let mut buf = String::new();
             let _ = err.read_to_string(&mut buf);
-            collected.lock().unwrap().push_str(&buf);
+            buf
         });
-        Self { child, lines, seen: Vec::new(), stderr }
+        Self { child, lines, seen: Vec::new(), stderr: Some(stderr) }
     }
 
     /// The first line (seen before or arriving within the deadline) that `matches`.
@@ -100,12 +98,11 @@ impl Node {
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
-                    // Give the stderr reader a moment to see the pipe close.
-                    thread::sleep(Duration::from_millis(100));
+                    // The killed node's stderr is closed: its reader ends.
+                    let stderr = self.stderr.take().and_then(|reader| reader.join().ok()).unwrap_or_default();
                     panic!(
-                        "no {what} within {DEADLINE:?}; stdout:\n{}\nstderr:\n{}",
-                        self.seen.join("\n"),
-                        self.stderr.lock().unwrap()
+                        "no {what} within {DEADLINE:?}; stdout:\n{}\nstderr:\n{stderr}",
+                        self.seen.join("\n")
                     );
                 }
             }
