@@ -26,8 +26,8 @@ DISCONNECT_SECS=${DISCONNECT_SECS:-60} # QUIC idle timeout (10 s) after a SIGKIL
 QUIET_SECS=3 # intervals (1 s) during which a dead peer must not be greeted
 EXIT_SECS=5
 
-say() { printf '# %s\n' "$*" >&2; }
-die() { printf 'e2e-netns: %s\n' "$*" >&2; exit 2; }
+# shellcheck source=scripts/lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
 
 case $N in '' | *[!0-9]*) die "N must be a number, got '$N'" ;; esac
 ((N >= 3 && N <= 50)) || die "N must be between 3 and 50 (two peers confirm an external address)"
@@ -45,43 +45,10 @@ FAILED=0
 
 node_ns() { echo "$PREFIX-node$1"; }
 
-cleanup() {
-    local i ns pid
-    { # quiet: no "Killed" job notices
-        for i in "${!PID[@]}"; do
-            [[ -n ${PID[$i]} ]] && kill -KILL "${PID[$i]}"
-        done
-        wait
-    } 2>/dev/null
-    for ns in "${NAMESPACES[@]}"; do
-        # Anything still running in a namespace we made was started by us.
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-    if ((FAILED == 0)) && [[ -z ${KEEP_LOGS:-} ]]; then
-        rm -rf "$WORK"
-    else
-        say "logs kept in $WORK"
-    fi
-}
-trap cleanup EXIT
+trap 'netns_cleanup PID' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-pass() { PASSED=$((PASSED + 1)); echo "PASS $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL $*"; }
-
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
-
-# `within SECS COMMAND...`: polls COMMAND until it succeeds or SECS have passed.
-within() {
-    local deadline=$(($(now_ms) + $1 * 1000))
-    shift
-    until "$@"; do
-        (($(now_ms) >= deadline)) && return 1
-        sleep 0.2
-    done
-}
 
 # ---- the binary ------------------------------------------------------------
 
@@ -95,32 +62,7 @@ fi
 
 # ---- the network -----------------------------------------------------------
 
-make_ns() {
-    # Left over by a run that could not clean up (killed with SIGKILL): ours by name.
-    if ip netns list | grep -qw "^$1"; then
-        for pid in $(ip netns pids "$1" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-        ip netns del "$1" 2>/dev/null
-    fi
-    ip netns add "$1" || die "cannot create network namespace $1"
-    NAMESPACES+=("$1")
-    ip -n "$1" link set lo up
-}
-
-make_ns "$BR_NS"
-ip -n "$BR_NS" link add br0 type bridge mcast_snooping 0 || die "cannot create the bridge"
-ip -n "$BR_NS" link set br0 multicast on up
-for i in $(seq 1 "$N"); do
-    ns=$(node_ns "$i")
-    IP[i]=$SUBNET.$((10 + i))
-    make_ns "$ns"
-    # Both ends are created inside our namespaces: the host's never sees them.
-    ip -n "$BR_NS" link add "p$i" type veth peer name eth0 netns "$ns" || die "cannot create veth for node $i"
-    ip -n "$BR_NS" link set "p$i" master br0 multicast on up
-    ip -n "$ns" addr add "${IP[$i]}/24" dev eth0
-    ip -n "$ns" link set eth0 multicast on up
-    ip -n "$ns" route add 224.0.0.0/4 dev eth0
-done
-say "$N namespaces on bridge br0 in $BR_NS, addresses $SUBNET.11-$SUBNET.$((10 + N))"
+make_lan "$BR_NS" "$SUBNET" "$N" node_ns
 
 # ---- the nodes -------------------------------------------------------------
 

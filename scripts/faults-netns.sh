@@ -35,8 +35,8 @@ SUBNET=10.78.0
 PORT=4101
 NODES=6 # namespaces for nodes and clients
 
-say() { printf '# %s\n' "$*" >&2; }
-die() { printf 'faults-netns: %s\n' "$*" >&2; exit 2; }
+# shellcheck source=scripts/lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
 
 SHORT=${FAULTS_SHORT:-}
 SCENARIOS=()
@@ -99,31 +99,10 @@ SKIPPED=0
 
 ns() { echo "$PREFIX-$1"; }
 
-cleanup() {
-    local name ns pid
-    { # quiet: no "Killed" job notices
-        for name in "${!PIDS[@]}"; do
-            [[ -n ${PIDS[$name]} ]] && kill -KILL "${PIDS[$name]}"
-        done
-        wait
-    } 2>/dev/null
-    for ns in "${NAMESPACES[@]}"; do
-        # Anything still running in a namespace we made was started by us.
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-    if ((FAILED == 0)) && [[ -z ${KEEP_LOGS:-} ]]; then
-        rm -rf "$WORK"
-    else
-        say "logs kept in $WORK"
-    fi
-}
-trap cleanup EXIT
+trap 'netns_cleanup PIDS' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-pass() { PASSED=$((PASSED + 1)); echo "PASS $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL $*"; }
 skip() { SKIPPED=$((SKIPPED + 1)); echo "SKIP $*"; }
 check() { # check "description" COMMAND...: PASS if the command succeeds
     local what=$1
@@ -132,18 +111,6 @@ check() { # check "description" COMMAND...: PASS if the command succeeds
 }
 figure() { echo "  $*"; }
 header() { echo; echo "== $*"; }
-
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
-
-# `within SECS COMMAND...`: polls COMMAND until it succeeds or SECS have passed.
-within() {
-    local deadline=$(($(now_ms) + $1 * 1000))
-    shift
-    until "$@"; do
-        (($(now_ms) >= deadline)) && return 1
-        sleep 0.2
-    done
-}
 
 # Arithmetic on decimals: `calc 'a / b' a=1 b=2` prints a number, `holds 'a <= b' a=1 b=2` tests.
 holds() {
@@ -180,31 +147,7 @@ fi
 
 # ---- the network -------------------------------------------------------------------
 
-make_ns() {
-    # Left over by a run that could not clean up (killed with SIGKILL): ours by name.
-    if ip netns list | grep -qw "^$1"; then
-        for pid in $(ip netns pids "$1" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-        ip netns del "$1" 2>/dev/null
-    fi
-    ip netns add "$1" || die "cannot create network namespace $1"
-    NAMESPACES+=("$1")
-    ip -n "$1" link set lo up
-}
-
-make_ns "$BR_NS"
-ip -n "$BR_NS" link add br0 type bridge mcast_snooping 0 || die "cannot create the bridge"
-ip -n "$BR_NS" link set br0 multicast on up
-for i in $(seq 1 "$NODES"); do
-    IP[i]=$SUBNET.$((10 + i))
-    make_ns "$(ns "$i")"
-    # Both ends are created inside our namespaces: the host's never sees them.
-    ip -n "$BR_NS" link add "p$i" type veth peer name eth0 netns "$(ns "$i")" || die "cannot create veth $i"
-    ip -n "$BR_NS" link set "p$i" master br0 multicast on up
-    ip -n "$(ns "$i")" addr add "${IP[$i]}/24" dev eth0
-    ip -n "$(ns "$i")" link set eth0 multicast on up
-    ip -n "$(ns "$i")" route add 224.0.0.0/4 dev eth0
-done
-say "$NODES namespaces on bridge br0 in $BR_NS, addresses $SUBNET.11-$SUBNET.$((10 + NODES))"
+make_lan "$BR_NS" "$SUBNET" "$NODES" ns
 
 # ---- nodes and clients -----------------------------------------------------------------
 

@@ -1,0 +1,85 @@
+# shellcheck shell=bash
+# The harness shared by the network-namespace test scripts (sourced, not run):
+# logging, pass/fail counters, polling with a deadline, our namespaces on a
+# bridge that lives in a namespace of its own (so no host interface is ever
+# touched and mDNS multicast stays between them), and the cleanup.
+#
+# The sourcing script sets WORK (its temp dir), PASSED=0, FAILED=0,
+# NAMESPACES=() and an array of the PIDs it starts, and installs
+#   trap 'netns_cleanup <name of that array>' EXIT
+
+say() { printf '# %s\n' "$*" >&2; }
+die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 2; }
+
+pass() { PASSED=$((PASSED + 1)); echo "PASS $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL $*"; }
+
+now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
+
+# `within SECS COMMAND...`: polls COMMAND until it succeeds or SECS have passed.
+within() {
+    local deadline=$(($(now_ms) + $1 * 1000))
+    shift
+    until "$@"; do
+        (($(now_ms) >= deadline)) && return 1
+        sleep 0.2
+    done
+}
+
+# `make_ns NAME`: a fresh namespace with loopback up, removed by netns_cleanup.
+make_ns() {
+    local pid
+    # Left over by a run that could not clean up (killed with SIGKILL): ours by name.
+    if ip netns list | grep -qw "^$1"; then
+        for pid in $(ip netns pids "$1" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns del "$1" 2>/dev/null
+    fi
+    ip netns add "$1" || die "cannot create network namespace $1"
+    NAMESPACES+=("$1")
+    ip -n "$1" link set lo up
+}
+
+# `make_lan BRIDGE_NS SUBNET COUNT NAME_FN`: a bridge in namespace BRIDGE_NS and
+# COUNT namespaces `$(NAME_FN i)` on it, each with SUBNET.(10+i)/24 on its eth0
+# (multicast on, for mDNS); sets IP[i].
+make_lan() {
+    local br_ns=$1 subnet=$2 count=$3 name_fn=$4 i ns
+    make_ns "$br_ns"
+    ip -n "$br_ns" link add br0 type bridge mcast_snooping 0 || die "cannot create the bridge"
+    ip -n "$br_ns" link set br0 multicast on up
+    for i in $(seq 1 "$count"); do
+        ns=$("$name_fn" "$i")
+        IP[i]=$subnet.$((10 + i))
+        make_ns "$ns"
+        # Both ends are created inside our namespaces: the host's never sees them.
+        ip -n "$br_ns" link add "p$i" type veth peer name eth0 netns "$ns" || die "cannot create veth $i"
+        ip -n "$br_ns" link set "p$i" master br0 multicast on up
+        ip -n "$ns" addr add "${IP[$i]}/24" dev eth0
+        ip -n "$ns" link set eth0 multicast on up
+        ip -n "$ns" route add 224.0.0.0/4 dev eth0
+    done
+    say "$count namespaces on bridge br0 in $br_ns, addresses $subnet.11-$subnet.$((10 + count))"
+}
+
+# `netns_cleanup PIDS_ARRAY`: kills what we started, removes our namespaces
+# (and anything still running in them, which can only be ours), and removes
+# the logs unless a check failed or KEEP_LOGS is set.
+netns_cleanup() {
+    local -n pids=$1
+    local key ns pid
+    { # quiet: no "Killed" job notices
+        for key in "${!pids[@]}"; do
+            [[ -n ${pids[$key]} ]] && kill -KILL "${pids[$key]}"
+        done
+        wait
+    } 2>/dev/null
+    for ns in "${NAMESPACES[@]}"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+    if ((FAILED == 0)) && [[ -z ${KEEP_LOGS:-} ]]; then
+        rm -rf "$WORK"
+    else
+        say "logs kept in $WORK"
+    fi
+}
