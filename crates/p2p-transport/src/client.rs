@@ -67,11 +67,23 @@ impl Client {
             self.commands.abort_send();
             return ResponseFuture::failed(RequestError::TooLarge);
         }
+        let Some(swarm_task) = self.commands.get_ref().cloned() else {
+            return ResponseFuture::failed(RequestError::Shutdown);
+        };
         let (reply, response) = oneshot::channel();
-        match self.commands.send_item(Command::Request { peer, request, reply }) {
-            Ok(()) => ResponseFuture { state: State::Waiting(response) },
-            Err(_) => ResponseFuture::failed(RequestError::Shutdown),
+        if self.commands.send_item(Command::Request { peer, request, reply }).is_err() {
+            return ResponseFuture::failed(RequestError::Shutdown);
         }
+        ResponseFuture::boxed(async move {
+            // A slot reserved just before the swarm task ended still takes the
+            // command, into a channel nobody reads: then the reply never comes
+            // nor is dropped, and only the channel's closing says so.
+            tokio::select! {
+                biased;
+                reply = response => reply.unwrap_or(Err(RequestError::Shutdown)),
+                () = swarm_task.closed() => Err(RequestError::Shutdown),
+            }
+        })
     }
 }
 
@@ -234,16 +246,15 @@ pub struct ResponseFuture {
 }
 
 enum State {
-    Waiting(oneshot::Receiver<Result<GreetResponse, RequestError>>),
-    Pipelined(BoxFuture<'static, Result<GreetResponse, RequestError>>),
+    /// Waiting for the swarm task's reply (v1) or the pipelined stream's (v2).
+    Pending(BoxFuture<'static, Result<GreetResponse, RequestError>>),
     Failed(Option<RequestError>),
 }
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Waiting(_) => "Waiting",
-            Self::Pipelined(_) => "Pipelined",
+            Self::Pending(_) => "Pending",
             Self::Failed(_) => "Failed",
         })
     }
@@ -255,7 +266,7 @@ impl ResponseFuture {
     }
 
     fn boxed(future: impl Future<Output = Result<GreetResponse, RequestError>> + Send + 'static) -> Self {
-        Self { state: State::Pipelined(Box::pin(future)) }
+        Self { state: State::Pending(Box::pin(future)) }
     }
 }
 
@@ -264,11 +275,7 @@ impl Future for ResponseFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.state {
-            // The swarm task dropped the reply: it has ended.
-            State::Waiting(rx) => {
-                Poll::Ready(ready!(Pin::new(rx).poll(cx)).unwrap_or(Err(RequestError::Shutdown)))
-            }
-            State::Pipelined(future) => future.as_mut().poll(cx),
+            State::Pending(future) => future.as_mut().poll(cx),
             State::Failed(err) => Poll::Ready(Err(err.take().unwrap_or(RequestError::Shutdown))),
         }
     }
@@ -303,6 +310,22 @@ impl Service<PeerId> for MakePeerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_sent_as_the_swarm_task_ends_fails_instead_of_hanging() {
+        let (commands, swarm_task_end) = mpsc::channel(8);
+        let mut client = Client::new(commands, Arc::new(PeerRegistry::default()), true);
+        // The slot is reserved while the swarm task still runs...
+        std::future::poll_fn(|cx| client.poll_ready(cx)).await.unwrap();
+        // ...which then ends (drops its receiver) before the command is sent.
+        drop(swarm_task_end);
+        let response = client.call((PeerId::random(), GreetRequest::new("late")));
+        let result = tokio::time::timeout(std::time::Duration::from_secs(60), response).await;
+        assert_eq!(result.expect("no hang"), Err(RequestError::Shutdown));
+        // And later calls are refused at once.
+        let ready = std::future::poll_fn(|cx| client.poll_ready(cx)).await;
+        assert_eq!(ready, Err(RequestError::Shutdown));
+    }
 
     #[test]
     fn body_len_matches_the_encoder() {
