@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
+use p2p_load::{self as load, LoadConfig, LoadReport};
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
-use p2p_transport::load::{self, LoadConfig, LoadReport};
 use p2p_transport::{GreetVersion, Node, NodeBuilder, NodeEvent, PeerClient};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;

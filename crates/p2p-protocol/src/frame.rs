@@ -8,6 +8,27 @@ use crate::{DecodeError, MAX_FRAME_LEN};
 /// The longest length prefix a reader accepts, in bytes (an unsigned LEB128 `u64`).
 pub const MAX_VARINT_LEN: usize = 10;
 
+/// The bytes of `n` as an unsigned LEB128 varint, the frame's length prefix.
+///
+/// ```
+/// assert_eq!(p2p_protocol::uvarint(300), [0xac, 0x02]);
+/// ```
+pub fn uvarint(n: u64) -> Vec<u8> {
+    let mut buf = unsigned_varint::encode::u64_buffer();
+    unsigned_varint::encode::u64(n, &mut buf).to_vec()
+}
+
+/// How many bytes [`uvarint`] writes for `n` (1 to [`MAX_VARINT_LEN`]).
+///
+/// ```
+/// assert_eq!(p2p_protocol::uvarint_len(127), 1);
+/// assert_eq!(p2p_protocol::uvarint_len(128), 2);
+/// ```
+pub const fn uvarint_len(n: u64) -> usize {
+    let bits = 64 - (n | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
 /// Writes one frame (`uvarint(body.len()) || body`) and flushes.
 ///
 /// Fails with [`std::io::ErrorKind::InvalidInput`] and writes nothing if the

@@ -49,7 +49,9 @@ pub mod v2;
 
 pub use codec::{decode, encode};
 pub use error::DecodeError;
-pub use frame::{MAX_VARINT_LEN, append_frame, read_frame, try_read_frame, write_frame};
+pub use frame::{
+    MAX_VARINT_LEN, append_frame, read_frame, try_read_frame, uvarint, uvarint_len, write_frame,
+};
 pub use types::{ErrorCode, GreetRequest, GreetResponse, GreetResult, RemoteError};
 
 /// Re-exported so that users of the messages need no direct `multiaddr` dependency.

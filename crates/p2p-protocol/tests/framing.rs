@@ -159,3 +159,11 @@ fn unsigned_varint_bytes(mut n: u64) -> Vec<u8> {
         out.push(byte | 0x80);
     }
 }
+
+#[test]
+fn uvarint_helpers_agree_with_the_reference_encoding() {
+    for n in [0, 1, 127, 128, 16_383, 16_384, MAX_FRAME_LEN as u64, u64::MAX >> 1, u64::MAX] {
+        assert_eq!(p2p_protocol::uvarint(n), unsigned_varint_bytes(n), "n = {n}");
+        assert_eq!(p2p_protocol::uvarint_len(n), unsigned_varint_bytes(n).len(), "n = {n}");
+    }
+}

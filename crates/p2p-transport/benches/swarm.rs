@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use p2p_load::{self as load, LoadConfig, LoadReport};
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
-use p2p_transport::load::{self, LoadConfig, LoadReport};
 use p2p_transport::{GreetVersion, Node, NodeBuilder, NodeEvent, NodeEvents, PeerClient};
 
 const ROUNDS: usize = 3;

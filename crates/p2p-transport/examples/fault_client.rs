@@ -40,6 +40,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{AsyncWriteExt, StreamExt};
 use hdrhistogram::Histogram;
+use p2p_load::{self as load, LoadConfig, error_key};
 use p2p_protocol::v2::{self, STREAM_ERROR_ID};
 use p2p_protocol::{
     DecodeError, GreetRequest, GreetResponse, GreetResult, MAX_FRAME_LEN, PROTOCOL_NAME, append_frame,
@@ -50,7 +51,6 @@ use p2p_transport::libp2p::identity::Keypair;
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::swarm::SwarmEvent;
 use p2p_transport::libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, SwarmBuilder, noise, tcp, yamux};
-use p2p_transport::load::{self, LoadConfig, error_key};
 use p2p_transport::{GreetVersion, NodeBuilder, NodeEvent, PeerClient, RequestError};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;

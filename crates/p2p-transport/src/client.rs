@@ -232,11 +232,7 @@ impl Service<GreetRequest> for PeerClient {
 /// The encoded size of a request body: `uvarint(len) || utf-8 bytes`.
 fn body_len(request: &GreetRequest) -> usize {
     let len = request.message.len();
-    unsigned_varint_len(len as u64) + len
-}
-
-fn unsigned_varint_len(n: u64) -> usize {
-    (64 - n.max(1).leading_zeros() as usize).div_ceil(7)
+    p2p_protocol::uvarint_len(len as u64) + len
 }
 
 /// The response future of [`Client`] and [`PeerClient`].

@@ -10,6 +10,9 @@ pub enum RequestError {
     /// No connection to the peer could be established.
     #[error("could not dial the peer")]
     Dial,
+    /// A connection could not be established, and why (one line).
+    #[error("could not connect: {0}")]
+    Unreachable(String),
     /// The peer did not answer within the request timeout.
     #[error("the request timed out")]
     Timeout,
@@ -37,7 +40,7 @@ impl RequestError {
     /// A short machine-friendly name of the kind of error, for counters and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Dial => "dial",
+            Self::Dial | Self::Unreachable(_) => "dial",
             Self::Timeout => "timeout",
             Self::ConnectionClosed => "connection_closed",
             Self::UnsupportedProtocol => "unsupported_protocol",

@@ -33,7 +33,7 @@ mod codec;
 mod discover;
 mod error;
 mod external_addrs;
-pub mod load;
+#[cfg(feature = "metrics")]
 mod metrics;
 mod node;
 mod periodic;
@@ -46,10 +46,12 @@ pub use codec::{GreetCodec, InboundRequest};
 pub use discover::PeerDiscover;
 pub use error::{BuildError, RequestError};
 pub use external_addrs::{ADDRS_PER_REPORTER, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};
+#[cfg(feature = "metrics")]
 pub use metrics::{NodeMetrics, serve_metrics};
-pub use node::{Node, NodeBuilder, NodeEvent, NodeEvents};
+pub use node::{Node, NodeBuilder, NodeConfig, NodeEvent, NodeEvents};
 pub use periodic::{GreetOutcome, GreetOutcomes, PeriodicGreeter};
 /// Re-exported: the Prometheus registry [`NodeMetrics`] registers in.
+#[cfg(feature = "metrics")]
 pub use prometheus_client::registry::Registry;
 
 /// Re-exported: the libp2p this crate is built on, for `PeerId`, `Multiaddr`, keys.

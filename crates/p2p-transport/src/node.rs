@@ -15,10 +15,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
+#[cfg(feature = "metrics")]
+use crate::NodeMetrics;
 use crate::discover::{PeerDiscover, PeerSet};
 use crate::registry::PeerRegistry;
 use crate::swarm_task::{self, Command};
-use crate::{BuildError, Client, ExternalAddrConfig, MakePeerClient, NodeMetrics, RequestError};
+use crate::{BuildError, Client, ExternalAddrConfig, MakePeerClient, RequestError};
 
 /// The per-peer inbound service, as the swarm task holds it.
 pub(crate) type PeerService = BoxCloneSyncService<GreetRequest, GreetResult, Infallible>;
@@ -172,6 +174,19 @@ impl Node {
         done.await.unwrap_or(Err(RequestError::Shutdown))
     }
 
+    /// Connects to `address` and resolves once a connection is established,
+    /// with the peer's id, or with the reason the dial failed.
+    ///
+    /// With `/p2p/<peer-id>` at the end, an existing connection to that peer
+    /// counts and the remote must prove that identity; without it, any peer
+    /// at the address will do. There is no deadline of its own beyond the
+    /// transports' handshake timeouts: wrap it in `tokio::time::timeout`.
+    pub async fn connect(&self, address: Multiaddr) -> Result<PeerId, RequestError> {
+        let (reply, done) = oneshot::channel();
+        self.command(Command::Connect { address, reply }).await?;
+        done.await.unwrap_or(Err(RequestError::Shutdown))
+    }
+
     /// The outbound side as a `Service<(PeerId, GreetRequest)>`.
     pub fn client(&self) -> Client {
         self.client.clone()
@@ -202,6 +217,75 @@ impl Node {
     }
 }
 
+/// Every setting of a node, each with its default: the one place the
+/// defaults live (the command line reads them from here).
+///
+/// `#[non_exhaustive]`: start from `NodeConfig::default()` and change fields,
+/// then hand it to [`NodeBuilder::with_config`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Where to listen. Default: QUIC and TCP on all IPv4 interfaces, port 0
+    /// ([`NodeConfig::default_listen_addrs`]).
+    pub listen_addrs: Vec<Multiaddr>,
+    /// mDNS discovery. Default on; tests on 127.0.0.1 turn it off.
+    pub mdns: bool,
+    /// How long a connection with no open streams stays up. Default 60 s.
+    pub idle_timeout: Duration,
+    /// How long an outbound request may take end to end. Default 10 s.
+    pub request_timeout: Duration,
+    /// Concurrent greet 1.0.0 streams per connection. Default 1024: overload
+    /// is answered by the service stack (503) rather than by dropped streams.
+    pub max_concurrent_streams: usize,
+    /// Established connections in total (`None`: unlimited). Default 2048.
+    pub max_connections: Option<u32>,
+    /// Established connections per peer (`None`: unlimited). Default 8.
+    pub max_connections_per_peer: Option<u32>,
+    /// The external-address policy.
+    pub external: ExternalAddrConfig,
+    /// How long [`Node::shutdown`] waits for in-flight inbound requests. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Events buffered for a slow consumer before they are dropped. Default 1024.
+    pub event_capacity: usize,
+    /// Commands buffered for the swarm task (back-pressure beyond). Default 1024.
+    pub command_capacity: usize,
+    /// Serve and use greet v2 (`/p2p-node/greet/2.0.0`, pipelined). Default on.
+    pub greet_v2: bool,
+    /// Inbound requests one pipelined stream may have in flight; beyond that
+    /// the node stops reading the stream. Default 128.
+    pub max_in_flight_per_stream: usize,
+}
+
+impl NodeConfig {
+    /// QUIC and TCP on all IPv4 interfaces, port 0.
+    pub fn default_listen_addrs() -> Vec<Multiaddr> {
+        ["/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0"]
+            .into_iter()
+            .map(|a| a.parse().expect("valid multiaddr"))
+            .collect()
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen_addrs: Self::default_listen_addrs(),
+            mdns: true,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 1024,
+            max_connections: Some(2048),
+            max_connections_per_peer: Some(8),
+            external: ExternalAddrConfig::default(),
+            shutdown_grace: Duration::from_secs(5),
+            event_capacity: 1024,
+            command_capacity: 1024,
+            greet_v2: true,
+            max_in_flight_per_stream: 128,
+        }
+    }
+}
+
 /// Builds a [`Node`]: identity, transports, limits and policies.
 ///
 /// ```no_run
@@ -219,51 +303,46 @@ impl Node {
 /// # node.shutdown().await;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeBuilder {
     pub(crate) keypair: Option<Keypair>,
-    pub(crate) listen_addrs: Vec<Multiaddr>,
-    pub(crate) mdns: bool,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) request_timeout: Duration,
-    pub(crate) max_concurrent_streams: usize,
-    pub(crate) max_connections: Option<u32>,
-    pub(crate) max_connections_per_peer: Option<u32>,
-    pub(crate) external: ExternalAddrConfig,
-    pub(crate) shutdown_grace: Duration,
-    pub(crate) event_capacity: usize,
-    pub(crate) command_capacity: usize,
-    pub(crate) greet_v2: bool,
-    pub(crate) max_in_flight_per_stream: usize,
+    pub(crate) config: NodeConfig,
+    /// `listen_on` was called: its addresses replace the default ones.
+    listen_set: bool,
+    #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<NodeMetrics>,
 }
 
-impl Default for NodeBuilder {
-    fn default() -> Self {
-        Self {
-            keypair: None,
-            listen_addrs: Vec::new(),
-            mdns: true,
-            idle_timeout: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(10),
-            max_concurrent_streams: 1024,
-            max_connections: Some(2048),
-            max_connections_per_peer: Some(8),
-            external: ExternalAddrConfig::default(),
-            shutdown_grace: Duration::from_secs(5),
-            event_capacity: 1024,
-            command_capacity: 1024,
-            greet_v2: true,
-            max_in_flight_per_stream: 128,
-            metrics: None,
-        }
-    }
-}
-
 impl NodeBuilder {
-    /// Listen on QUIC and TCP on all interfaces (port 0) by default, with mDNS on.
+    /// A node with [`NodeConfig::default()`]: QUIC and TCP on all interfaces, mDNS on.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A node made to dial `target` and little else: mDNS off, listening on
+    /// one QUIC socket of the family that can reach `target` (QUIC dials from
+    /// a listening socket of the same family, and a loopback socket cannot
+    /// reach other hosts). For one-shot clients: `greet`, load generators.
+    pub fn for_dialing(target: &Multiaddr) -> Self {
+        use libp2p::multiaddr::Protocol;
+        let ip = match target.iter().next() {
+            Some(Protocol::Ip4(ip)) if ip.is_loopback() => "/ip4/127.0.0.1",
+            Some(Protocol::Ip6(ip)) if ip.is_loopback() => "/ip6/::1",
+            Some(Protocol::Ip6(_) | Protocol::Dns6(_)) => "/ip6/::",
+            _ => "/ip4/0.0.0.0",
+        };
+        let socket = format!("{ip}/udp/0/quic-v1").parse().expect("valid multiaddr");
+        Self::new().mdns(false).listen_on(socket)
+    }
+
+    /// A node with every setting from `config`.
+    pub fn with_config(config: NodeConfig) -> Self {
+        Self { config, listen_set: true, ..Self::default() }
+    }
+
+    /// The settings so far.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
     }
 
     /// The node's identity; a fresh Ed25519 key by default.
@@ -275,68 +354,72 @@ impl NodeBuilder {
     /// Adds a listen address; the first call replaces the default
     /// (`/ip4/0.0.0.0/udp/0/quic-v1` and `/ip4/0.0.0.0/tcp/0`).
     pub fn listen_on(mut self, address: Multiaddr) -> Self {
-        self.listen_addrs.push(address);
+        if !self.listen_set {
+            self.config.listen_addrs.clear();
+            self.listen_set = true;
+        }
+        self.config.listen_addrs.push(address);
         self
     }
 
     /// Turns mDNS discovery on or off (on by default). Tests on 127.0.0.1 turn it off.
     pub fn mdns(mut self, enabled: bool) -> Self {
-        self.mdns = enabled;
+        self.config.mdns = enabled;
         self
     }
 
     /// How long a connection with no open streams stays up. Default 60 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
+        self.config.idle_timeout = timeout;
         self
     }
 
     /// How long an outbound request may take end to end. Default 10 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.config.request_timeout = timeout;
         self
     }
 
-    /// Concurrent greet streams per connection. Default 1024: overload is
-    /// answered by the service stack (503) rather than by silently dropped streams.
+    /// Concurrent greet streams per connection. Default 1024.
     pub fn max_concurrent_streams(mut self, streams: usize) -> Self {
-        self.max_concurrent_streams = streams;
+        self.config.max_concurrent_streams = streams;
         self
     }
 
     /// Established connections in total (`None`: unlimited). Default 2048.
     pub fn max_connections(mut self, limit: Option<u32>) -> Self {
-        self.max_connections = limit;
+        self.config.max_connections = limit;
         self
     }
 
     /// Established connections per peer (`None`: unlimited). Default 8.
     pub fn max_connections_per_peer(mut self, limit: Option<u32>) -> Self {
-        self.max_connections_per_peer = limit;
+        self.config.max_connections_per_peer = limit;
         self
     }
 
     /// The external-address policy.
     pub fn external_addrs(mut self, config: ExternalAddrConfig) -> Self {
-        self.external = config;
+        self.config.external = config;
         self
     }
 
     /// Serve and use greet v2 (`/p2p-node/greet/2.0.0`, pipelined). Default on;
     /// off makes a 1.0.0-only node, for tests and interop.
     pub fn greet_v2(mut self, enabled: bool) -> Self {
-        self.greet_v2 = enabled;
+        self.config.greet_v2 = enabled;
         self
     }
 
     /// Inbound requests one pipelined stream may have in flight; beyond that
     /// the node stops reading the stream. Default 128.
     pub fn max_in_flight_per_stream(mut self, limit: usize) -> Self {
-        self.max_in_flight_per_stream = limit;
+        self.config.max_in_flight_per_stream = limit;
         self
     }
 
     /// Records libp2p's metrics and the answered requests in `metrics`. Off by default.
+    #[cfg(feature = "metrics")]
     pub fn metrics(mut self, metrics: NodeMetrics) -> Self {
         self.metrics = Some(metrics);
         self
@@ -344,7 +427,7 @@ impl NodeBuilder {
 
     /// How long [`Node::shutdown`] waits for in-flight inbound requests. Default 5 s.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.shutdown_grace = grace;
+        self.config.shutdown_grace = grace;
         self
     }
 
@@ -361,24 +444,28 @@ impl NodeBuilder {
         S: Service<GreetRequest, Response = GreetResult, Error = Infallible> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
+        #[cfg(feature = "metrics")]
         let metrics = self.metrics.clone();
         let make: MakePeerService = Arc::new(move |ctx| {
             let make = make_service.clone();
+            #[cfg(feature = "metrics")]
             let metrics = metrics.clone();
             Box::pin(async move {
                 let service = BoxCloneSyncService::new(make.oneshot(ctx).await.map_err(Into::into)?);
-                Ok(match metrics {
+                #[cfg(feature = "metrics")]
+                let service = match metrics {
                     Some(metrics) => metrics.instrument(service),
                     None => service,
-                })
+                };
+                Ok(service)
             })
         });
-        let (commands_tx, commands_rx) = mpsc::channel(self.command_capacity.max(1));
-        let (events_tx, events_rx) = mpsc::channel(self.event_capacity.max(1));
+        let (commands_tx, commands_rx) = mpsc::channel(self.config.command_capacity.max(1));
+        let (events_tx, events_rx) = mpsc::channel(self.config.event_capacity.max(1));
         let (peers_tx, peers_rx) = watch::channel(PeerSet::default());
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let registry = Arc::new(PeerRegistry::default());
-        let pipelining = self.greet_v2;
+        let pipelining = self.config.greet_v2;
         let channels =
             swarm_task::Channels { commands: commands_rx, events: events_tx, greet_peers: peers_tx };
         let local_peer_id =

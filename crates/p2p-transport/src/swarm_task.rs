@@ -33,7 +33,7 @@ use crate::answer;
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{GreetCodec, InboundRequest};
 use crate::discover::PeerSet;
-use crate::node::{MakePeerService, NodeBuilder, PeerService, Snapshot};
+use crate::node::{MakePeerService, NodeBuilder, NodeConfig, PeerService, Snapshot};
 use crate::pipelined::{self, Acceptor, Mux};
 use crate::registry::{PeerRegistry, SharedPeer};
 use crate::{BuildError, ExternalAddrChange, ExternalAddresses, NodeEvent, RequestError};
@@ -56,6 +56,10 @@ pub(crate) enum Command {
     Dial {
         address: Multiaddr,
         reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    Connect {
+        address: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, RequestError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -119,6 +123,7 @@ struct SwarmTask {
     stop_streams: watch::Sender<bool>,
     /// The v2 responders, so that shutdown can wait for them.
     stream_tasks: TaskTracker,
+    #[cfg(feature = "metrics")]
     metrics: Option<Arc<libp2p::metrics::Metrics>>,
     make: MakePeerService,
     commands: mpsc::Receiver<Command>,
@@ -130,6 +135,8 @@ struct SwarmTask {
     peers: HashMap<PeerId, PeerState>,
     pending:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<GreetResponse, RequestError>>>,
+    /// `Node::connect` calls waiting for their dial.
+    connecting: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, RequestError>>>,
     /// Peers mDNS knows, with their addresses (QUIC first).
     mdns_peers: HashMap<PeerId, Vec<Multiaddr>>,
     /// mDNS peers to dial again, and when.
@@ -158,17 +165,12 @@ pub(crate) fn spawn(
     let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
     let local_peer_id = keypair.public().to_peer_id();
     let (acceptor, incoming) = Acceptor::new();
-    let acceptor = config.greet_v2.then_some(acceptor);
-    let mut swarm = build_swarm(&config, keypair, acceptor)?;
-
-    let listen_addrs = if config.listen_addrs.is_empty() {
-        vec![
-            "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("valid multiaddr"),
-            "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
-        ]
-    } else {
-        config.listen_addrs.clone()
-    };
+    let acceptor = config.config.greet_v2.then_some(acceptor);
+    let mut swarm = build_swarm(&config.config, keypair, acceptor)?;
+    #[cfg(feature = "metrics")]
+    let metrics = config.metrics.as_ref().map(|m| Arc::clone(&m.libp2p));
+    let config = config.config;
+    let listen_addrs = config.listen_addrs.clone();
     let mut listeners = Vec::new();
     for addr in listen_addrs {
         let id = swarm
@@ -209,7 +211,8 @@ pub(crate) fn spawn(
         observations,
         stop_streams,
         stream_tasks,
-        metrics: config.metrics.as_ref().map(|m| Arc::clone(&m.libp2p)),
+        #[cfg(feature = "metrics")]
+        metrics,
         make,
         commands,
         answers_tx,
@@ -219,6 +222,7 @@ pub(crate) fn spawn(
         snapshot,
         peers: HashMap::new(),
         pending: HashMap::new(),
+        connecting: HashMap::new(),
         mdns_peers: HashMap::new(),
         redials: HashMap::new(),
         external,
@@ -235,7 +239,7 @@ pub(crate) fn spawn(
 }
 
 fn build_swarm(
-    config: &NodeBuilder,
+    config: &NodeConfig,
     keypair: Keypair,
     acceptor: Option<Acceptor>,
 ) -> Result<Swarm<Behaviour>, BuildError> {
@@ -379,13 +383,42 @@ impl SwarmTask {
                 });
                 let _ = reply.send(result);
             }
+            Command::Connect { reply, .. } if self.drain_deadline.is_some() => {
+                let _ = reply.send(Err(RequestError::Shutdown));
+            }
+            Command::Connect { address, reply } => self.connect(address, reply),
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
+        }
+    }
+
+    /// Dials `address`; `reply` hears of the connection (or the failure) of this very dial.
+    fn connect(&mut self, address: Multiaddr, reply: oneshot::Sender<Result<PeerId, RequestError>>) {
+        let opts = match address.iter().last() {
+            Some(Protocol::P2p(peer)) if self.swarm.is_connected(&peer) => {
+                let _ = reply.send(Ok(peer));
+                return;
+            }
+            Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer)
+                .addresses(vec![address.clone()])
+                .condition(PeerCondition::Always)
+                .build(),
+            _ => DialOpts::unknown_peer_id().address(address.clone()).build(),
+        };
+        let connection = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.connecting.insert(connection, reply);
+            }
+            Err(err) => {
+                let _ = reply.send(Err(RequestError::Unreachable(one_line(&err.to_string()))));
+            }
         }
     }
 
     // ---- swarm events ---------------------------------------------------
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
             use libp2p::metrics::Recorder;
             metrics.record(&event);
@@ -417,6 +450,9 @@ impl SwarmTask {
             SwarmEvent::ConnectionEstablished {
                 peer_id, connection_id, endpoint, num_established, ..
             } => {
+                if let Some(reply) = self.connecting.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
                 let remote = remote_address(&endpoint);
                 let state = self.peers.entry(peer_id).or_insert_with(|| PeerState {
                     connections: HashMap::new(),
@@ -462,7 +498,10 @@ impl SwarmTask {
                     self.schedule_redial(peer_id);
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError { peer_id, connection_id, error } => {
+                if let Some(reply) = self.connecting.remove(&connection_id) {
+                    let _ = reply.send(Err(RequestError::Unreachable(one_line(&error.to_string()))));
+                }
                 debug!(peer = ?peer_id, %error, "outgoing connection failed");
                 // Not a failure for anyone: the peer is connected or being dialed already.
                 if !matches!(error, libp2p::swarm::DialError::DialPeerConditionFalse(_)) {
@@ -747,6 +786,9 @@ impl SwarmTask {
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(RequestError::Shutdown));
         }
+        for (_, reply) in self.connecting.drain() {
+            let _ = reply.send(Err(RequestError::Shutdown));
+        }
         self.stop_streams.send_replace(true);
         self.stream_tasks.close();
         self.drain_deadline = Some(Instant::now() + self.shutdown_grace);
@@ -819,4 +861,9 @@ fn is_loopback(addr: &Multiaddr) -> bool {
         Some(Protocol::Ip6(ip)) => ip.is_loopback(),
         _ => false,
     }
+}
+
+/// A multi-line libp2p error (one line per address tried) as one line.
+pub(crate) fn one_line(error: &str) -> String {
+    error.split_whitespace().collect::<Vec<_>>().join(" ")
 }

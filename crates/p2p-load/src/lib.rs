@@ -15,7 +15,7 @@ use p2p_protocol::{GreetRequest, GreetResponse};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use crate::RequestError;
+use p2p_transport::RequestError;
 
 /// How to load a service.
 #[derive(Debug, Clone)]
@@ -176,7 +176,7 @@ mod tests {
     -> impl Service<GreetRequest, Response = GreetResponse, Error = RequestError, Future: Send> + Clone {
         tower::service_fn(|request: GreetRequest| async move {
             tokio::time::sleep(Duration::from_millis(1)).await; // a 1 ms round trip
-            Ok(GreetResponse { message: request.message, observed_addr: libp2p::Multiaddr::empty() })
+            Ok(GreetResponse { message: request.message, observed_addr: p2p_protocol::Multiaddr::empty() })
         })
     }
 
