@@ -26,33 +26,40 @@
 //! # Ok(()) }
 //! ```
 
-mod answer;
-mod behaviour;
-mod client;
-mod codec;
-mod discover;
+// The rooms, from the bottom up: each uses only rooms above it in this list
+// (`tests/layering.rs` checks it), so no two rooms import each other.
+mod lock;
 mod error;
-mod external_addrs;
+mod command;
+mod events;
+mod wire;
+
+mod addresses;
+mod config;
+mod inbound;
+mod outbound;
+mod peers;
+
 #[cfg(feature = "metrics")]
 mod metrics;
-mod node;
-mod periodic;
-mod pipelined;
-mod registry;
-mod swarm_task;
+mod shutdown;
+mod swarm;
 
-pub use client::{Client, GreetVersion, MakePeerClient, PeerClient, ResponseFuture};
-pub use codec::{GreetCodec, InboundRequest};
-pub use discover::PeerDiscover;
+mod node;
+
+pub use addresses::{ADDRS_PER_REPORTER, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};
+pub use config::NodeConfig;
 pub use error::{BuildError, RequestError};
-pub use external_addrs::{ADDRS_PER_REPORTER, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};
+pub use events::{NodeEvent, NodeEvents};
 #[cfg(feature = "metrics")]
 pub use metrics::{NodeMetrics, serve_metrics};
-pub use node::{Node, NodeBuilder, NodeConfig, NodeEvent, NodeEvents};
-pub use periodic::{GreetOutcome, GreetOutcomes, PeriodicGreeter};
+pub use node::{Node, NodeBuilder};
+pub use outbound::{Client, GreetVersion, MakePeerClient, PeerClient, ResponseFuture};
+pub use peers::{GreetOutcome, GreetOutcomes, PeerDiscover, PeriodicGreeter};
 /// Re-exported: the Prometheus registry [`NodeMetrics`] registers in.
 #[cfg(feature = "metrics")]
 pub use prometheus_client::registry::Registry;
+pub use wire::{GreetCodec, InboundRequest};
 
 /// Re-exported: the libp2p this crate is built on, for `PeerId`, `Multiaddr`, keys.
 pub use libp2p;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 use tracing::debug;
 
-use crate::node::PeerService;
+use crate::inbound::PeerService;
 
 /// The metrics a node records, registered in a [`Registry`] by [`NodeMetrics::new`]
 /// and handed to [`NodeBuilder::metrics`](crate::NodeBuilder::metrics).

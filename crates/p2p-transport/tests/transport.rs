@@ -353,3 +353,27 @@ async fn rate_limit_and_load_shedding_are_visible_on_the_wire() {
     assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 3, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == Some(ErrorCode::RATE_LIMITED)).count(), 2, "{codes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_resolves_once_connected_with_the_peer_or_with_the_dial_error() {
+    let a = spawn_node(Script::new("a"), Transport::Quic).await;
+    let b = spawn_node(Script::new("b"), Transport::Tcp).await;
+
+    // With /p2p/: that peer, and a second call is answered from the live connection.
+    let peer = within("connect", a.node.connect(b.addr.clone())).await.expect("connects");
+    assert_eq!(peer, b.peer_id());
+    assert!(a.node.connected_peers().contains(&b.peer_id()), "connected when connect resolves");
+    assert_eq!(within("again", a.node.connect(b.addr.clone())).await, Ok(b.peer_id()));
+
+    // Without /p2p/: whoever answers at the address.
+    let bare: Multiaddr = b.addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+    let c = spawn_node(Script::new("c"), Transport::Tcp).await;
+    assert_eq!(within("bare", c.node.connect(bare)).await, Ok(b.peer_id()));
+
+    // Nobody listening: the dial's own error, at once, not a hang.
+    let dead: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+    match within("dead", a.node.connect(dead)).await {
+        Err(RequestError::Unreachable(reason)) => assert!(!reason.contains('\n'), "one line: {reason}"),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}

@@ -14,7 +14,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tower::ServiceExt;
 use tower::discover::Change;
 
-use crate::{Node, PeerClient, PeerDiscover, RequestError};
+use super::PeerDiscover;
+use crate::{PeerClient, RequestError};
 
 /// The result of one greeting sent by a [`PeriodicGreeter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +28,10 @@ pub struct GreetOutcome {
     pub result: Result<GreetResponse, RequestError>,
 }
 
-/// Greets every greet-capable peer of a [`Node`] once per interval.
+/// Greets every greet-capable peer of a [`Node`](crate::Node) once per interval.
 ///
 /// Each tick sends one request to every peer in the node's
-/// [`discover()`](Node::discover) set, all concurrently: a slow peer delays
+/// [`discover()`](crate::Node::discover) set, all concurrently: a slow peer delays
 /// only its own greeting. A peer whose previous greeting is still pending is
 /// skipped for that tick, so a peer that never answers costs one request per
 /// request timeout, not one per tick.
@@ -39,7 +40,7 @@ pub struct GreetOutcome {
 /// stops, and the stream ends, when the node shuts down or when the stream
 /// is dropped. While it runs it holds a handle to the node, so the node does
 /// not shut down by itself when the caller's handles are dropped: drop the
-/// stream or call [`Node::shutdown`].
+/// stream or call [`Node::shutdown`](crate::Node::shutdown).
 ///
 /// ```no_run
 /// # async fn run(node: p2p_transport::Node) {
@@ -64,11 +65,13 @@ pub struct PeriodicGreeter {
 }
 
 impl PeriodicGreeter {
-    /// A greeter sending `message` to every greet-capable peer of `node` every
+    /// A greeter sending `message` to every greet-capable peer of a node every
     /// `interval` (at least one millisecond), the first time one interval from now.
-    pub fn new(node: &Node, interval: Duration, message: impl Into<String>) -> Self {
+    ///
+    /// `peers` is a node (`&Node`) or any [`PeerDiscover`] of its peers.
+    pub fn new(peers: impl Into<PeerDiscover>, interval: Duration, message: impl Into<String>) -> Self {
         Self {
-            discover: node.discover(),
+            discover: peers.into(),
             interval: interval.max(Duration::from_millis(1)),
             message: message.into(),
             capacity: 64,
@@ -178,7 +181,7 @@ mod tests {
     use p2p_service::{BoxError, Limits, MakeGreeter, PeerContext, stack};
 
     use super::*;
-    use crate::{NodeBuilder, NodeEvent, NodeEvents};
+    use crate::{Node, NodeBuilder, NodeEvent, NodeEvents};
 
     const DEADLINE: Duration = Duration::from_secs(20);
 

@@ -10,7 +10,7 @@ const COALESCE_BYTES: usize = 64 * 1024;
 /// Writes each body from `bodies` as a frame. Frames that are ready together
 /// go out in one write and one flush; a flush happens whenever nothing more
 /// is ready. Closes the write half once every sender is gone.
-pub(super) async fn write_bodies<W>(mut writer: W, mut bodies: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()>
+pub(crate) async fn write_bodies<W>(mut writer: W, mut bodies: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {

@@ -4,49 +4,48 @@
 use std::sync::Arc;
 
 use futures::{AsyncReadExt, StreamExt};
-use libp2p::{PeerId, Stream};
+use libp2p::Stream;
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
-use p2p_protocol::{
-    DecodeError, ErrorCode, GreetResult, MAX_FRAME_LEN, RemoteError, decode, encode, try_read_frame,
-};
+use p2p_protocol::{DecodeError, ErrorCode, GreetResult, RemoteError, decode, encode, try_read_frame};
 use p2p_service::PeerContext;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use super::writer::write_bodies;
-use crate::answer;
-use crate::node::MakePeerService;
-use crate::registry::{PeerRegistry, SharedPeer};
+use super::acceptor::Incoming;
+use super::peers::InboundPeers;
+use super::service::{self, MakePeerService, ServiceCell};
+use crate::wire::{answer_body, write_bodies};
 
 /// How long a stream waits for the swarm task to register its connection.
 const CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Takes every inbound v2 stream and serves each in a task of its own.
 pub(crate) async fn accept_loop(
-    mut incoming: super::acceptor::Incoming,
-    registry: Arc<PeerRegistry>,
+    mut incoming: Incoming,
+    peers: Arc<InboundPeers>,
     make: MakePeerService,
     max_in_flight: usize,
     mut shutdown: watch::Receiver<bool>,
     streams: TaskTracker,
 ) {
     loop {
-        let (peer, stream) = tokio::select! {
+        let (peer, remote_addr, stream) = tokio::select! {
             next = incoming.next() => match next {
                 Some(next) => next,
                 None => return,
             },
             _ = shutdown.wait_for(|down| *down) => return,
         };
-        let registry = Arc::clone(&registry);
+        let peers = Arc::clone(&peers);
         let (make, shutdown) = (make.clone(), shutdown.clone());
         streams.spawn(async move {
-            let Some(shared) = registry.wait_for(&peer, CONNECTION_WAIT).await else {
+            let Some(cell) = peers.wait_for(&peer, CONNECTION_WAIT).await else {
                 debug!(%peer, "pipelined stream from a peer with no connection; dropped");
                 return;
             };
-            serve(stream, peer, shared, make, max_in_flight, shutdown).await;
+            let ctx = PeerContext::new(peer, remote_addr);
+            serve(stream, ctx, cell, make, max_in_flight, shutdown).await;
         });
     }
 }
@@ -55,8 +54,8 @@ pub(crate) async fn accept_loop(
 /// shuts down), then answers what it has read and closes.
 async fn serve(
     stream: Stream,
-    peer: PeerId,
-    shared: SharedPeer,
+    ctx: PeerContext,
+    cell: ServiceCell,
     make: MakePeerService,
     max_in_flight: usize,
     mut shutdown: watch::Receiver<bool>,
@@ -66,8 +65,8 @@ async fn serve(
     let (bodies, ready) = mpsc::channel(max_in_flight);
     let writer = tokio::spawn(write_bodies(writer, ready));
 
-    let ctx = PeerContext::new(peer, shared.remote_addr.clone());
-    match answer::peer_service(&shared.service, &make, ctx).await {
+    let peer = ctx.peer_id;
+    match service::peer_service(&cell, &make, ctx).await {
         Ok(service) => {
             let permits = Arc::new(Semaphore::new(max_in_flight));
             loop {
@@ -96,7 +95,7 @@ async fn serve(
                         let bodies = bodies.clone();
                         // A task per request: a slow one never holds up the rest.
                         tokio::spawn(async move {
-                            let result = answer::answer(service, peer, request).await;
+                            let result = service::answer(service, peer, request).await;
                             let _ = bodies.send(response_body(id, result)).await;
                             drop(permit);
                         });
@@ -127,10 +126,5 @@ async fn serve(
 }
 
 fn response_body(id: u64, result: GreetResult) -> Vec<u8> {
-    let body = encode(&Response { id, result });
-    if body.len() <= MAX_FRAME_LEN {
-        return body;
-    }
-    // A handler answered more than a frame holds: the requester still gets an answer.
-    encode(&Response { id, result: Err(RemoteError::new(ErrorCode::INTERNAL, "response too large")) })
+    answer_body(result, |result| encode(&Response { id, result }))
 }

@@ -4,8 +4,8 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{connection_limits, identify, mdns, ping, request_response};
 
-use crate::codec::GreetCodec;
-use crate::pipelined::Acceptor;
+use crate::inbound::Acceptor;
+use crate::wire::GreetCodec;
 
 /// Every protocol a node speaks. Connection limits come first so that a
 /// refused connection is refused before any other behaviour sees it.

@@ -5,10 +5,7 @@ use std::io;
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
-use p2p_protocol::{
-    DecodeError, ErrorCode, GreetRequest, GreetResult, MAX_FRAME_LEN, RemoteError, decode, encode,
-    read_frame, write_frame,
-};
+use p2p_protocol::{DecodeError, GreetRequest, GreetResult, decode, encode, read_frame, write_frame};
 
 /// A request as read off a stream: a decode failure is a value, so bad input
 /// is answered with its code instead of dropping the stream.
@@ -68,12 +65,7 @@ impl request_response::Codec for GreetCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let mut body = encode(&res);
-        if body.len() > MAX_FRAME_LEN {
-            // A handler answered more than a frame holds (say, by echoing a
-            // maximal request): the requester still gets an answer.
-            body = encode::<GreetResult>(&Err(RemoteError::new(ErrorCode::INTERNAL, "response too large")));
-        }
+        let body = super::answer_body(res, |res| encode(&res));
         write_frame(io, &body).await?;
         io.close().await
     }

@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use tokio::sync::watch;
 use tower::discover::Change;
 
-use crate::{Client, PeerClient};
+use crate::outbound::{Client, PeerClient};
 
 /// The set the swarm task publishes: connected peers that identify says speak greet.
 pub(crate) type PeerSet = Arc<BTreeSet<PeerId>>;

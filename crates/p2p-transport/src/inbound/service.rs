@@ -1,17 +1,30 @@
 //! Calling a peer's service, for 1.0.0 and 2.0.0 alike: whatever the user's
 //! code does (fail, panic), the requester gets an answer.
 
+use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use libp2p::PeerId;
 use p2p_protocol::{ErrorCode, GreetRequest, GreetResult, RemoteError};
-use p2p_service::PeerContext;
+use p2p_service::{BoxError, PeerContext};
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
 use tracing::warn;
 
-use crate::node::{MakePeerService, PeerService};
+/// The per-peer inbound service, type-erased.
+pub(crate) type PeerService = BoxCloneSyncService<GreetRequest, GreetResult, Infallible>;
+
+/// The user's `MakeService<PeerContext>`, type-erased.
+pub(crate) type MakePeerService =
+    Arc<dyn Fn(PeerContext) -> BoxFuture<'static, Result<PeerService, BoxError>> + Send + Sync>;
+
+/// A peer's service, made on its first request (1.0.0 or 2.0.0) and dropped
+/// with the last connection; every request of the peer shares it.
+pub(crate) type ServiceCell = Arc<OnceCell<PeerService>>;
 
 /// The peer's service from `cell`, made with `make` on first use. A
 /// `MakeService` that fails or panics is an internal error (answered 500).

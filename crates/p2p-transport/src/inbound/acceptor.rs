@@ -30,12 +30,16 @@ const BACKLOG: usize = 256;
 /// Streams handed over but not yet picked up by the accepting task.
 const QUEUE: usize = 64;
 
-/// The receiving end: every inbound v2 stream with its peer.
-pub(crate) type Incoming = mpsc::Receiver<(PeerId, Stream)>;
+/// An inbound v2 stream: the peer, the remote address of the connection it
+/// came on (what the peer is told it was observed at), and the stream.
+pub(crate) type IncomingStream = (PeerId, Multiaddr, Stream);
+
+/// The receiving end: every inbound v2 stream.
+pub(crate) type Incoming = mpsc::Receiver<IncomingStream>;
 
 /// Accepts inbound `/p2p-node/greet/2.0.0` streams on every connection.
 pub(crate) struct Acceptor {
-    streams: mpsc::Sender<(PeerId, Stream)>,
+    streams: mpsc::Sender<IncomingStream>,
 }
 
 impl Acceptor {
@@ -44,8 +48,13 @@ impl Acceptor {
         (Self { streams }, incoming)
     }
 
-    fn handler(&self, peer: PeerId) -> Handler {
-        Handler { peer, streams: self.streams.clone(), backlog: VecDeque::new() }
+    fn handler(&self, peer: PeerId, remote_addr: &Multiaddr) -> Handler {
+        Handler {
+            peer,
+            remote_addr: remote_addr.clone(),
+            streams: self.streams.clone(),
+            backlog: VecDeque::new(),
+        }
     }
 }
 
@@ -58,20 +67,20 @@ impl NetworkBehaviour for Acceptor {
         _: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
-        _: &Multiaddr,
+        remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer))
+        Ok(self.handler(peer, remote_addr))
     }
 
     fn handle_established_outbound_connection(
         &mut self,
         _: ConnectionId,
         peer: PeerId,
-        _: &Multiaddr,
+        addr: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer))
+        Ok(self.handler(peer, addr))
     }
 
     fn on_swarm_event(&mut self, _: FromSwarm<'_>) {}
@@ -88,7 +97,8 @@ impl NetworkBehaviour for Acceptor {
 /// One connection's side of the [`Acceptor`].
 pub(crate) struct Handler {
     peer: PeerId,
-    streams: mpsc::Sender<(PeerId, Stream)>,
+    remote_addr: Multiaddr,
+    streams: mpsc::Sender<IncomingStream>,
     backlog: VecDeque<Stream>,
 }
 
@@ -112,7 +122,7 @@ impl ConnectionHandler for Handler {
             match self.streams.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     let stream = self.backlog.pop_front().expect("not empty");
-                    let _ = self.streams.start_send((self.peer, stream));
+                    let _ = self.streams.start_send((self.peer, self.remote_addr.clone(), stream));
                 }
                 // The node is shutting down: nobody will serve these.
                 Poll::Ready(Err(_)) => self.backlog.clear(),

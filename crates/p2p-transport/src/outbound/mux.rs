@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt};
@@ -14,8 +14,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::writer::write_bodies;
 use crate::RequestError;
+use crate::lock::lock;
+use crate::wire::write_bodies;
 
 /// Requests one peer's pipelined stream holds in flight; more wait for a slot
 /// (in `poll_ready`, for a `PeerClient`).
@@ -39,6 +40,12 @@ pub(crate) struct Mux {
     current: Mutex<Option<Arc<Pipe>>>,
     /// Held while a stream is being opened, so concurrent callers share one.
     opening: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Mux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mux").field("peer", &self.peer).finish_non_exhaustive()
+    }
 }
 
 impl Mux {
@@ -234,9 +241,4 @@ fn fail_all(pending: &Mutex<Pending>, reason: RequestError) {
     for (_, waiter) in pending.calls.drain() {
         let _ = waiter.send(Err(reason.clone()));
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; poisoned data is still sound.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -13,10 +13,10 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio_util::sync::{PollSemaphore, PollSender};
 use tower::Service;
 
+use super::mux::Mux;
+use super::peers::OutboundPeers;
 use crate::RequestError;
-use crate::pipelined::Mux;
-use crate::registry::PeerRegistry;
-use crate::swarm_task::Command;
+use crate::command::Command;
 
 /// The running node as a `Service<(PeerId, GreetRequest)>`.
 ///
@@ -32,28 +32,20 @@ use crate::swarm_task::Command;
 #[derive(Debug)]
 pub struct Client {
     commands: PollSender<Command>,
-    registry: Arc<PeerRegistry>,
+    peers: Arc<OutboundPeers>,
     pipelining: bool,
 }
 
 impl Clone for Client {
     fn clone(&self) -> Self {
         // A clone starts with no reserved slot, as tower's `Buffer` does.
-        Self {
-            commands: self.commands.clone(),
-            registry: Arc::clone(&self.registry),
-            pipelining: self.pipelining,
-        }
+        Self { commands: self.commands.clone(), peers: Arc::clone(&self.peers), pipelining: self.pipelining }
     }
 }
 
 impl Client {
-    pub(crate) fn new(
-        commands: mpsc::Sender<Command>,
-        registry: Arc<PeerRegistry>,
-        pipelining: bool,
-    ) -> Self {
-        Self { commands: PollSender::new(commands), registry, pipelining }
+    pub(crate) fn new(commands: mpsc::Sender<Command>, peers: Arc<OutboundPeers>, pipelining: bool) -> Self {
+        Self { commands: PollSender::new(commands), peers, pipelining }
     }
 
     /// A service bound to one peer, speaking whichever protocol version the peer prefers.
@@ -98,7 +90,7 @@ impl Service<(PeerId, GreetRequest)> for Client {
 
     fn call(&mut self, (peer, request): (PeerId, GreetRequest)) -> ResponseFuture {
         if self.pipelining
-            && let Some(mux) = self.registry.v2_mux(&peer)
+            && let Some(mux) = self.peers.v2_mux(&peer)
         {
             // The reserved command slot is not needed: give it back.
             self.commands.abort_send();
@@ -146,12 +138,6 @@ enum Reserved {
     V2(Arc<Mux>, OwnedSemaphorePermit),
 }
 
-impl std::fmt::Debug for Mux {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mux").finish_non_exhaustive()
-    }
-}
-
 impl Clone for PeerClient {
     fn clone(&self) -> Self {
         // A clone starts with no reserved slot.
@@ -182,8 +168,8 @@ impl PeerClient {
         match self.version {
             GreetVersion::V1 => None,
             GreetVersion::Auto if !self.client.pipelining => None,
-            GreetVersion::Auto => self.client.registry.v2_mux(&self.peer_id),
-            GreetVersion::V2 => self.client.registry.any_mux(&self.peer_id),
+            GreetVersion::Auto => self.client.peers.v2_mux(&self.peer_id),
+            GreetVersion::V2 => self.client.peers.any_mux(&self.peer_id),
         }
     }
 }
@@ -310,7 +296,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_sent_as_the_swarm_task_ends_fails_instead_of_hanging() {
         let (commands, swarm_task_end) = mpsc::channel(8);
-        let mut client = Client::new(commands, Arc::new(PeerRegistry::default()), true);
+        let mut client = Client::new(commands, Arc::new(OutboundPeers::default()), true);
         // The slot is reserved while the swarm task still runs...
         std::future::poll_fn(|cx| client.poll_ready(cx)).await.unwrap();
         // ...which then ends (drops its receiver) before the command is sent.

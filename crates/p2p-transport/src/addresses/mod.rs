@@ -1,0 +1,117 @@
+//! Our external addresses: what peers say they see us at is a candidate,
+//! confirmed only when enough of them agree, and then announced (identify
+//! carries the swarm's external addresses).
+//!
+//! Owns: [`ExternalAddresses`] (the pure policy) and its glue to the swarm:
+//! candidates from identify, from 1.0.0 answers and (over a bounded channel)
+//! from the pipelined streams; expiry; the `EXTERNAL` events.
+//! Must never: take one peer's word for our address, or hold memory that
+//! grows with what peers say rather than with how many peers there are.
+
+mod external;
+
+use std::time::Duration;
+
+pub use external::{ADDRS_PER_REPORTER, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tracing::info;
+
+use crate::events::{NodeEvent, Reporter};
+
+/// Observed addresses from v2 answers waiting for the swarm task; more are dropped.
+const OBSERVATION_CAPACITY: usize = 256;
+
+/// A peer's report of our address, sent by tasks other than the swarm task.
+pub(crate) type Observation = (PeerId, Multiaddr);
+
+/// See [`AddressBook::next_due`].
+pub(crate) enum Due {
+    /// A peer's report of our address, from a pipelined stream.
+    Observation(PeerId, Multiaddr),
+    /// Time to drop stale reports.
+    Expiry,
+}
+
+/// The swarm task's side of external addresses.
+pub(crate) struct AddressBook {
+    external: ExternalAddresses,
+    observations_tx: mpsc::Sender<Observation>,
+    observations: mpsc::Receiver<Observation>,
+    expiry: Interval,
+    reporter: Reporter,
+}
+
+impl AddressBook {
+    /// Confirms the operator's addresses on `swarm` at once.
+    pub(crate) fn new<B: NetworkBehaviour>(
+        config: ExternalAddrConfig,
+        swarm: &mut Swarm<B>,
+        reporter: Reporter,
+    ) -> Self {
+        let tick = (config.ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let mut expiry = tokio::time::interval(tick);
+        expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let external = ExternalAddresses::new(config);
+        for addr in external.confirmed() {
+            swarm.add_external_address(addr.clone());
+        }
+        let confirmed: Vec<Multiaddr> = external.confirmed().cloned().collect();
+        reporter.update(|s| s.external_addrs = confirmed);
+        let (observations_tx, observations) = mpsc::channel(OBSERVATION_CAPACITY);
+        Self { external, observations_tx, observations, expiry, reporter }
+    }
+
+    /// Where tasks other than the swarm task send what peers observed.
+    pub(crate) fn observations(&self) -> mpsc::Sender<Observation> {
+        self.observations_tx.clone()
+    }
+
+    /// What is due next: a report from another task, or expiry (cancel-safe,
+    /// for the swarm task's `select!`).
+    pub(crate) async fn next_due(&mut self) -> Due {
+        tokio::select! {
+            // Never `None`: this book holds a sender itself.
+            Some((peer, observed)) = self.observations.recv() => Due::Observation(peer, observed),
+            _ = self.expiry.tick() => Due::Expiry,
+        }
+    }
+
+    /// `reporter` (connected from `reporter_addr`) says it sees us at `observed`.
+    pub(crate) fn observe<B: NetworkBehaviour>(
+        &mut self,
+        swarm: &mut Swarm<B>,
+        reporter: PeerId,
+        reporter_addr: Option<&Multiaddr>,
+        observed: Multiaddr,
+    ) {
+        if let Some(change) = self.external.observe(reporter, reporter_addr, observed, Instant::now()) {
+            self.apply(swarm, change);
+        }
+    }
+
+    pub(crate) fn expire<B: NetworkBehaviour>(&mut self, swarm: &mut Swarm<B>) {
+        for change in self.external.expire(Instant::now()) {
+            self.apply(swarm, change);
+        }
+    }
+
+    fn apply<B: NetworkBehaviour>(&mut self, swarm: &mut Swarm<B>, change: ExternalAddrChange) {
+        match change {
+            ExternalAddrChange::Confirmed(address) => {
+                info!(%address, "external address confirmed");
+                swarm.add_external_address(address.clone());
+                self.reporter.update(|s| s.external_addrs.push(address.clone()));
+                self.reporter.emit(NodeEvent::ExternalAddrConfirmed { address });
+            }
+            ExternalAddrChange::Expired(address) => {
+                info!(%address, "external address expired");
+                swarm.remove_external_address(&address);
+                self.reporter.update(|s| s.external_addrs.retain(|a| a != &address));
+                self.reporter.emit(NodeEvent::ExternalAddrExpired { address });
+            }
+        }
+    }
+}

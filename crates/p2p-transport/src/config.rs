@@ -1,0 +1,76 @@
+//! [`NodeConfig`]: every setting of a node and its default, in one place.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+
+use crate::ExternalAddrConfig;
+
+/// Every setting of a node, each with its default: the one place the
+/// defaults live (the command line reads them from here).
+///
+/// `#[non_exhaustive]`: start from `NodeConfig::default()` and change fields,
+/// then hand it to [`NodeBuilder::with_config`](crate::NodeBuilder::with_config).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Where to listen. Default: QUIC and TCP on all IPv4 interfaces, port 0
+    /// ([`NodeConfig::default_listen_addrs`]).
+    pub listen_addrs: Vec<Multiaddr>,
+    /// mDNS discovery. Default on; tests on 127.0.0.1 turn it off.
+    pub mdns: bool,
+    /// How long a connection with no open streams stays up. Default 60 s.
+    pub idle_timeout: Duration,
+    /// How long an outbound request may take end to end. Default 10 s.
+    pub request_timeout: Duration,
+    /// Concurrent greet 1.0.0 streams per connection. Default 1024: overload
+    /// is answered by the service stack (503) rather than by dropped streams.
+    pub max_concurrent_streams: usize,
+    /// Established connections in total (`None`: unlimited). Default 2048.
+    pub max_connections: Option<u32>,
+    /// Established connections per peer (`None`: unlimited). Default 8.
+    pub max_connections_per_peer: Option<u32>,
+    /// The external-address policy.
+    pub external: ExternalAddrConfig,
+    /// How long [`Node::shutdown`](crate::Node::shutdown) waits for in-flight inbound requests. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Events buffered for a slow consumer before they are dropped. Default 1024.
+    pub event_capacity: usize,
+    /// Commands buffered for the swarm task (back-pressure beyond). Default 1024.
+    pub command_capacity: usize,
+    /// Serve and use greet v2 (`/p2p-node/greet/2.0.0`, pipelined). Default on.
+    pub greet_v2: bool,
+    /// Inbound requests one pipelined stream may have in flight; beyond that
+    /// the node stops reading the stream. Default 128.
+    pub max_in_flight_per_stream: usize,
+}
+
+impl NodeConfig {
+    /// QUIC and TCP on all IPv4 interfaces, port 0.
+    pub fn default_listen_addrs() -> Vec<Multiaddr> {
+        ["/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0"]
+            .into_iter()
+            .map(|a| a.parse().expect("valid multiaddr"))
+            .collect()
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen_addrs: Self::default_listen_addrs(),
+            mdns: true,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 1024,
+            max_connections: Some(2048),
+            max_connections_per_peer: Some(8),
+            external: ExternalAddrConfig::default(),
+            shutdown_grace: Duration::from_secs(5),
+            event_capacity: 1024,
+            command_capacity: 1024,
+            greet_v2: true,
+            max_in_flight_per_stream: 128,
+        }
+    }
+}

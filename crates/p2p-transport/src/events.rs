@@ -1,0 +1,140 @@
+//! What the node tells the outside: [`NodeEvent`]s, and the snapshot behind
+//! the handle's accessors. The swarm task writes both and never waits on a reader.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use futures::Stream;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::lock::lock;
+
+/// Something that happened on the node, for people and scripts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// The node listens on this address (a concrete one, never `0.0.0.0`).
+    Listening {
+        /// The address, without `/p2p/`.
+        address: Multiaddr,
+    },
+    /// A listen address went away.
+    ListenAddrExpired {
+        /// The address.
+        address: Multiaddr,
+    },
+    /// mDNS found a peer we had not seen (or had seen expire).
+    Discovered {
+        /// The peer.
+        peer_id: PeerId,
+        /// Its advertised addresses.
+        addresses: Vec<Multiaddr>,
+    },
+    /// All of a peer's mDNS records expired.
+    Expired {
+        /// The peer.
+        peer_id: PeerId,
+    },
+    /// The first connection to a peer is up.
+    Connected {
+        /// The peer.
+        peer_id: PeerId,
+        /// The remote address of that connection.
+        address: Multiaddr,
+    },
+    /// A dial failed: every address tried was unreachable, refused, or not that peer.
+    DialFailed {
+        /// The peer dialed, when it was known.
+        peer_id: Option<PeerId>,
+        /// Why, in a line.
+        error: String,
+    },
+    /// The last connection to a peer closed.
+    Disconnected {
+        /// The peer.
+        peer_id: PeerId,
+    },
+    /// Identify says the peer speaks the greet protocol: it joined the `discover()` set.
+    GreetCapable {
+        /// The peer.
+        peer_id: PeerId,
+    },
+    /// Enough distinct peers agree on this external address of ours.
+    ExternalAddrConfirmed {
+        /// The address.
+        address: Multiaddr,
+    },
+    /// An external address is no longer reported by enough peers.
+    ExternalAddrExpired {
+        /// The address.
+        address: Multiaddr,
+    },
+}
+
+/// The stream of [`NodeEvent`]s.
+///
+/// Bounded: a consumer that falls far behind loses events (the swarm task
+/// never waits for it) and a warning is logged.
+#[derive(Debug)]
+pub struct NodeEvents {
+    rx: mpsc::Receiver<NodeEvent>,
+}
+
+impl NodeEvents {
+    /// The next event; `None` once the node has shut down.
+    pub async fn recv(&mut self) -> Option<NodeEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for NodeEvents {
+    type Item = NodeEvent;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<NodeEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// What the swarm task keeps up to date for the handle's accessors.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+    pub(crate) external_addrs: Vec<Multiaddr>,
+    pub(crate) connected: BTreeSet<PeerId>,
+}
+
+impl NodeEvents {
+    pub(crate) fn new(rx: mpsc::Receiver<NodeEvent>) -> Self {
+        Self { rx }
+    }
+}
+
+/// The swarm task's side of [`NodeEvent`]s and the [`Snapshot`].
+#[derive(Debug, Clone)]
+pub(crate) struct Reporter {
+    events: mpsc::Sender<NodeEvent>,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+impl Reporter {
+    pub(crate) fn new(events: mpsc::Sender<NodeEvent>, snapshot: Arc<Mutex<Snapshot>>) -> Self {
+        Self { events, snapshot }
+    }
+
+    /// Never waits: a consumer far behind loses events rather than stalling the node.
+    pub(crate) fn emit(&self, event: NodeEvent) {
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
+            warn!(?event, "event stream full; event dropped");
+        }
+    }
+
+    /// Updates the snapshot the handle reads.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut Snapshot)) {
+        change(&mut lock(&self.snapshot));
+    }
+}

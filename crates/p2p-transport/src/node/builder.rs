@@ -1,0 +1,218 @@
+//! [`NodeBuilder`]: a [`NodeConfig`], an identity, and the user's service.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use libp2p::identity::Keypair;
+use p2p_protocol::{GreetRequest, GreetResult};
+use p2p_service::{BoxError, PeerContext};
+use tokio::sync::{mpsc, watch};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+
+use super::Node;
+#[cfg(feature = "metrics")]
+use crate::NodeMetrics;
+use crate::events::{NodeEvents, Reporter, Snapshot};
+use crate::inbound::MakePeerService;
+use crate::outbound::OutboundPeers;
+use crate::peers::PeerSet;
+use crate::{BuildError, Client, ExternalAddrConfig, NodeConfig, swarm};
+
+/// Builds a [`Node`]: identity, transports, limits and policies.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use p2p_service::{Limits, MakeGreeter, stack};
+/// use p2p_transport::NodeBuilder;
+///
+/// let (node, mut events) = NodeBuilder::new()
+///     .mdns(false)
+///     .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
+///     .build(stack(MakeGreeter::new("hi"), Limits::default()))?;
+/// while let Some(event) = events.recv().await {
+///     println!("{event:?}");
+/// }
+/// # node.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct NodeBuilder {
+    pub(crate) keypair: Option<Keypair>,
+    pub(crate) config: NodeConfig,
+    /// `listen_on` was called: its addresses replace the default ones.
+    listen_set: bool,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<NodeMetrics>,
+}
+
+impl NodeBuilder {
+    /// A node with [`NodeConfig::default()`]: QUIC and TCP on all interfaces, mDNS on.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A node made to dial `target` and little else: mDNS off, listening on
+    /// one QUIC socket of the family that can reach `target` (QUIC dials from
+    /// a listening socket of the same family, and a loopback socket cannot
+    /// reach other hosts). For one-shot clients: `greet`, load generators.
+    pub fn for_dialing(target: &Multiaddr) -> Self {
+        use libp2p::multiaddr::Protocol;
+        let ip = match target.iter().next() {
+            Some(Protocol::Ip4(ip)) if ip.is_loopback() => "/ip4/127.0.0.1",
+            Some(Protocol::Ip6(ip)) if ip.is_loopback() => "/ip6/::1",
+            Some(Protocol::Ip6(_) | Protocol::Dns6(_)) => "/ip6/::",
+            _ => "/ip4/0.0.0.0",
+        };
+        let socket = format!("{ip}/udp/0/quic-v1").parse().expect("valid multiaddr");
+        Self::new().mdns(false).listen_on(socket)
+    }
+
+    /// A node with every setting from `config`.
+    pub fn with_config(config: NodeConfig) -> Self {
+        Self { config, listen_set: true, ..Self::default() }
+    }
+
+    /// The settings so far.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The node's identity; a fresh Ed25519 key by default.
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// Adds a listen address; the first call replaces the default
+    /// (`/ip4/0.0.0.0/udp/0/quic-v1` and `/ip4/0.0.0.0/tcp/0`).
+    pub fn listen_on(mut self, address: Multiaddr) -> Self {
+        if !self.listen_set {
+            self.config.listen_addrs.clear();
+            self.listen_set = true;
+        }
+        self.config.listen_addrs.push(address);
+        self
+    }
+
+    /// Turns mDNS discovery on or off (on by default). Tests on 127.0.0.1 turn it off.
+    pub fn mdns(mut self, enabled: bool) -> Self {
+        self.config.mdns = enabled;
+        self
+    }
+
+    /// How long a connection with no open streams stays up. Default 60 s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// How long an outbound request may take end to end. Default 10 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// Concurrent greet streams per connection. Default 1024.
+    pub fn max_concurrent_streams(mut self, streams: usize) -> Self {
+        self.config.max_concurrent_streams = streams;
+        self
+    }
+
+    /// Established connections in total (`None`: unlimited). Default 2048.
+    pub fn max_connections(mut self, limit: Option<u32>) -> Self {
+        self.config.max_connections = limit;
+        self
+    }
+
+    /// Established connections per peer (`None`: unlimited). Default 8.
+    pub fn max_connections_per_peer(mut self, limit: Option<u32>) -> Self {
+        self.config.max_connections_per_peer = limit;
+        self
+    }
+
+    /// The external-address policy.
+    pub fn external_addrs(mut self, config: ExternalAddrConfig) -> Self {
+        self.config.external = config;
+        self
+    }
+
+    /// Serve and use greet v2 (`/p2p-node/greet/2.0.0`, pipelined). Default on;
+    /// off makes a 1.0.0-only node, for tests and interop.
+    pub fn greet_v2(mut self, enabled: bool) -> Self {
+        self.config.greet_v2 = enabled;
+        self
+    }
+
+    /// Inbound requests one pipelined stream may have in flight; beyond that
+    /// the node stops reading the stream. Default 128.
+    pub fn max_in_flight_per_stream(mut self, limit: usize) -> Self {
+        self.config.max_in_flight_per_stream = limit;
+        self
+    }
+
+    /// Records libp2p's metrics and the answered requests in `metrics`. Off by default.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, metrics: NodeMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// How long [`Node::shutdown`] waits for in-flight inbound requests. Default 5 s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// Builds the node and spawns its swarm task on the current tokio runtime.
+    ///
+    /// `make_service` is asked for one service per remote peer, on that
+    /// peer's first request; the service is dropped when the peer's last
+    /// connection closes. Must be called from within a tokio runtime.
+    pub fn build<M, S>(self, make_service: M) -> Result<(Node, NodeEvents), BuildError>
+    where
+        M: Service<PeerContext, Response = S> + Clone + Send + Sync + 'static,
+        M::Error: Into<BoxError>,
+        M::Future: Send + 'static,
+        S: Service<GreetRequest, Response = GreetResult, Error = Infallible> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        #[cfg(feature = "metrics")]
+        let metrics = self.metrics.clone();
+        let make: MakePeerService = Arc::new(move |ctx| {
+            let make = make_service.clone();
+            #[cfg(feature = "metrics")]
+            let metrics = metrics.clone();
+            Box::pin(async move {
+                let service = BoxCloneSyncService::new(make.oneshot(ctx).await.map_err(Into::into)?);
+                #[cfg(feature = "metrics")]
+                let service = match metrics {
+                    Some(metrics) => metrics.instrument(service),
+                    None => service,
+                };
+                Ok(service)
+            })
+        });
+        let (commands_tx, commands) = mpsc::channel(self.config.command_capacity.max(1));
+        let (events_tx, events) = mpsc::channel(self.config.event_capacity.max(1));
+        let (greet_peers, peers_rx) = watch::channel(PeerSet::default());
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let outbound_peers = Arc::new(OutboundPeers::default());
+        let reporter = Reporter::new(events_tx, Arc::clone(&snapshot));
+        let shared =
+            swarm::Shared { commands, reporter, greet_peers, outbound_peers: Arc::clone(&outbound_peers) };
+        let client = Client::new(commands_tx.clone(), outbound_peers, self.config.greet_v2);
+        let local_peer_id = swarm::spawn(
+            self.config,
+            self.keypair,
+            make,
+            shared,
+            #[cfg(feature = "metrics")]
+            self.metrics.map(|m| Arc::clone(&m.libp2p)),
+        )?;
+        let node = Node { local_peer_id, commands: commands_tx, client, snapshot, greet_peers: peers_rx };
+        Ok((node, NodeEvents::new(events)))
+    }
+}

@@ -1,0 +1,113 @@
+//! The node handle: [`Node`], a cheap `Clone` that every outbound service
+//! and accessor goes through. Built by [`NodeBuilder`].
+
+mod builder;
+
+use std::sync::{Arc, Mutex};
+
+pub use builder::NodeBuilder;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::command::Command;
+use crate::events::Snapshot;
+use crate::lock::lock;
+use crate::peers::{PeerDiscover, PeerSet};
+use crate::{Client, MakePeerClient, RequestError};
+
+/// A handle to a running node. Cheap to clone.
+///
+/// All handles share one swarm task; when the last handle, client and
+/// `discover()` stream are dropped, the node shuts down as if
+/// [`Node::shutdown`] had been called.
+#[derive(Debug, Clone)]
+pub struct Node {
+    local_peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    client: Client,
+    snapshot: Arc<Mutex<Snapshot>>,
+    greet_peers: watch::Receiver<PeerSet>,
+}
+
+impl Node {
+    /// This node's identity.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// The addresses the node listens on (concrete, once the OS assigned them).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        lock(&self.snapshot).listen_addrs.clone()
+    }
+
+    /// The confirmed external addresses.
+    pub fn external_addrs(&self) -> Vec<Multiaddr> {
+        lock(&self.snapshot).external_addrs.clone()
+    }
+
+    /// The peers with at least one established connection.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        lock(&self.snapshot).connected.iter().copied().collect()
+    }
+
+    /// The connected peers that identify says speak the greet protocol.
+    pub fn greet_peers(&self) -> Vec<PeerId> {
+        self.greet_peers.borrow().iter().copied().collect()
+    }
+
+    /// Dials `address` (with or without `/p2p/<peer-id>`). Resolves once the
+    /// dial has started; the connection shows up as [`NodeEvent::Connected`].
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), RequestError> {
+        let (reply, done) = oneshot::channel();
+        self.command(Command::Dial { address, reply }).await?;
+        done.await.unwrap_or(Err(RequestError::Shutdown))
+    }
+
+    /// Connects to `address` and resolves once a connection is established,
+    /// with the peer's id, or with the reason the dial failed.
+    ///
+    /// With `/p2p/<peer-id>` at the end, an existing connection to that peer
+    /// counts and the remote must prove that identity; without it, any peer
+    /// at the address will do. There is no deadline of its own beyond the
+    /// transports' handshake timeouts: wrap it in `tokio::time::timeout`.
+    pub async fn connect(&self, address: Multiaddr) -> Result<PeerId, RequestError> {
+        let (reply, done) = oneshot::channel();
+        self.command(Command::Connect { address, reply }).await?;
+        done.await.unwrap_or(Err(RequestError::Shutdown))
+    }
+
+    /// The outbound side as a `Service<(PeerId, GreetRequest)>`.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// A `MakeService<PeerId>` yielding per-peer clients.
+    pub fn make_peer_client(&self) -> MakePeerClient {
+        MakePeerClient::new(self.client.clone())
+    }
+
+    /// The live set of greet-capable peers as a `tower::discover::Discover`.
+    pub fn discover(&self) -> PeerDiscover {
+        PeerDiscover::new(self.greet_peers.clone(), self.client.clone())
+    }
+
+    /// Stops listening, lets in-flight inbound requests finish within the
+    /// grace period, closes connections and ends the swarm task. Resolves
+    /// when the task has ended; calling it again (or from a clone) is fine.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.command(Command::Shutdown { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    async fn command(&self, command: Command) -> Result<(), RequestError> {
+        self.commands.send(command).await.map_err(|_| RequestError::Shutdown)
+    }
+}
+
+impl From<&Node> for PeerDiscover {
+    fn from(node: &Node) -> Self {
+        node.discover()
+    }
+}

@@ -1,0 +1,100 @@
+//! The swarm task's view of the connected peers: their connections (each
+//! with its remote address), what identify said, and the greet-capable set.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::watch;
+
+use super::discover::PeerSet;
+
+#[derive(Default)]
+struct PeerState {
+    /// Remote address of each established connection.
+    connections: HashMap<ConnectionId, Multiaddr>,
+    /// What identify said: `None` until it has spoken.
+    speaks_greet: Option<bool>,
+}
+
+/// Connected peers. Owned by the swarm task; the greet-capable set is
+/// published through a `watch` so no reader ever makes the task wait.
+pub(crate) struct PeerTable {
+    peers: HashMap<PeerId, PeerState>,
+    greet_peers: watch::Sender<PeerSet>,
+}
+
+impl PeerTable {
+    pub(crate) fn new(greet_peers: watch::Sender<PeerSet>) -> Self {
+        Self { peers: HashMap::new(), greet_peers }
+    }
+
+    /// Records a connection; true if it is the peer's first.
+    pub(crate) fn on_established(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        remote: Multiaddr,
+    ) -> bool {
+        let state = self.peers.entry(peer).or_default();
+        state.connections.insert(connection, remote);
+        state.connections.len() == 1
+    }
+
+    /// Forgets a connection; true if it was the peer's last (the peer leaves
+    /// the table and the greet-capable set).
+    pub(crate) fn on_closed(&mut self, peer: PeerId, connection: ConnectionId) -> bool {
+        let Some(state) = self.peers.get_mut(&peer) else { return false };
+        state.connections.remove(&connection);
+        if !state.connections.is_empty() {
+            return false;
+        }
+        self.peers.remove(&peer);
+        self.set_greet_capable(peer, false);
+        true
+    }
+
+    /// The remote address of `connection`, or of any connection to `peer`.
+    pub(crate) fn remote_addr(&self, peer: &PeerId, connection: ConnectionId) -> Multiaddr {
+        let Some(state) = self.peers.get(peer) else { return Multiaddr::empty() };
+        match state.connections.get(&connection) {
+            Some(addr) => addr.clone(),
+            None => state.connections.values().next().cloned().unwrap_or_else(Multiaddr::empty),
+        }
+    }
+
+    /// The remote address of one of the peer's connections.
+    pub(crate) fn any_remote_addr(&self, peer: &PeerId) -> Option<Multiaddr> {
+        self.peers.get(peer).and_then(|p| p.connections.values().next().cloned())
+    }
+
+    pub(crate) fn speaks_greet(&self, peer: &PeerId) -> Option<bool> {
+        self.peers.get(peer).and_then(|p| p.speaks_greet)
+    }
+
+    /// What identify said of a connected peer; true if it just became greet-capable.
+    pub(crate) fn on_identify(&mut self, peer: PeerId, speaks_greet: bool) -> bool {
+        let Some(state) = self.peers.get_mut(&peer) else { return false };
+        state.speaks_greet = Some(speaks_greet);
+        self.set_greet_capable(peer, speaks_greet)
+    }
+
+    /// Empties the table and the published set (the node has stopped).
+    pub(crate) fn clear(&mut self) {
+        self.peers.clear();
+        self.greet_peers.send_replace(PeerSet::default());
+    }
+
+    /// True if the peer just joined the set.
+    fn set_greet_capable(&mut self, peer: PeerId, capable: bool) -> bool {
+        let changed = self.greet_peers.send_if_modified(|set| {
+            if capable == set.contains(&peer) {
+                return false;
+            }
+            let set = Arc::make_mut(set);
+            if capable { set.insert(peer) } else { set.remove(&peer) }
+        });
+        changed && capable
+    }
+}

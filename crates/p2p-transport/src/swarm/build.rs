@@ -1,0 +1,88 @@
+//! Building the swarm: transports, the composed behaviour, listeners.
+
+use std::time::Duration;
+
+use libp2p::core::transport::ListenerId;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, Swarm, connection_limits, identify, mdns, noise, ping, tcp, yamux};
+use p2p_protocol::PROTOCOL_NAME;
+
+use super::behaviour::Behaviour;
+use crate::inbound::Acceptor;
+use crate::wire::GreetCodec;
+use crate::{BuildError, NodeConfig};
+
+/// The identify protocol version every p2p-node announces.
+pub(crate) const IDENTIFY_PROTOCOL: &str = "/p2p-node/1.0.0";
+
+/// mDNS: records live a minute, and a node queries every 10 s.
+const MDNS_TTL: Duration = Duration::from_secs(60);
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// QUIC and TCP (Noise, Yamux), with every behaviour of [`Behaviour`];
+/// `acceptor` serves greet 2.0.0 (none: a 1.0.0-only node).
+pub(crate) fn build_swarm(
+    config: &NodeConfig,
+    keypair: Keypair,
+    acceptor: Option<Acceptor>,
+) -> Result<Swarm<Behaviour>, BuildError> {
+    let local_peer_id = keypair.public().to_peer_id();
+    let mdns = if config.mdns {
+        let mdns_config =
+            mdns::Config { ttl: MDNS_TTL, query_interval: MDNS_QUERY_INTERVAL, ..Default::default() };
+        Some(mdns::tokio::Behaviour::new(mdns_config, local_peer_id).map_err(BuildError::Mdns)?)
+    } else {
+        None
+    };
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(config.max_connections)
+        .with_max_established_per_peer(config.max_connections_per_peer);
+    let greet_config = request_response::Config::default()
+        .with_request_timeout(config.request_timeout)
+        .with_max_concurrent_streams(config.max_concurrent_streams);
+    let idle_timeout = config.idle_timeout;
+
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|err| BuildError::Transport(err.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| Behaviour {
+            limits: connection_limits::Behaviour::new(limits),
+            greet: request_response::Behaviour::with_codec(
+                GreetCodec,
+                [(StreamProtocol::new(PROTOCOL_NAME), ProtocolSupport::Full)],
+                greet_config,
+            ),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                    .with_agent_version(format!("p2p-node/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+            streams: libp2p_stream::Behaviour::new(),
+            pipelined: Toggle::from(acceptor),
+            mdns: Toggle::from(mdns),
+        })
+        .map_err(|err| BuildError::Transport(err.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// Starts every listener of `config`.
+pub(crate) fn listen(
+    swarm: &mut Swarm<Behaviour>,
+    config: &NodeConfig,
+) -> Result<Vec<ListenerId>, BuildError> {
+    config
+        .listen_addrs
+        .iter()
+        .map(|addr| {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|err| BuildError::Listen { addr: addr.clone(), reason: err.to_string() })
+        })
+        .collect()
+}

@@ -1,0 +1,73 @@
+//! The swarm: building it, and the event loop that owns it.
+//!
+//! Owns: the `Swarm` (nothing else in the crate touches one), the composed
+//! behaviour, and the loop, which only *dispatches*: each swarm event,
+//! command and timer goes to the concern that owns it (inbound, outbound,
+//! peers, addresses, shutdown), as libp2p's `Swarm` hands events to its
+//! `NetworkBehaviour`s.
+//! Must never: hold a policy of its own, await a handler or a consumer.
+
+mod behaviour;
+mod build;
+mod event_loop;
+
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
+use tokio::sync::{mpsc, watch};
+
+use crate::command::Command;
+use crate::events::Reporter;
+use crate::inbound::{self, Acceptor, InboundPeers, MakePeerService};
+use crate::outbound::OutboundPeers;
+use crate::peers::PeerSet;
+use crate::{BuildError, NodeConfig};
+
+/// What the swarm task shares with the node's handles.
+pub(crate) struct Shared {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) reporter: Reporter,
+    pub(crate) greet_peers: watch::Sender<PeerSet>,
+    pub(crate) outbound_peers: Arc<OutboundPeers>,
+}
+
+/// Builds the swarm, starts listening, and spawns the swarm task (and, with
+/// greet 2.0.0, the task accepting its streams). Returns our PeerId.
+pub(crate) fn spawn(
+    config: NodeConfig,
+    keypair: Option<Keypair>,
+    make: MakePeerService,
+    shared: Shared,
+    #[cfg(feature = "metrics")] metrics: Option<Arc<libp2p::metrics::Metrics>>,
+) -> Result<PeerId, BuildError> {
+    let keypair = keypair.unwrap_or_else(Keypair::generate_ed25519);
+    let local_peer_id = keypair.public().to_peer_id();
+    let (acceptor, incoming) = Acceptor::new();
+    let mut swarm = build::build_swarm(&config, keypair, config.greet_v2.then_some(acceptor))?;
+    let listeners = build::listen(&mut swarm, &config)?;
+
+    let inbound_peers = Arc::new(InboundPeers::default());
+    let event_loop = event_loop::EventLoop::new(
+        swarm,
+        &config,
+        listeners,
+        make.clone(),
+        Arc::clone(&inbound_peers),
+        shared,
+        #[cfg(feature = "metrics")]
+        metrics,
+    );
+    if config.greet_v2 {
+        tokio::spawn(inbound::accept_loop(
+            incoming,
+            inbound_peers,
+            make,
+            config.max_in_flight_per_stream,
+            event_loop.shutdown().stop_signal(),
+            event_loop.shutdown().stream_tasks(),
+        ));
+    }
+    tokio::spawn(event_loop.run());
+    Ok(local_peer_id)
+}
