@@ -55,8 +55,8 @@ async fn main() -> Result<(), BoxError> {
         .mdns(false)
         .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
         .build(stack(MakeQuiet, Limits::default()))?;
-    caller.dial(address).await?;
-    let answer = caller.client().oneshot((shouter.local_peer_id(), GreetRequest::new("hello there"))).await?;
+    let shouter_id = caller.connect(address).await?; // resolves once connected
+    let answer = caller.client().oneshot((shouter_id, GreetRequest::new("hello there"))).await?;
     println!("{} (the shouter sees us at {})", answer.message, answer.observed_addr);
 
     caller.shutdown().await;

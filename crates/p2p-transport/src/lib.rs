@@ -14,12 +14,12 @@
 //! use p2p_transport::NodeBuilder;
 //! use tower::ServiceExt;
 //!
-//! # async fn run(addr: libp2p::Multiaddr, peer: libp2p::PeerId) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run(addr: libp2p::Multiaddr) -> Result<(), Box<dyn std::error::Error>> {
 //! let (node, _events) = NodeBuilder::new()
 //!     .mdns(false)
 //!     .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
 //!     .build(stack(MakeGreeter::new("hello from us"), Limits::default()))?;
-//! node.dial(addr).await?;
+//! let peer = node.connect(addr).await?; // resolves once connected
 //! let response = node.client().oneshot((peer, GreetRequest::new("hi"))).await?;
 //! println!("{} (they see us at {})", response.message, response.observed_addr);
 //! node.shutdown().await;
@@ -47,7 +47,9 @@ mod swarm;
 
 mod node;
 
-pub use addresses::{ADDRS_PER_REPORTER, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};
+pub use addresses::{
+    ADDRS_PER_ORIGIN, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses, MAX_CONFIRMED, MAX_ORIGINS,
+};
 pub use config::NodeConfig;
 pub use error::{BuildError, RequestError};
 pub use events::{NodeEvent, NodeEvents};

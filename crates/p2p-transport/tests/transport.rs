@@ -23,8 +23,8 @@ async fn two_nodes_greet_each_other_both_ways_over_quic_and_tcp_v1_and_v2() {
     for (transport, v2) in
         [(Transport::Quic, true), (Transport::Tcp, true), (Transport::Quic, false), (Transport::Tcp, false)]
     {
-        let mut a = spawn_with(Script::new("a"), transport, |n| n.greet_v2(v2)).await;
-        let mut b = spawn_with(Script::new("b"), transport, |n| n.greet_v2(v2)).await;
+        let mut a = spawn_with(Script::new("a"), transport.clone(), |n| n.greet_v2(v2)).await;
+        let mut b = spawn_with(Script::new("b"), transport.clone(), |n| n.greet_v2(v2)).await;
         connect(&mut a, &b).await;
         let a_id = a.peer_id();
         b.wait_for(
@@ -265,34 +265,46 @@ async fn discover_tracks_greet_peers_and_balance_spreads_requests() {
 // ---- 7. external addresses -------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_observed_address_is_confirmed_by_two_peers_not_by_one_or_a_liar() {
+async fn an_observed_address_is_confirmed_by_two_observer_hosts_not_by_one_or_by_sybils() {
     let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
-    let b = spawn_node(Script::new("b"), Transport::Quic).await;
-    let c = spawn_node(Script::new("c"), Transport::Quic).await;
-    let fake: Multiaddr = "/ip4/10.66.66.66/udp/6666/quic-v1".parse().unwrap();
-    let liar = spawn_node(Script::liar("liar", fake.clone()), Transport::Quic).await;
+    // Two honest peers, each on a host (loopback address) of its own.
+    let b = spawn_on_host(Script::new("b"), 2).await;
+    let c = spawn_on_host(Script::new("c"), 3).await;
+    // Three identities on one host, all lying alike about A's address.
+    let fake: Multiaddr = "/ip4/198.51.100.66/udp/6666/quic-v1".parse().unwrap();
+    let fake = fake.replace(1, |_| a.addr.iter().nth(1)).unwrap(); // on A's real port
+    let mut sybils = Vec::new();
+    for name in ["sybil-1", "sybil-2", "sybil-3"] {
+        sybils.push(spawn_on_host(Script::liar(name, fake.clone()), 4).await);
+    }
 
-    // One honest peer (identify and greets) is not enough.
+    // One honest host is not enough.
     connect(&mut a, &b).await;
     a.greet(&b, "one").await.unwrap();
-    a.greet(&b, "two").await.unwrap();
     assert!(a.node.external_addrs().is_empty(), "{:?}", a.node.external_addrs());
 
-    // A second honest peer confirms the address both see.
-    a.node.dial(c.addr.clone()).await.unwrap();
-    let event = a.wait_for("confirmation", |e| matches!(e, NodeEvent::ExternalAddrConfirmed { .. })).await;
-    let NodeEvent::ExternalAddrConfirmed { address } = event else { unreachable!() };
-    let listen = a.addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect::<Multiaddr>();
-    assert_eq!(address, listen, "QUIC dials from the listen port, so peers see that address");
-    assert_eq!(a.greet(&c, "three").await.unwrap().observed_addr, listen);
-    assert_eq!(a.node.external_addrs(), vec![listen.clone()]);
-
-    // A peer lying about A's address, alone, changes nothing.
-    connect(&mut a, &liar).await;
-    for _ in 0..3 {
-        assert_eq!(a.greet(&liar, "hi").await.unwrap().observed_addr, fake);
+    // Sybils agreeing, however many, are one observer: their made-up address
+    // is never confirmed. (Their host's identify reports our real address
+    // honestly, which makes it a second observer of that one.)
+    for sybil in &sybils {
+        connect(&mut a, sybil).await;
+        for _ in 0..2 {
+            assert_eq!(a.greet(sybil, "hi").await.unwrap().observed_addr, fake);
+        }
     }
-    assert_eq!(a.node.external_addrs(), vec![listen]);
+    assert!(!a.node.external_addrs().contains(&fake), "{:?}", a.node.external_addrs());
+
+    // Honest hosts confirm the address they see, and only that one.
+    connect(&mut a, &c).await;
+    let listen = a.addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect::<Multiaddr>();
+    assert_eq!(a.greet(&c, "three").await.unwrap().observed_addr, listen);
+    within("confirmation", async {
+        while a.node.external_addrs().is_empty() {
+            a.events.recv().await;
+        }
+    })
+    .await;
+    assert_eq!(a.node.external_addrs(), vec![listen], "QUIC dials from the listen port: peers see it");
 }
 
 // ---- 8. shutdown -------------------------------------------------------------

@@ -12,7 +12,9 @@ mod external;
 
 use std::time::Duration;
 
-pub use external::{ADDRS_PER_REPORTER, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses};
+pub use external::{
+    ADDRS_PER_ORIGIN, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses, MAX_CONFIRMED, MAX_ORIGINS,
+};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::mpsc;
@@ -79,17 +81,25 @@ impl AddressBook {
         }
     }
 
-    /// `reporter` (connected from `reporter_addr`) says it sees us at `observed`.
+    /// A peer connected to us from `observer` says it sees us at `observed`.
     pub(crate) fn observe<B: NetworkBehaviour>(
         &mut self,
         swarm: &mut Swarm<B>,
-        reporter: PeerId,
-        reporter_addr: Option<&Multiaddr>,
+        observer: &Multiaddr,
         observed: Multiaddr,
     ) {
-        if let Some(change) = self.external.observe(reporter, reporter_addr, observed, Instant::now()) {
+        if let Some(change) = self.external.observe(observer, observed, Instant::now()) {
             self.apply(swarm, change);
         }
+    }
+
+    /// We listen on `addr` (a concrete address): candidates on its port count.
+    pub(crate) fn add_listener(&mut self, addr: &Multiaddr) {
+        self.external.add_listener(addr);
+    }
+
+    pub(crate) fn remove_listener(&mut self, addr: &Multiaddr) {
+        self.external.remove_listener(addr);
     }
 
     pub(crate) fn expire<B: NetworkBehaviour>(&mut self, swarm: &mut Swarm<B>) {

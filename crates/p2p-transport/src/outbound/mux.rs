@@ -213,6 +213,9 @@ async fn read_answers<R>(
                 };
             }
             Ok(Response { id, result }) => {
+                // Only an answer to a request of ours says anything: an
+                // unsolicited id is ignored, observed address and all.
+                let Some(waiter) = lock(&pending).calls.remove(&id) else { continue };
                 if let Ok(answer) = &result {
                     let now = Instant::now();
                     let fresh = last_observed.as_ref().is_none_or(|(addr, at)| {
@@ -223,10 +226,7 @@ async fn read_answers<R>(
                         last_observed = Some((answer.observed_addr.clone(), now));
                     }
                 }
-                let waiter = lock(&pending).calls.remove(&id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(result.map_err(RequestError::Remote));
-                }
+                let _ = waiter.send(result.map_err(RequestError::Remote));
             }
             Err(err) => break RequestError::Io(format!("undecodable answer: {err}")),
         }

@@ -189,10 +189,12 @@ impl EventLoop {
             ) => {}
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
+                self.addresses.add_listener(&address);
                 self.reporter.update(|s| s.listen_addrs.push(address.clone()));
                 self.reporter.emit(NodeEvent::Listening { address });
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.addresses.remove_listener(&address);
                 self.reporter.update(|s| s.listen_addrs.retain(|a| a != &address));
                 self.reporter.emit(NodeEvent::ListenAddrExpired { address });
             }
@@ -370,9 +372,11 @@ impl EventLoop {
     }
 
     /// `peer` says it sees us at `observed`: a candidate for our external addresses.
+    /// What counts is where the peer connects from, not who it says it is.
     fn observe(&mut self, peer: PeerId, observed: Multiaddr) {
-        let reporter_addr = self.peers.any_remote_addr(&peer);
-        self.addresses.observe(&mut self.swarm, peer, reporter_addr.as_ref(), observed);
+        if let Some(observer) = self.peers.any_remote_addr(&peer) {
+            self.addresses.observe(&mut self.swarm, &observer, observed);
+        }
     }
 
     #[cfg(feature = "metrics")]

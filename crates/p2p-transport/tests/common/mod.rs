@@ -159,10 +159,12 @@ impl Service<GreetRequest> for Handler {
 
 // ---- test nodes ---------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Transport {
     Quic,
     Tcp,
+    /// This listen address.
+    At(Multiaddr),
 }
 
 impl Transport {
@@ -170,6 +172,7 @@ impl Transport {
         match self {
             Self::Quic => "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
             Self::Tcp => "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            Self::At(addr) => addr,
         }
     }
 }
@@ -211,6 +214,13 @@ pub fn test_limits() -> Limits {
 
 pub async fn spawn_node(script: Arc<Script>, transport: Transport) -> TestNode {
     spawn_with(script, transport, |b| b).await
+}
+
+/// A QUIC node on its own loopback address `127.0.0.<host>`: another
+/// observer origin, as a different host on a LAN would be.
+pub async fn spawn_on_host(script: Arc<Script>, host: u8) -> TestNode {
+    let listen: Multiaddr = format!("/ip4/127.0.0.{host}/udp/0/quic-v1").parse().unwrap();
+    spawn_with(script, Transport::At(listen), |b| b).await
 }
 
 pub async fn spawn_with(
