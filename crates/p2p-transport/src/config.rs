@@ -30,6 +30,15 @@ pub struct NodeConfig {
     pub max_connections: Option<u32>,
     /// Established connections per peer (`None`: unlimited). Default 8.
     pub max_connections_per_peer: Option<u32>,
+    /// Established *inbound* connections (`None`: unlimited). Default 1024:
+    /// half the total, so no crowd of inbound connections can leave the node
+    /// unable to dial.
+    pub max_incoming_connections: Option<u32>,
+    /// Inbound connections still in their handshake (`None`: unlimited). Default 128.
+    pub max_pending_incoming: Option<u32>,
+    /// Established inbound connections from one IP address (`None`:
+    /// unlimited). Default 32: identities cost nothing, addresses do.
+    pub max_incoming_per_ip: Option<u32>,
     /// The external-address policy.
     pub external: ExternalAddrConfig,
     /// How long [`Node::shutdown`](crate::Node::shutdown) waits for in-flight inbound requests. Default 5 s.
@@ -65,6 +74,9 @@ impl Default for NodeConfig {
             max_concurrent_streams: 1024,
             max_connections: Some(2048),
             max_connections_per_peer: Some(8),
+            max_incoming_connections: Some(1024),
+            max_pending_incoming: Some(128),
+            max_incoming_per_ip: Some(32),
             external: ExternalAddrConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             event_capacity: 1024,

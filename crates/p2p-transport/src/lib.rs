@@ -33,6 +33,7 @@ mod error;
 mod command;
 mod events;
 mod wire;
+mod gate;
 
 mod addresses;
 mod config;

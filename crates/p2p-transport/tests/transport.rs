@@ -389,3 +389,42 @@ async fn connect_resolves_once_connected_with_the_peer_or_with_the_dial_error() 
         other => panic!("expected Unreachable, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_connections_are_capped_per_ip_and_in_total_and_outbound_dials_still_work() {
+    // Per IP: identities from one host share its budget.
+    let a = spawn_with(Script::new("a"), Transport::Quic, |n| n.max_incoming(None, Some(2))).await;
+    let mut host_2: Vec<TestNode> = Vec::new();
+    for _ in 0..3 {
+        host_2.push(spawn_on_host(Script::new("crowd"), 2).await);
+    }
+    assert_eq!(within("1st", host_2[0].node.connect(a.addr.clone())).await, Ok(a.peer_id()));
+    assert_eq!(within("2nd", host_2[1].node.connect(a.addr.clone())).await, Ok(a.peer_id()));
+    // The third may complete its side of the handshake; A then refuses it at once.
+    let third = host_2[2].peer_id();
+    if within("3rd", host_2[2].node.connect(a.addr.clone())).await.is_ok() {
+        let a_id = a.peer_id();
+        host_2[2].wait_for("refused", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == a_id)).await;
+    }
+    assert!(!a.node.connected_peers().contains(&third), "a third from one IP is refused");
+    assert_eq!(a.node.connected_peers().len(), 2);
+    let other_host = spawn_on_host(Script::new("other"), 3).await;
+    assert_eq!(within("other host", other_host.node.connect(a.addr.clone())).await, Ok(a.peer_id()));
+
+    // In total: a crowd of inbound connections leaves room for our own dials.
+    let mut b = spawn_with(Script::new("b"), Transport::Quic, |n| n.max_incoming(Some(2), None)).await;
+    for host in 4..6 {
+        let client = spawn_on_host(Script::new("crowd"), host).await;
+        assert_eq!(within("crowd", client.node.connect(b.addr.clone())).await, Ok(b.peer_id()));
+        std::mem::forget(client); // stays connected for the rest of the test
+    }
+    let mut late = spawn_on_host(Script::new("late"), 6).await;
+    if within("late", late.node.connect(b.addr.clone())).await.is_ok() {
+        let b_id = b.peer_id();
+        late.wait_for("refused", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == b_id)).await;
+    }
+    assert!(!b.node.connected_peers().contains(&late.peer_id()), "inbound is full");
+    let friend = spawn_on_host(Script::new("friend"), 7).await;
+    connect(&mut b, &friend).await;
+    assert_eq!(b.greet(&friend, "still dialing out").await.unwrap().message, "friend: still dialing out");
+}

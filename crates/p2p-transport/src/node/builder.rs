@@ -133,6 +133,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Established inbound connections in total, and from one IP address
+    /// (`None`: unlimited). Defaults 1024 and 32.
+    pub fn max_incoming(mut self, total: Option<u32>, per_ip: Option<u32>) -> Self {
+        self.config.max_incoming_connections = total;
+        self.config.max_incoming_per_ip = per_ip;
+        self
+    }
+
     /// The external-address policy.
     pub fn external_addrs(mut self, config: ExternalAddrConfig) -> Self {
         self.config.external = config;

@@ -4,6 +4,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{connection_limits, identify, mdns, ping, request_response};
 
+use crate::gate::PerIpLimit;
 use crate::inbound::Acceptor;
 use crate::wire::GreetCodec;
 
@@ -12,6 +13,7 @@ use crate::wire::GreetCodec;
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) per_ip: PerIpLimit,
     pub(crate) greet: request_response::Behaviour<GreetCodec>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,

@@ -10,6 +10,7 @@ use libp2p::{StreamProtocol, Swarm, connection_limits, identify, mdns, noise, pi
 use p2p_protocol::PROTOCOL_NAME;
 
 use super::behaviour::Behaviour;
+use crate::gate::PerIpLimit;
 use crate::inbound::Acceptor;
 use crate::wire::GreetCodec;
 use crate::{BuildError, NodeConfig};
@@ -38,6 +39,8 @@ pub(crate) fn build_swarm(
     };
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(config.max_connections)
+        .with_max_established_incoming(config.max_incoming_connections)
+        .with_max_pending_incoming(config.max_pending_incoming)
         .with_max_established_per_peer(config.max_connections_per_peer);
     let greet_config = request_response::Config::default()
         .with_request_timeout(config.request_timeout)
@@ -51,6 +54,7 @@ pub(crate) fn build_swarm(
         .with_quic()
         .with_behaviour(|key| Behaviour {
             limits: connection_limits::Behaviour::new(limits),
+            per_ip: PerIpLimit::new(config.max_incoming_per_ip),
             greet: request_response::Behaviour::with_codec(
                 GreetCodec,
                 [(StreamProtocol::new(PROTOCOL_NAME), ProtocolSupport::Full)],

@@ -184,6 +184,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(
                 BehaviourEvent::Ping(_)
                 | BehaviourEvent::Limits(_)
+                | BehaviourEvent::PerIp(_)
                 | BehaviourEvent::Streams(_)
                 | BehaviourEvent::Pipelined(_),
             ) => {}
