@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 
-use crate::ExternalAddrConfig;
+use crate::{BanConfig, ExternalAddrConfig};
 
 /// Every setting of a node, each with its default: the one place the
 /// defaults live (the command line reads them from here).
@@ -39,6 +39,8 @@ pub struct NodeConfig {
     /// Established inbound connections from one IP address (`None`:
     /// unlimited). Default 32: identities cost nothing, addresses do.
     pub max_incoming_per_ip: Option<u32>,
+    /// When a peer that keeps being refused is banned, and for how long.
+    pub bans: BanConfig,
     /// The external-address policy.
     pub external: ExternalAddrConfig,
     /// How long [`Node::shutdown`](crate::Node::shutdown) waits for in-flight inbound requests. Default 5 s.
@@ -77,6 +79,7 @@ impl Default for NodeConfig {
             max_incoming_connections: Some(1024),
             max_pending_incoming: Some(128),
             max_incoming_per_ip: Some(32),
+            bans: BanConfig::default(),
             external: ExternalAddrConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             event_capacity: 1024,

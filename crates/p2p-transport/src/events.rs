@@ -61,7 +61,20 @@ pub enum NodeEvent {
         /// The peer.
         peer_id: PeerId,
     },
-    /// Enough distinct peers agree on this external address of ours.
+    /// The peer kept being refused: its connections are closed and it is
+    /// refused for `duration` (see [`BanConfig`](crate::BanConfig)).
+    Banned {
+        /// The peer.
+        peer_id: PeerId,
+        /// How long.
+        duration: std::time::Duration,
+    },
+    /// A ban is over.
+    Unbanned {
+        /// The peer.
+        peer_id: PeerId,
+    },
+    /// Enough independent observers agree on this external address of ours.
     ExternalAddrConfirmed {
         /// The address.
         address: Multiaddr,

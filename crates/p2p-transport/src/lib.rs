@@ -54,6 +54,7 @@ pub use addresses::{
 pub use config::NodeConfig;
 pub use error::{BuildError, RequestError};
 pub use events::{NodeEvent, NodeEvents};
+pub use gate::BanConfig;
 #[cfg(feature = "metrics")]
 pub use metrics::{NodeMetrics, serve_metrics};
 pub use node::{Node, NodeBuilder};

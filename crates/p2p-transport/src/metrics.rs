@@ -25,6 +25,7 @@ pub struct NodeMetrics {
     pub(crate) libp2p: Arc<libp2p::metrics::Metrics>,
     requests: Family<OutcomeLabel, Counter>,
     latency: Histogram,
+    bans: Counter,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -53,7 +54,14 @@ impl NodeMetrics {
             "Time to answer an inbound greet request",
             latency.clone(),
         );
-        Self { libp2p, requests, latency }
+        let bans = Counter::default();
+        greet.register("bans", "Peers banned for being refused too often", bans.clone());
+        Self { libp2p, requests, latency, bans }
+    }
+
+    /// Counts a ban.
+    pub(crate) fn record_ban(&self) {
+        self.bans.inc();
     }
 
     /// `service`, counting each answer and its latency.

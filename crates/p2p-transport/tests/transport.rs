@@ -10,7 +10,7 @@ use futures::StreamExt;
 use p2p_protocol::{ErrorCode, GreetRequest, encode};
 use p2p_service::{Limits, stack};
 use p2p_transport::libp2p::{Multiaddr, multiaddr::Protocol};
-use p2p_transport::{GreetVersion, NodeBuilder, NodeEvent, RequestError};
+use p2p_transport::{BanConfig, GreetVersion, NodeBuilder, NodeEvent, RequestError};
 use tower::discover::Change;
 use tower::{Service, ServiceExt};
 
@@ -404,7 +404,9 @@ async fn inbound_connections_are_capped_per_ip_and_in_total_and_outbound_dials_s
     let third = host_2[2].peer_id();
     if within("3rd", host_2[2].node.connect(a.addr.clone())).await.is_ok() {
         let a_id = a.peer_id();
-        host_2[2].wait_for("refused", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == a_id)).await;
+        host_2[2]
+            .wait_for("refused", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == a_id))
+            .await;
     }
     assert!(!a.node.connected_peers().contains(&third), "a third from one IP is refused");
     assert_eq!(a.node.connected_peers().len(), 2);
@@ -421,10 +423,52 @@ async fn inbound_connections_are_capped_per_ip_and_in_total_and_outbound_dials_s
     let mut late = spawn_on_host(Script::new("late"), 6).await;
     if within("late", late.node.connect(b.addr.clone())).await.is_ok() {
         let b_id = b.peer_id();
-        late.wait_for("refused", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == b_id)).await;
+        late.wait_for("refused", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == b_id))
+            .await;
     }
     assert!(!b.node.connected_peers().contains(&late.peer_id()), "inbound is full");
     let friend = spawn_on_host(Script::new("friend"), 7).await;
     connect(&mut b, &friend).await;
     assert_eq!(b.greet(&friend, "still dialing out").await.unwrap().message, "friend: still dialing out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refused_too_often_is_banned_disconnected_and_let_back_after_the_ban() {
+    let limits = Limits { rate_per_sec: 1, rate_burst: 1, ..Limits::default() };
+    let bans = BanConfig { threshold: 5, first: Duration::from_secs(2), ..BanConfig::default() };
+    let mut s = spawn_limited(Script::new("s"), Transport::Quic, limits, |n| n.bans(bans)).await;
+    let mut flooder = spawn_node(Script::new("flooder"), Transport::Quic).await;
+    let mut neighbour = spawn_on_host(Script::new("neighbour"), 2).await;
+    connect(&mut flooder, &s).await;
+    connect(&mut neighbour, &s).await;
+
+    // One answer, then 429s: the fifth refusal bans the flooder.
+    let mut refused = 0;
+    while refused < 5 {
+        match flooder.greet(&s, "more").await {
+            Err(RequestError::Remote(e)) if e.code == ErrorCode::RATE_LIMITED => refused += 1,
+            Ok(_) => {}
+            Err(other) => panic!("before the ban, 200 or 429 only: {other:?}"),
+        }
+    }
+    let flooder_id = flooder.peer_id();
+    let NodeEvent::Banned { duration, .. } =
+        s.wait_for("ban", |e| matches!(e, NodeEvent::Banned { peer_id, .. } if *peer_id == flooder_id)).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(duration, Duration::from_secs(2));
+    let s_id = s.peer_id();
+    flooder.wait_for("disconnected", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == s_id)).await;
+
+    // While banned, it cannot come back; the neighbour is not touched.
+    if within("redial", flooder.node.connect(s.addr.clone())).await.is_ok() {
+        flooder.wait_for("refused", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == s_id)).await;
+    }
+    assert!(!s.node.connected_peers().contains(&flooder_id));
+    assert_eq!(neighbour.greet(&s, "hi").await.unwrap().message, "s: hi");
+
+    // After the ban, it may connect again.
+    s.wait_for("unban", |e| matches!(e, NodeEvent::Unbanned { peer_id } if *peer_id == flooder_id)).await;
+    assert_eq!(within("back", flooder.node.connect(s.addr.clone())).await, Ok(s_id));
 }

@@ -1,11 +1,51 @@
 //! The gate: who may connect at all. Connection budgets that no crowd of
 //! cheap identities can exhaust (per remote IP, for inbound connections in
-//! total and while pending, always leaving room for our own dials).
+//! total and while pending, always leaving room for our own dials), and
+//! automatic bans of peers that keep being refused.
 //!
-//! Owns: the admission behaviours the swarm composes, and their policy.
-//! Must never: refuse our own outbound dials for want of room, or keep state
-//! that grows with anything but live connections.
+//! Owns: the admission behaviours the swarm composes, the ban policy (pure),
+//! and the bounded channel refusals are reported on.
+//! Must never: refuse our own outbound dials for want of room, block whoever
+//! reports a refusal, or keep state that grows with remote input.
 
+mod bans;
 mod per_ip;
 
+pub use bans::BanConfig;
+pub(crate) use bans::{BanChange, Bans};
+use libp2p::PeerId;
+use p2p_protocol::{ErrorCode, GreetResult};
 pub(crate) use per_ip::PerIpLimit;
+use tokio::sync::mpsc;
+
+/// Refusals waiting for the swarm task; more are dropped (a flood reports plenty).
+const REFUSAL_CAPACITY: usize = 1024;
+
+/// Where the request paths (1.0.0 and 2.0.0) report the requests they refused.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusals {
+    tx: mpsc::Sender<PeerId>,
+}
+
+impl Refusals {
+    pub(crate) fn channel() -> (Self, mpsc::Receiver<PeerId>) {
+        let (tx, rx) = mpsc::channel(REFUSAL_CAPACITY);
+        (Self { tx }, rx)
+    }
+
+    /// Notes `result` if it refuses `peer` for something the peer did: too
+    /// fast (429), too many at once (503), bad or oversized input (400, 413).
+    /// Never waits.
+    pub(crate) fn note(&self, peer: PeerId, result: &GreetResult) {
+        if let Err(err) = result
+            && is_refusal(err.code)
+        {
+            let _ = self.tx.try_send(peer);
+        }
+    }
+}
+
+fn is_refusal(code: ErrorCode) -> bool {
+    [ErrorCode::RATE_LIMITED, ErrorCode::OVERLOADED, ErrorCode::BAD_REQUEST, ErrorCode::TOO_LARGE]
+        .contains(&code)
+}

@@ -17,7 +17,7 @@ mod v1;
 pub(crate) use acceptor::Acceptor;
 pub(crate) use peers::InboundPeers;
 pub(crate) use responder::accept_loop;
-pub(crate) use service::MakePeerService;
 #[cfg(feature = "metrics")]
 pub(crate) use service::PeerService;
+pub(crate) use service::{MakePeerService, noting_refusals};
 pub(crate) use v1::InboundV1;

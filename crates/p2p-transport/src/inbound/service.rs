@@ -15,12 +15,23 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tracing::warn;
 
+use crate::gate::Refusals;
+
 /// The per-peer inbound service, type-erased.
 pub(crate) type PeerService = BoxCloneSyncService<GreetRequest, GreetResult, Infallible>;
 
 /// The user's `MakeService<PeerContext>`, type-erased.
 pub(crate) type MakePeerService =
     Arc<dyn Fn(PeerContext) -> BoxFuture<'static, Result<PeerService, BoxError>> + Send + Sync>;
+
+/// `service`, reporting each refusal it answers `peer` with to `refusals`
+/// (for the ban policy; never waits).
+pub(crate) fn noting_refusals(service: PeerService, peer: PeerId, refusals: Refusals) -> PeerService {
+    BoxCloneSyncService::new(service.map_response(move |result| {
+        refusals.note(peer, &result);
+        result
+    }))
+}
 
 /// A peer's service, made on its first request (1.0.0 or 2.0.0) and dropped
 /// with the last connection; every request of the peer shares it.

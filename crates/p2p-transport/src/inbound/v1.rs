@@ -13,6 +13,7 @@ use tracing::debug;
 
 use super::peers::InboundPeers;
 use super::service::{self, MakePeerService};
+use crate::gate::Refusals;
 use crate::wire::{GreetCodec, InboundRequest};
 
 /// Answers in flight back to the swarm task. Handler tasks wait for room
@@ -40,14 +41,16 @@ pub(crate) struct InboundV1 {
     in_flight: usize,
     /// Answers handed to libp2p and not yet written to their stream.
     unsent: HashSet<InboundRequestId>,
+    /// Where undecodable requests are reported (the service reports the rest).
+    refusals: Refusals,
 }
 
 type Greet = request_response::Behaviour<GreetCodec>;
 
 impl InboundV1 {
-    pub(crate) fn new(make: MakePeerService, peers: Arc<InboundPeers>) -> Self {
+    pub(crate) fn new(make: MakePeerService, peers: Arc<InboundPeers>, refusals: Refusals) -> Self {
         let (answers_tx, answers) = mpsc::channel(ANSWER_CAPACITY);
-        Self { make, peers, answers_tx, answers, in_flight: 0, unsent: HashSet::new() }
+        Self { make, peers, answers_tx, answers, in_flight: 0, unsent: HashSet::new(), refusals }
     }
 
     /// Hands `request` to its peer's service in a task of its own; refused
@@ -67,8 +70,9 @@ impl InboundV1 {
             Ok(request) => request,
             Err(err) => {
                 debug!(%peer, %err, "undecodable greet request");
-                let err = RemoteError::new(err.code(), err.to_string());
-                return self.respond(greet, request_id, channel, Err(err));
+                let answer = Err(RemoteError::new(err.code(), err.to_string()));
+                self.refusals.note(peer, &answer);
+                return self.respond(greet, request_id, channel, answer);
             }
         };
         if draining {

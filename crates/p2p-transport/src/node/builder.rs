@@ -16,10 +16,11 @@ use super::Node;
 #[cfg(feature = "metrics")]
 use crate::NodeMetrics;
 use crate::events::{NodeEvents, Reporter, Snapshot};
-use crate::inbound::MakePeerService;
+use crate::gate::Refusals;
+use crate::inbound::{MakePeerService, noting_refusals};
 use crate::outbound::OutboundPeers;
 use crate::peers::PeerSet;
-use crate::{BuildError, Client, ExternalAddrConfig, NodeConfig, swarm};
+use crate::{BanConfig, BuildError, Client, ExternalAddrConfig, NodeConfig, swarm};
 
 /// Builds a [`Node`]: identity, transports, limits and policies.
 ///
@@ -141,6 +142,12 @@ impl NodeBuilder {
         self
     }
 
+    /// When a peer that keeps being refused is banned, and for how long.
+    pub fn bans(mut self, config: BanConfig) -> Self {
+        self.config.bans = config;
+        self
+    }
+
     /// The external-address policy.
     pub fn external_addrs(mut self, config: ExternalAddrConfig) -> Self {
         self.config.external = config;
@@ -189,12 +196,16 @@ impl NodeBuilder {
     {
         #[cfg(feature = "metrics")]
         let metrics = self.metrics.clone();
-        let make: MakePeerService = Arc::new(move |ctx| {
+        let (refusals, refusals_rx) = Refusals::channel();
+        let noted = refusals.clone();
+        let make: MakePeerService = Arc::new(move |ctx: PeerContext| {
             let make = make_service.clone();
+            let (peer, refusals) = (ctx.peer_id, noted.clone());
             #[cfg(feature = "metrics")]
             let metrics = metrics.clone();
             Box::pin(async move {
                 let service = BoxCloneSyncService::new(make.oneshot(ctx).await.map_err(Into::into)?);
+                let service = noting_refusals(service, peer, refusals);
                 #[cfg(feature = "metrics")]
                 let service = match metrics {
                     Some(metrics) => metrics.instrument(service),
@@ -209,8 +220,13 @@ impl NodeBuilder {
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let outbound_peers = Arc::new(OutboundPeers::default());
         let reporter = Reporter::new(events_tx, Arc::clone(&snapshot));
-        let shared =
-            swarm::Shared { commands, reporter, greet_peers, outbound_peers: Arc::clone(&outbound_peers) };
+        let shared = swarm::Shared {
+            commands,
+            reporter,
+            greet_peers,
+            outbound_peers: Arc::clone(&outbound_peers),
+            refusals: (refusals, refusals_rx),
+        };
         let client = Client::new(commands_tx.clone(), outbound_peers, self.config.greet_v2);
         let local_peer_id = swarm::spawn(
             self.config,
@@ -218,7 +234,7 @@ impl NodeBuilder {
             make,
             shared,
             #[cfg(feature = "metrics")]
-            self.metrics.map(|m| Arc::clone(&m.libp2p)),
+            self.metrics,
         )?;
         let node = Node { local_peer_id, commands: commands_tx, client, snapshot, greet_peers: peers_rx };
         Ok((node, NodeEvents::new(events)))

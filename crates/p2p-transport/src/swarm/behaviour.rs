@@ -2,7 +2,7 @@
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{connection_limits, identify, mdns, ping, request_response};
+use libp2p::{allow_block_list, connection_limits, identify, mdns, ping, request_response};
 
 use crate::gate::PerIpLimit;
 use crate::inbound::Acceptor;
@@ -14,6 +14,8 @@ use crate::wire::GreetCodec;
 pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) per_ip: PerIpLimit,
+    /// Banned peers: their connections are closed and refused.
+    pub(crate) banned: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) greet: request_response::Behaviour<GreetCodec>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,

@@ -6,7 +6,9 @@ use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, Swarm, connection_limits, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    StreamProtocol, Swarm, allow_block_list, connection_limits, identify, mdns, noise, ping, tcp, yamux,
+};
 use p2p_protocol::PROTOCOL_NAME;
 
 use super::behaviour::Behaviour;
@@ -55,6 +57,7 @@ pub(crate) fn build_swarm(
         .with_behaviour(|key| Behaviour {
             limits: connection_limits::Behaviour::new(limits),
             per_ip: PerIpLimit::new(config.max_incoming_per_ip),
+            banned: allow_block_list::Behaviour::default(),
             greet: request_response::Behaviour::with_codec(
                 GreetCodec,
                 [(StreamProtocol::new(PROTOCOL_NAME), ProtocolSupport::Full)],

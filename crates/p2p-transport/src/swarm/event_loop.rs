@@ -25,6 +25,7 @@ use crate::NodeConfig;
 use crate::addresses::{AddressBook, Due};
 use crate::command::Command;
 use crate::events::{NodeEvent, Reporter};
+use crate::gate::{BanChange, Bans};
 use crate::inbound::{InboundPeers, InboundV1, MakePeerService};
 use crate::outbound::{Dials, Mux, OutboundPeers, OutboundV1};
 use crate::peers::{Closed, Decision, Lifecycle, PeerTable};
@@ -55,8 +56,10 @@ pub(super) struct EventLoop {
     /// Serve and use greet v2.
     pipelining: bool,
     request_timeout: Duration,
+    bans: Bans,
+    refusals: mpsc::Receiver<PeerId>,
     #[cfg(feature = "metrics")]
-    metrics: Option<Arc<libp2p::metrics::Metrics>>,
+    metrics: Option<crate::NodeMetrics>,
 }
 
 impl EventLoop {
@@ -66,8 +69,8 @@ impl EventLoop {
         listeners: Vec<ListenerId>,
         make: MakePeerService,
         inbound_peers: Arc<InboundPeers>,
-        Shared { commands, reporter, greet_peers, outbound_peers }: Shared,
-        #[cfg(feature = "metrics")] metrics: Option<Arc<libp2p::metrics::Metrics>>,
+        Shared { commands, reporter, greet_peers, outbound_peers, refusals: (noted, refusals) }: Shared,
+        #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
     ) -> Self {
         let addresses = AddressBook::new(config.external.clone(), &mut swarm, reporter.clone());
         let streams_control = swarm.behaviour().streams.new_control();
@@ -78,7 +81,7 @@ impl EventLoop {
             reporter,
             peers: PeerTable::new(greet_peers),
             lifecycle: Lifecycle::default(),
-            inbound: InboundV1::new(make, Arc::clone(&inbound_peers)),
+            inbound: InboundV1::new(make, Arc::clone(&inbound_peers), noted),
             inbound_peers,
             outbound: OutboundV1::default(),
             outbound_peers,
@@ -89,6 +92,8 @@ impl EventLoop {
             streams_control,
             pipelining: config.greet_v2,
             request_timeout: config.request_timeout,
+            bans: Bans::new(config.bans.clone()),
+            refusals,
             #[cfg(feature = "metrics")]
             metrics,
         }
@@ -101,6 +106,7 @@ impl EventLoop {
     pub(super) async fn run(mut self) {
         loop {
             let next_redial = self.lifecycle.next_due();
+            let next_unban = self.bans.next_due();
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(answer) = self.inbound.next_answer() => {
@@ -127,6 +133,16 @@ impl EventLoop {
                 () = sleep_until(next_redial), if next_redial.is_some() => {
                     for decision in self.lifecycle.due(Instant::now()) {
                         self.apply(decision);
+                    }
+                }
+                Some(peer) = self.refusals.recv() => {
+                    if let Some(change) = self.bans.on_refused(peer, Instant::now()) {
+                        self.apply_ban(change);
+                    }
+                }
+                () = sleep_until(next_unban), if next_unban.is_some() => {
+                    for change in self.bans.due(Instant::now()) {
+                        self.apply_ban(change);
                     }
                 }
                 // Wakes the loop when the last v2 responder has finished draining.
@@ -185,6 +201,7 @@ impl EventLoop {
                 BehaviourEvent::Ping(_)
                 | BehaviourEvent::Limits(_)
                 | BehaviourEvent::PerIp(_)
+                | BehaviourEvent::Banned(_)
                 | BehaviourEvent::Streams(_)
                 | BehaviourEvent::Pipelined(_),
             ) => {}
@@ -356,7 +373,7 @@ impl EventLoop {
             }
             Decision::Expired { peer_id } => self.reporter.emit(NodeEvent::Expired { peer_id }),
             Decision::Dial { peer_id, addresses } => {
-                if self.shutdown.is_draining() {
+                if self.shutdown.is_draining() || self.bans.is_banned(&peer_id) {
                     return;
                 }
                 // One dial per peer, its addresses tried one at a time.
@@ -372,6 +389,26 @@ impl EventLoop {
         }
     }
 
+    fn apply_ban(&mut self, change: BanChange) {
+        match change {
+            BanChange::Banned { peer, duration } => {
+                warn!(%peer, ?duration, "banned: refused too often");
+                // Closes its connections, and refuses new ones until unblocked.
+                self.swarm.behaviour_mut().banned.block_peer(peer);
+                #[cfg(feature = "metrics")]
+                if let Some(metrics) = &self.metrics {
+                    metrics.record_ban();
+                }
+                self.reporter.emit(NodeEvent::Banned { peer_id: peer, duration });
+            }
+            BanChange::Unbanned { peer } => {
+                info!(%peer, "ban over");
+                self.swarm.behaviour_mut().banned.unblock_peer(peer);
+                self.reporter.emit(NodeEvent::Unbanned { peer_id: peer });
+            }
+        }
+    }
+
     /// `peer` says it sees us at `observed`: a candidate for our external addresses.
     /// What counts is where the peer connects from, not who it says it is.
     fn observe(&mut self, peer: PeerId, observed: Multiaddr) {
@@ -383,7 +420,7 @@ impl EventLoop {
     #[cfg(feature = "metrics")]
     fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
         use libp2p::metrics::Recorder;
-        let Some(metrics) = &self.metrics else { return };
+        let Some(metrics) = self.metrics.as_ref().map(|m| &m.libp2p) else { return };
         metrics.record(event);
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),

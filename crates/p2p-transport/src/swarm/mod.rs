@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::command::Command;
 use crate::events::Reporter;
+use crate::gate::Refusals;
 use crate::inbound::{self, Acceptor, InboundPeers, MakePeerService};
 use crate::outbound::OutboundPeers;
 use crate::peers::PeerSet;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) reporter: Reporter,
     pub(crate) greet_peers: watch::Sender<PeerSet>,
     pub(crate) outbound_peers: Arc<OutboundPeers>,
+    /// Where the request paths report refusals, and where the ban policy hears them.
+    pub(crate) refusals: (Refusals, mpsc::Receiver<PeerId>),
 }
 
 /// Builds the swarm, starts listening, and spawns the swarm task (and, with
@@ -39,7 +42,7 @@ pub(crate) fn spawn(
     keypair: Option<Keypair>,
     make: MakePeerService,
     shared: Shared,
-    #[cfg(feature = "metrics")] metrics: Option<Arc<libp2p::metrics::Metrics>>,
+    #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
 ) -> Result<PeerId, BuildError> {
     let keypair = keypair.unwrap_or_else(Keypair::generate_ed25519);
     let local_peer_id = keypair.public().to_peer_id();

@@ -228,13 +228,23 @@ pub async fn spawn_with(
     transport: Transport,
     configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
 ) -> TestNode {
+    spawn_limited(script, transport, test_limits(), configure).await
+}
+
+/// A node whose service stack enforces `limits`.
+pub async fn spawn_limited(
+    script: Arc<Script>,
+    transport: Transport,
+    limits: Limits,
+    configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
+) -> TestNode {
     let builder = NodeBuilder::new()
         .mdns(false)
         .listen_on(transport.listen())
         .request_timeout(Duration::from_secs(5))
         .external_addrs(ExternalAddrConfig { allow_loopback: true, ..Default::default() });
     let (node, events) = configure(builder)
-        .build(stack(MakeHandler(Arc::clone(&script)), test_limits()))
+        .build(stack(MakeHandler(Arc::clone(&script)), limits))
         .expect("node builds");
     let mut test_node = TestNode { node, events, addr: Multiaddr::empty(), script };
     let NodeEvent::Listening { address } =
