@@ -40,6 +40,9 @@ async fn two_nodes_greet_each_other_both_ways_over_quic_and_tcp_v1_and_v2() {
         // The responder reports where it sees the requester.
         assert!(from_b.observed_addr.to_string().starts_with("/ip4/127.0.0.1/"), "{}", from_b.observed_addr);
         assert_eq!(a.node.greet_peers(), vec![b.peer_id()]);
+        let used = if v2 { GreetVersion::V2 } else { GreetVersion::V1 };
+        assert_eq!(a.node.client().protocol_for(&b.peer_id()), used, "{transport:?}");
+        assert_eq!(b.node.client().protocol_for(&a.peer_id()), used, "{transport:?}");
         a.node.shutdown().await;
         b.node.shutdown().await;
     }
@@ -156,12 +159,15 @@ async fn hostile_frames_are_answered_with_codes_and_the_connection_lives_on() {
 // ---- 5. a peer killed mid-request -------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_mid_request_fails_the_request_within_the_timeout() {
+async fn a_server_killed_mid_request_fails_the_request_when_the_connection_drops() {
+    // Over TCP the killed process's socket is closed by the kernel, so the
+    // loss is seen at once; the request timeout (30 s) is far away. (Over
+    // QUIC a dead peer sends nothing: QUIC's idle timeout finds it.)
     let script = Script::new("doomed");
-    let (runtime, addr, doomed) = spawn_killable(Arc::clone(&script));
+    let (runtime, addr, doomed) = spawn_killable(Arc::clone(&script), Transport::Tcp);
     let doomed = doomed.local_peer_id();
     let a =
-        spawn_with(Script::new("a"), Transport::Quic, |b| b.request_timeout(Duration::from_secs(3))).await;
+        spawn_with(Script::new("a"), Transport::Tcp, |b| b.request_timeout(Duration::from_secs(30))).await;
     a.node.dial(addr).await.unwrap();
     script.hold(a.peer_id());
 
@@ -171,17 +177,14 @@ async fn a_server_killed_mid_request_fails_the_request_within_the_timeout() {
     runtime.shutdown_background();
 
     let result = within("the failed request", pending).await.unwrap();
-    assert!(
-        matches!(result, Err(RequestError::Timeout | RequestError::ConnectionClosed | RequestError::Io(_))),
-        "{result:?}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(3) + Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(matches!(result, Err(RequestError::ConnectionClosed | RequestError::Io(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_mid_request_leaves_no_task_or_service_behind() {
     let mut s = spawn_node(Script::new("s"), Transport::Quic).await;
-    let (runtime, _, doomed) = spawn_killable(Script::new("doomed"));
+    let (runtime, _, doomed) = spawn_killable(Script::new("doomed"), Transport::Quic);
     let doomed_id = doomed.local_peer_id();
     doomed.dial(s.addr.clone()).await.unwrap();
     s.script.hold(doomed_id);
@@ -200,8 +203,9 @@ async fn a_client_killed_mid_request_leaves_no_task_or_service_behind() {
     s.script.release.add_permits(1);
     let mut live = s.script.live.subscribe();
     within("the peer's service to be dropped", live.wait_for(|n| *n == 0)).await.unwrap();
-    // The request on the killed node never completes with a response.
-    assert!(!pending.is_finished() || pending.await.unwrap().is_err());
+    // The request on the killed node fails (its swarm task is gone), never hangs.
+    let result = within("the killed node's own request", pending).await.unwrap();
+    assert!(result.is_err(), "{result:?}");
     // S still serves others.
     let mut b = spawn_node(Script::new("b"), Transport::Quic).await;
     connect(&mut b, &s).await;
@@ -322,6 +326,19 @@ async fn shutdown_drains_an_in_flight_request_then_refuses_new_ones() {
         let node = s.node.clone();
         async move { node.shutdown().await }
     });
+    // The drain has begun once a new 1.0.0 request is refused "shutting down" (503).
+    let v1 = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V1);
+    within("the drain to begin", async {
+        loop {
+            match v1.clone().oneshot(GreetRequest::new("new")).await {
+                Err(RequestError::Remote(e)) if e.code == ErrorCode::OVERLOADED => break,
+                Ok(_) => tokio::task::yield_now().await,
+                Err(other) => panic!("before or during the drain, 200 or 503: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(!shutting_down.is_finished(), "the drain waits for the held request");
     // While S drains, the held request is still answered...
     s.script.release.add_permits(1);
     let response =
@@ -364,6 +381,24 @@ async fn rate_limit_and_load_shedding_are_visible_on_the_wire() {
         .collect();
     assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 3, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == Some(ErrorCode::RATE_LIMITED)).count(), 2, "{codes:?}");
+
+    // Load shedding: with 2 requests of a peer held, a third is answered 503 at once.
+    let limits = Limits { rate_per_sec: 0, max_in_flight_per_peer: 2, ..Limits::default() };
+    let shedding = spawn_limited(Script::new("shed"), Transport::Quic, limits, |n| n).await;
+    connect(&mut a, &shedding).await;
+    shedding.script.hold_message("hold");
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(a.node.client().oneshot((shedding.peer_id(), GreetRequest::new("hold")))))
+        .collect();
+    for _ in 0..2 {
+        shedding.script.next_held_arrival().await;
+    }
+    let third = within("the shed request", a.greet(&shedding, "hold")).await;
+    assert_eq!(remote_code(third), ErrorCode::OVERLOADED);
+    shedding.script.release.add_permits(2);
+    for request in held {
+        assert_eq!(within("held", request).await.unwrap().unwrap().message, "shed: hold");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,6 +483,8 @@ async fn a_peer_refused_too_often_is_banned_disconnected_and_let_back_after_the_
         match flooder.greet(&s, "more").await {
             Err(RequestError::Remote(e)) if e.code == ErrorCode::RATE_LIMITED => refused += 1,
             Ok(_) => {}
+            // The ban may close the connection before the fifth 429 leaves.
+            Err(_) if refused == 4 => break,
             Err(other) => panic!("before the ban, 200 or 429 only: {other:?}"),
         }
     }
@@ -459,11 +496,15 @@ async fn a_peer_refused_too_often_is_banned_disconnected_and_let_back_after_the_
     };
     assert_eq!(duration, Duration::from_secs(2));
     let s_id = s.peer_id();
-    flooder.wait_for("disconnected", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == s_id)).await;
+    flooder
+        .wait_for("disconnected", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == s_id))
+        .await;
 
     // While banned, it cannot come back; the neighbour is not touched.
     if within("redial", flooder.node.connect(s.addr.clone())).await.is_ok() {
-        flooder.wait_for("refused", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == s_id)).await;
+        flooder
+            .wait_for("refused", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == s_id))
+            .await;
     }
     assert!(!s.node.connected_peers().contains(&flooder_id));
     assert_eq!(neighbour.greet(&s, "hi").await.unwrap().message, "s: hi");

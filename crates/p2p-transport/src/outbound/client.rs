@@ -48,6 +48,20 @@ impl Client {
         Self { commands: PollSender::new(commands), peers, pipelining }
     }
 
+    /// The protocol a request to `peer` goes on now: [`GreetVersion::V2`]
+    /// when both sides speak greet 2.0.0 (identify said so for the peer),
+    /// [`GreetVersion::V1`] otherwise. `call` routes by this very rule.
+    pub fn protocol_for(&self, peer: &PeerId) -> GreetVersion {
+        match self.v2_mux(peer) {
+            Some(_) => GreetVersion::V2,
+            None => GreetVersion::V1,
+        }
+    }
+
+    fn v2_mux(&self, peer: &PeerId) -> Option<Arc<Mux>> {
+        if self.pipelining { self.peers.v2_mux(peer) } else { None }
+    }
+
     /// A service bound to one peer, speaking whichever protocol version the peer prefers.
     pub fn peer(&self, peer_id: PeerId) -> PeerClient {
         PeerClient { client: self.clone(), peer_id, version: GreetVersion::Auto, reserved: None, slots: None }
@@ -89,9 +103,7 @@ impl Service<(PeerId, GreetRequest)> for Client {
     }
 
     fn call(&mut self, (peer, request): (PeerId, GreetRequest)) -> ResponseFuture {
-        if self.pipelining
-            && let Some(mux) = self.peers.v2_mux(&peer)
-        {
+        if let Some(mux) = self.v2_mux(&peer) {
             // The reserved command slot is not needed: give it back.
             self.commands.abort_send();
             if body_len(&request) + MAX_VARINT_LEN > MAX_FRAME_LEN {

@@ -217,11 +217,12 @@ impl EventLoop {
                 self.reporter.emit(NodeEvent::ListenAddrExpired { address });
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
-                self.dials.on_established(connection_id, peer_id);
                 let remote = remote_address(&endpoint);
                 if self.peers.on_established(peer_id, connection_id, remote.clone()) {
                     self.on_first_connection(peer_id, remote);
                 }
+                // Last: whoever awaits `connect` then finds the peer connected everywhere.
+                self.dials.on_established(connection_id, peer_id);
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, cause, .. } => {
                 self.on_connection_closed(peer_id, connection_id, cause);

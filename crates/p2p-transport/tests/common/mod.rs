@@ -243,9 +243,8 @@ pub async fn spawn_limited(
         .listen_on(transport.listen())
         .request_timeout(Duration::from_secs(5))
         .external_addrs(ExternalAddrConfig { allow_loopback: true, ..Default::default() });
-    let (node, events) = configure(builder)
-        .build(stack(MakeHandler(Arc::clone(&script)), limits))
-        .expect("node builds");
+    let (node, events) =
+        configure(builder).build(stack(MakeHandler(Arc::clone(&script)), limits)).expect("node builds");
     let mut test_node = TestNode { node, events, addr: Multiaddr::empty(), script };
     let NodeEvent::Listening { address } =
         test_node.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
@@ -336,12 +335,15 @@ pub fn framed(body: &[u8]) -> Vec<u8> {
 /// A node on a runtime of its own, so that the test can kill it outright:
 /// dropping the runtime drops the swarm without a goodbye.
 /// Its `Node` handle works from the test's runtime (channels are runtime-agnostic).
-pub fn spawn_killable(script: Arc<Script>) -> (tokio::runtime::Runtime, Multiaddr, Node) {
+pub fn spawn_killable(
+    script: Arc<Script>,
+    transport: Transport,
+) -> (tokio::runtime::Runtime, Multiaddr, Node) {
     // Built on a plain thread: a runtime cannot be started from inside another.
     std::thread::spawn(move || {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let test_node = runtime.block_on(spawn_node(script, Transport::Quic));
+        let test_node = runtime.block_on(spawn_node(script, transport));
         (runtime, test_node.addr, test_node.node)
     })
     .join()
