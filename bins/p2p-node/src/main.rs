@@ -38,6 +38,7 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, GreetArgs, IdArgs, LogFormat, RunArgs};
+use crate::output::one_line;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,7 +57,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // An error can quote a peer (its error message, its addresses).
+            eprintln!("error: {}", output::escape_controls(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
@@ -223,21 +225,11 @@ async fn greet(args: GreetArgs) -> Result<ExitCode> {
     let (result, rtt) = answer?;
     match result {
         Ok(response) => {
-            output::print_line(&format!(
-                "GREETED {peer} rtt_ms={} observed={} {:?}",
-                rtt.as_millis(),
-                response.observed_addr,
-                response.message
-            ));
+            output::print_line(&output::greeted_line(peer, rtt, &response));
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => bail!("greeting {peer} failed: {}", output::failure_reason(&err)),
     }
-}
-
-/// A multi-line libp2p error (one line per address tried) as one line.
-fn one_line(error: &str) -> String {
-    error.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The address a one-shot greeter listens on so that it can dial `target`:
