@@ -97,7 +97,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let make_handler =
         debug::MakeStalling::new(MakeGreeter::new(args.message.clone()), args.debug_stall_peer);
     let make_service = stack(make_handler, args.service.limits());
-    let mut builder = args.node_builder(key.keypair.clone());
+    let mut builder = NodeBuilder::with_config(args.node_config()).keypair(key.keypair.clone());
     if let Some(addr) = args.metrics {
         let mut registry = Registry::default();
         builder = builder.metrics(NodeMetrics::new(&mut registry));
