@@ -136,8 +136,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
 
-    /// Debugging (hidden): this peer's requests go to a handler that never answers, so the
-    /// handler timeout answers them with 408. For fault-injection scripts.
+    /// Debugging (hidden; only with the `debug-hooks` feature): this peer's requests go to a
+    /// handler that never answers, so the handler timeout answers them with 408. For
+    /// fault-injection scripts.
+    #[cfg(feature = "debug-hooks")]
     #[arg(long, value_name = "PEER_ID", hide = true)]
     pub(crate) debug_stall_peer: Option<p2p_transport::libp2p::PeerId>,
 
@@ -374,6 +376,14 @@ mod tests {
             config.external.operator_addrs,
             vec!["/ip4/192.0.2.1/tcp/4001".parse::<Multiaddr>().unwrap()]
         );
+    }
+
+    /// The stall hook is in a binary built with `--features debug-hooks`, and in no other.
+    #[test]
+    fn the_debug_stall_flag_exists_only_with_debug_hooks() {
+        let peer = p2p_transport::libp2p::PeerId::random().to_string();
+        let parsed = Cli::try_parse_from(["p2p-node", "run", "--debug-stall-peer", &peer]);
+        assert_eq!(parsed.is_ok(), cfg!(feature = "debug-hooks"), "{parsed:?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 mod bench;
 mod cli;
+#[cfg(any(test, feature = "debug-hooks"))]
 mod debug;
 mod keyfile;
 mod output;
@@ -94,8 +95,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
     // Held until the end of this function: the lock keeps other nodes off this identity.
     let key = keyfile::load_locked(args.key_file.as_deref())?;
-    let make_handler =
-        debug::MakeStalling::new(MakeGreeter::new(args.message.clone()), args.debug_stall_peer);
+    let make_handler = MakeGreeter::new(args.message.clone());
+    #[cfg(feature = "debug-hooks")]
+    let make_handler = debug::MakeStalling::new(make_handler, args.debug_stall_peer);
     let make_service = stack(make_handler, args.service.limits());
     let mut builder = NodeBuilder::with_config(args.node_config()).keypair(key.keypair.clone());
     if let Some(addr) = args.metrics {
