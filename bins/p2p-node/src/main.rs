@@ -19,11 +19,11 @@ mod cli;
 #[cfg(any(test, feature = "debug-hooks"))]
 mod debug;
 mod keyfile;
+mod metrics;
 mod output;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
@@ -31,7 +31,7 @@ use p2p_protocol::GreetRequest;
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::Multiaddr;
 use p2p_transport::libp2p::multiaddr::Protocol;
-use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, PeriodicGreeter, Registry, serve_metrics};
+use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, PeriodicGreeter, Registry};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -39,6 +39,7 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, GreetArgs, IdArgs, LogFormat, RunArgs};
+use crate::metrics::{MetricsServer, ServerLimits};
 use crate::output::one_line;
 
 fn main() -> ExitCode {
@@ -100,14 +101,13 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let make_handler = debug::MakeStalling::new(make_handler, args.debug_stall_peer);
     let make_service = stack(make_handler, args.service.limits());
     let mut builder = NodeBuilder::with_config(args.node_config()).keypair(key.keypair.clone());
+    let mut metrics = None;
     if let Some(addr) = args.metrics {
         let mut registry = Registry::default();
         builder = builder.metrics(NodeMetrics::new(&mut registry));
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        info!(%addr, "serving Prometheus metrics at /metrics");
-        tokio::spawn(serve_metrics(listener, Arc::new(registry)));
+        let server = MetricsServer::start(addr, registry, ServerLimits::default()).await?;
+        info!(addr = %server.local_addr(), "serving Prometheus metrics at /metrics");
+        metrics = Some(server);
     }
     let (node, mut events) = builder.build(make_service).context("cannot start the node")?;
     let local = node.local_peer_id();
@@ -148,8 +148,13 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
 
     info!(signal, "shutting down");
+    let stop_metrics = async {
+        if let Some(server) = metrics {
+            server.stop().await;
+        }
+    };
     tokio::select! {
-        () = node.shutdown() => {}
+        ((), ()) = async { tokio::join!(node.shutdown(), stop_metrics) } => {}
         signal = signals.next() => {
             warn!(signal, "second signal: exiting without waiting for the shutdown to finish");
             return Ok(ExitCode::from(130));
