@@ -13,7 +13,8 @@
 //!   Tower timeout layer), or with 408.
 //!
 //! It stops with the node: no new connections, and the open ones are closed
-//! once their request is answered.
+//! once their request is answered (waiting at most the request timeout for
+//! them: a client that sends nothing is not waited for).
 
 use std::future::Future;
 use std::io;
@@ -70,6 +71,8 @@ pub(crate) struct MetricsServer {
     local_addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<io::Result<()>>,
+    /// How long [`MetricsServer::stop`] waits for the open connections.
+    grace: Duration,
 }
 
 impl MetricsServer {
@@ -88,7 +91,8 @@ impl MetricsServer {
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stopped.await;
         });
-        Ok(Self { local_addr, stop, task: tokio::spawn(server.into_future()) })
+        let task = tokio::spawn(server.into_future());
+        Ok(Self { local_addr, stop, task, grace: limits.request_timeout })
     }
 
     /// The address it serves on (the port the OS chose, for port 0).
@@ -96,11 +100,14 @@ impl MetricsServer {
         self.local_addr
     }
 
-    /// Stops accepting, and resolves once every open connection has closed
-    /// (at the latest after the connection lifetime).
-    pub(crate) async fn stop(self) {
+    /// Stops accepting, and resolves once every open connection has closed,
+    /// or after the request timeout: a request in flight has been answered by
+    /// then, and the connections still open are left to end with the process.
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.send(());
-        let _ = self.task.await;
+        if tokio::time::timeout(self.grace, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
     }
 }
 
@@ -295,6 +302,23 @@ mod tests {
         let mut byte = [0u8; 1];
         let read = tokio::time::timeout(PATIENCE, idle.read(&mut byte)).await.expect("closed by the server");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn stopping_does_not_wait_for_a_client_that_sends_nothing_more() {
+        let limits = ServerLimits {
+            request_timeout: Duration::from_millis(200),
+            connection_lifetime: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let server = start(limits).await;
+        let mut half = connect(&server).await;
+        half.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        // Accepted and half-read before the stop.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(PATIENCE, server.stop()).await.expect("stopped without waiting for the client");
+        assert!(started.elapsed() < PATIENCE / 2, "{:?}", started.elapsed());
     }
 
     #[tokio::test]
