@@ -139,7 +139,7 @@ json() {
 # up to date, and a stale binary would test yesterday's code.
 if [[ -z ${P2P_NODE_BIN:-} || -z ${FAULT_CLIENT_BIN:-} ]]; then
     say "building $BIN and $FC"
-    (cd "$ROOT" && cargo build --release -p p2p-node && cargo build --release -p p2p-transport --example fault_client) >&2 ||
+    (cd "$ROOT" && cargo build --release -p p2p-node --features debug-hooks && cargo build --release -p p2p-transport --example fault_client) >&2 ||
         die "cannot build p2p-node and fault_client"
 fi
 [[ -x $BIN ]] || die "no binary at $BIN"

@@ -1,4 +1,8 @@
 //! The command line: what can be asked of `p2p-node`, with every default shown in `--help`.
+//!
+//! The defaults of the node and of its service stack are not written here:
+//! clap reads them from the library's config types (`NodeConfig::default()`,
+//! `Limits::default()`, `ExternalAddrConfig::default()`), so the two cannot drift.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -8,8 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use p2p_service::Limits;
 use p2p_transport::libp2p::Multiaddr;
-use p2p_transport::libp2p::identity::Keypair;
-use p2p_transport::{ExternalAddrConfig, NodeBuilder};
+use p2p_transport::{ExternalAddrConfig, NodeConfig};
 
 const TOP_EXAMPLES: &str = "\
 Examples:
@@ -42,16 +45,6 @@ Example:
   p2p-node id --key-file ./node-a.key
 
 Creates the key file (mode 0600) if it does not exist yet.";
-
-/// The defaults of `NodeBuilder`, which it does not expose; the CLI always sets them all.
-mod node_defaults {
-    pub(super) const IDLE_TIMEOUT: &str = "60s";
-    pub(super) const REQUEST_TIMEOUT: &str = "10s";
-    pub(super) const MAX_CONCURRENT_STREAMS: usize = 1024;
-    pub(super) const MAX_CONNECTIONS: u32 = 2048;
-    pub(super) const MAX_CONNECTIONS_PER_PEER: u32 = 8;
-    pub(super) const SHUTDOWN_GRACE: &str = "5s";
-}
 
 /// A peer-to-peer node on libp2p: finds peers with mDNS and greets them over QUIC or TCP.
 ///
@@ -101,7 +94,7 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RunArgs {
     /// Listen on this address (repeatable). Giving one replaces the defaults.
-    #[arg(long, value_name = "MULTIADDR", default_values_t = default_listen_addrs())]
+    #[arg(long, value_name = "MULTIADDR", default_values_t = NodeConfig::default_listen_addrs())]
     pub(crate) listen: Vec<Multiaddr>,
 
     /// Dial this peer at start (repeatable).
@@ -143,8 +136,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
 
-    /// Debugging (hidden): this peer's requests go to a handler that never answers, so the
-    /// handler timeout answers them with 408. For fault-injection scripts.
+    /// Debugging (hidden; only with the `debug-hooks` feature): this peer's requests go to a
+    /// handler that never answers, so the handler timeout answers them with 408. For
+    /// fault-injection scripts.
+    #[cfg(feature = "debug-hooks")]
     #[arg(long, value_name = "PEER_ID", hide = true)]
     pub(crate) debug_stall_peer: Option<p2p_transport::libp2p::PeerId>,
 
@@ -194,32 +189,32 @@ impl ServiceLimitArgs {
     }
 }
 
-/// The transport's options (`p2p_transport::NodeBuilder`).
+/// The transport's options (`p2p_transport::NodeConfig`).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Transport")]
 pub(crate) struct TransportArgs {
     /// How long a connection with no open streams stays up.
-    #[arg(long, value_name = "DURATION", default_value = node_defaults::IDLE_TIMEOUT)]
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().idle_timeout))]
     pub(crate) idle_timeout: HumanDuration,
 
     /// How long an outbound greeting may take end to end.
-    #[arg(long, value_name = "DURATION", default_value = node_defaults::REQUEST_TIMEOUT)]
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().request_timeout))]
     pub(crate) request_timeout: HumanDuration,
 
     /// Concurrent greet streams per connection.
-    #[arg(long, value_name = "N", default_value_t = node_defaults::MAX_CONCURRENT_STREAMS)]
+    #[arg(long, value_name = "N", default_value_t = NodeConfig::default().max_concurrent_streams)]
     pub(crate) max_concurrent_streams: usize,
 
     /// Established connections in total; 0 means unlimited.
-    #[arg(long, value_name = "N", default_value_t = node_defaults::MAX_CONNECTIONS)]
+    #[arg(long, value_name = "N", default_value_t = unlimited_as_zero(NodeConfig::default().max_connections))]
     pub(crate) max_connections: u32,
 
     /// Established connections per peer; 0 means unlimited.
-    #[arg(long, value_name = "N", default_value_t = node_defaults::MAX_CONNECTIONS_PER_PEER)]
+    #[arg(long, value_name = "N", default_value_t = unlimited_as_zero(NodeConfig::default().max_connections_per_peer))]
     pub(crate) max_connections_per_peer: u32,
 
     /// How long shutdown waits for inbound requests in flight.
-    #[arg(long, value_name = "DURATION", default_value = node_defaults::SHUTDOWN_GRACE)]
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().shutdown_grace))]
     pub(crate) shutdown_grace: HumanDuration,
 
     /// Distinct peers that must report an address of ours before it is confirmed.
@@ -236,36 +231,33 @@ pub(crate) struct TransportArgs {
 }
 
 impl RunArgs {
-    /// The node these flags describe, with `keypair` as its identity.
-    pub(crate) fn node_builder(&self, keypair: Keypair) -> NodeBuilder {
+    /// The node these flags describe: `NodeConfig::default()` with every flag applied.
+    pub(crate) fn node_config(&self) -> NodeConfig {
         let t = &self.transport;
         let limit = |n: u32| (n > 0).then_some(n);
-        let external = ExternalAddrConfig {
+        let mut config = NodeConfig::default();
+        config.listen_addrs = self.listen.clone();
+        config.mdns = !self.no_mdns;
+        config.greet_v2 = !self.no_greet_v2;
+        config.idle_timeout = t.idle_timeout.0;
+        config.request_timeout = t.request_timeout.0;
+        config.max_concurrent_streams = t.max_concurrent_streams;
+        config.max_connections = limit(t.max_connections);
+        config.max_connections_per_peer = limit(t.max_connections_per_peer);
+        config.shutdown_grace = t.shutdown_grace.0;
+        config.external = ExternalAddrConfig {
             threshold: t.external_threshold,
             ttl: t.external_ttl.0,
             allow_loopback: t.external_allow_loopback,
             operator_addrs: self.external_addr.clone(),
         };
-        let builder = self.listen.iter().cloned().fold(NodeBuilder::new(), NodeBuilder::listen_on);
-        builder
-            .keypair(keypair)
-            .mdns(!self.no_mdns)
-            .greet_v2(!self.no_greet_v2)
-            .idle_timeout(t.idle_timeout.0)
-            .request_timeout(t.request_timeout.0)
-            .max_concurrent_streams(t.max_concurrent_streams)
-            .max_connections(limit(t.max_connections))
-            .max_connections_per_peer(limit(t.max_connections_per_peer))
-            .external_addrs(external)
-            .shutdown_grace(t.shutdown_grace.0)
+        config
     }
 }
 
-fn default_listen_addrs() -> Vec<Multiaddr> {
-    ["/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0"]
-        .into_iter()
-        .map(|a| a.parse().expect("valid multiaddr"))
-        .collect()
+/// A connection limit on the command line, where 0 means unlimited.
+fn unlimited_as_zero(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(0)
 }
 
 /// `p2p-node greet`.
@@ -280,7 +272,7 @@ pub(crate) struct GreetArgs {
     pub(crate) message: String,
 
     /// How long connecting and the request may take together.
-    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration::from_secs(10))]
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().request_timeout))]
     pub(crate) timeout: HumanDuration,
 }
 
@@ -340,14 +332,58 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Fails if a default shown by the CLI is not the library's: every field
+    /// of the config the CLI builds with no flags is compared.
     #[test]
     fn defaults_are_the_libraries_defaults() {
         let cli = parse(&[]);
         assert!(cli.command.is_none());
         assert_eq!(cli.run.service.limits(), Limits::default());
-        assert_eq!(cli.run.listen, default_listen_addrs());
+        // `NodeConfig` has no `PartialEq`: its `Debug` shows every field.
+        assert_eq!(format!("{:#?}", cli.run.node_config()), format!("{:#?}", NodeConfig::default()));
         assert_eq!(cli.run.interval.0, Duration::from_secs(5));
-        assert_eq!(cli.run.transport.external_ttl.0, ExternalAddrConfig::default().ttl);
+
+        let greet = match parse(&["greet", "/ip4/127.0.0.1/udp/1/quic-v1"]).command {
+            Some(Command::Greet(greet)) => greet,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(greet.timeout.0, NodeConfig::default().request_timeout);
+    }
+
+    #[test]
+    fn flags_reach_the_node_config() {
+        let cli = parse(&[
+            "--no-mdns",
+            "--no-greet-v2",
+            "--idle-timeout",
+            "3s",
+            "--max-connections",
+            "0",
+            "--max-connections-per-peer",
+            "2",
+            "--external-threshold",
+            "5",
+            "--external-allow-loopback",
+            "--external-addr",
+            "/ip4/192.0.2.1/tcp/4001",
+        ]);
+        let config = cli.run.node_config();
+        assert!(!config.mdns && !config.greet_v2);
+        assert_eq!(config.idle_timeout, Duration::from_secs(3));
+        assert_eq!((config.max_connections, config.max_connections_per_peer), (None, Some(2)));
+        assert_eq!((config.external.threshold, config.external.allow_loopback), (5, true));
+        assert_eq!(
+            config.external.operator_addrs,
+            vec!["/ip4/192.0.2.1/tcp/4001".parse::<Multiaddr>().unwrap()]
+        );
+    }
+
+    /// The stall hook is in a binary built with `--features debug-hooks`, and in no other.
+    #[test]
+    fn the_debug_stall_flag_exists_only_with_debug_hooks() {
+        let peer = p2p_transport::libp2p::PeerId::random().to_string();
+        let parsed = Cli::try_parse_from(["p2p-node", "run", "--debug-stall-peer", &peer]);
+        assert_eq!(parsed.is_ok(), cfg!(feature = "debug-hooks"), "{parsed:?}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Debugging aids for fault-injection scripts, behind hidden flags of `p2p-node run`.
+//! Debugging aids for fault-injection scripts, behind hidden flags of `p2p-node run`
+//! that exist only in a binary built with `--features debug-hooks` (the module is
+//! also compiled for tests, so that `cargo test --workspace` runs its tests).
 //!
 //! `--debug-stall-peer <PEER_ID>` wraps the node's `MakeService<PeerContext>`
 //! in [`MakeStalling`]: that one peer gets a handler that never answers, so

@@ -1,11 +1,12 @@
 //! `p2p-node`: run a peer-to-peer node that greets its peers, greet one node
-//! once, or print an identity.
+//! once, print an identity, or load a node with greetings.
 //!
-//! This binary only wires the library crates together: it parses the command
-//! line ([`cli`]), sets up logging on stderr, loads the identity
-//! ([`keyfile`]), builds the `p2p-service` stack and the `p2p-transport` node,
-//! runs a `PeriodicGreeter`, and prints events on stdout ([`output`]) until
-//! Ctrl-C or SIGTERM, when it shuts the node down gracefully and exits 0.
+//! This file is wiring only: it parses the command line ([`cli`]), sets up
+//! logging on stderr and hands the subcommand to its module: [`run`] (the
+//! node, until Ctrl-C or SIGTERM, [`signals`]), [`greet`], [`id`] and
+//! [`bench`]. Identities live in key files ([`keyfile`]), event lines go to
+//! stdout ([`output`], which escapes whatever a peer said), and
+//! `run --metrics` serves Prometheus metrics over axum ([`metrics`]).
 //!
 //! ```text
 //! p2p-node                                  # run a node (mDNS on, QUIC and TCP on all interfaces)
@@ -16,28 +17,28 @@
 
 mod bench;
 mod cli;
+#[cfg(any(test, feature = "debug-hooks"))]
 mod debug;
+mod greet;
+mod id;
 mod keyfile;
+mod metrics;
 mod output;
+mod run;
+mod signals;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
-use p2p_protocol::GreetRequest;
-use p2p_service::{Limits, MakeGreeter, stack};
+use p2p_transport::NodeBuilder;
 use p2p_transport::libp2p::Multiaddr;
-use p2p_transport::libp2p::multiaddr::Protocol;
-use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, PeriodicGreeter, Registry, serve_metrics};
-use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::time::Instant;
-use tower::ServiceExt;
-use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, GreetArgs, IdArgs, LogFormat, RunArgs};
+use crate::cli::{Cli, Command, LogFormat};
+// `bench.rs` (rewritten on its own branch) still reaches these through the crate root.
+use crate::output::one_line;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,16 +48,17 @@ fn main() -> ExitCode {
     };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
-        None => block_on(run(cli.run)),
-        Some(Command::Run(args)) => block_on(run(*args)),
-        Some(Command::Greet(args)) => block_on(greet(args)),
-        Some(Command::Id(args)) => id(args),
+        None => block_on(run::run(cli.run)),
+        Some(Command::Run(args)) => block_on(run::run(*args)),
+        Some(Command::Greet(args)) => block_on(greet::greet(args)),
+        Some(Command::Id(args)) => id::id(args),
         Some(Command::Bench(args)) => block_on(bench::bench(*args)),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // An error can quote a peer (its error message, its addresses).
+            eprintln!("error: {}", output::escape_controls(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
@@ -83,179 +85,8 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-/// `p2p-node run`: until Ctrl-C or SIGTERM.
-async fn run(args: RunArgs) -> Result<ExitCode> {
-    if args.interval.0.is_zero() {
-        bail!("--interval must be longer than 0s");
-    }
-    // Installed first, so that a signal during start-up is not lost.
-    let mut signals = Signals::new()?;
-    // Held until the end of this function: the lock keeps other nodes off this identity.
-    let key = keyfile::load_locked(args.key_file.as_deref())?;
-    let make_handler =
-        debug::MakeStalling::new(MakeGreeter::new(args.message.clone()), args.debug_stall_peer);
-    let make_service = stack(make_handler, args.service.limits());
-    let mut builder = args.node_builder(key.keypair.clone());
-    if let Some(addr) = args.metrics {
-        let mut registry = Registry::default();
-        builder = builder.metrics(NodeMetrics::new(&mut registry));
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        info!(%addr, "serving Prometheus metrics at /metrics");
-        tokio::spawn(serve_metrics(listener, Arc::new(registry)));
-    }
-    let (node, mut events) = builder.build(make_service).context("cannot start the node")?;
-    let local = node.local_peer_id();
-    info!(peer = %local, key_file = %key.path.display(), "node started");
-
-    // Operator-given addresses are confirmed from the start; the node reports no event for them.
-    for address in node.external_addrs() {
-        output::print_line(&output::external(&address));
-    }
-    for peer in &args.peer {
-        if let Err(err) = node.dial(peer.clone()).await {
-            warn!(%peer, %err, "cannot dial");
-        }
-    }
-    let mut outcomes = PeriodicGreeter::new(&node, args.interval.0, args.message.clone()).spawn();
-
-    let signal = loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Some(event) => {
-                    match &event {
-                        NodeEvent::GreetCapable { peer_id } => info!(peer = %peer_id, "peer speaks greet"),
-                        NodeEvent::ListenAddrExpired { address } => info!(%address, "no longer listening"),
-                        NodeEvent::DialFailed { peer_id, error } => {
-                            info!(peer = ?peer_id, error = %one_line(error), "dial failed");
-                        }
-                        _ => {}
-                    }
-                    for line in output::event_lines(&event, local) {
-                        output::print_line(&line);
-                    }
-                }
-                None => bail!("the node stopped unexpectedly"),
-            },
-            Some(outcome) = outcomes.recv() => output::print_line(&output::outcome_line(&outcome)),
-            signal = signals.next() => break signal,
-        }
-    };
-
-    info!(signal, "shutting down");
-    tokio::select! {
-        () = node.shutdown() => {}
-        signal = signals.next() => {
-            warn!(signal, "second signal: exiting without waiting for the shutdown to finish");
-            return Ok(ExitCode::from(130));
-        }
-    }
-    drop(key);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Ctrl-C and SIGTERM.
-struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Self> {
-        let interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        Ok(Self { interrupt, terminate })
-    }
-
-    /// The name of the next signal received.
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "SIGINT",
-            _ = self.terminate.recv() => "SIGTERM",
-        }
-    }
-}
-
-/// `p2p-node greet`: one request, with an ephemeral identity and no mDNS.
-async fn greet(args: GreetArgs) -> Result<ExitCode> {
-    let Some(Protocol::P2p(peer)) = args.address.iter().last() else {
-        bail!("{} does not end with /p2p/<peer-id>", args.address);
-    };
-    let timeout = args.timeout.0;
-    let (node, mut events) = NodeBuilder::new()
-        .mdns(false)
-        .listen_on(dial_socket_for(&args.address))
-        .request_timeout(timeout)
-        .build(stack(MakeGreeter::new(args.message.clone()), Limits::default()))
-        .context("cannot start the node")?;
-
-    let deadline = Instant::now() + timeout;
-    let connected = tokio::time::timeout_at(deadline, async {
-        node.dial(args.address.clone()).await?;
-        // `dial` resolves once the dial has started: wait for the connection itself.
-        while let Some(event) = events.recv().await {
-            match event {
-                NodeEvent::Connected { peer_id, .. } if peer_id == peer => return Ok(()),
-                NodeEvent::DialFailed { peer_id, error } if peer_id.is_none_or(|p| p == peer) => {
-                    return Err(anyhow!("cannot dial {}: {}", args.address, one_line(&error)));
-                }
-                _ => {}
-            }
-        }
-        Err(anyhow!("the node stopped while dialing {}", args.address))
-    })
-    .await;
-    let answer = match connected {
-        Ok(Ok(())) => {
-            let start = Instant::now();
-            let request = (peer, GreetRequest::new(args.message));
-            match tokio::time::timeout_at(deadline, node.client().oneshot(request)).await {
-                Ok(result) => Ok((result, start.elapsed())),
-                Err(_) => Err(anyhow!("{peer} did not answer within {}", args.timeout)),
-            }
-        }
-        Ok(Err(err)) => Err(err),
-        Err(_) => Err(anyhow!("no connection to {} within {}", args.address, args.timeout)),
-    };
-    node.shutdown().await;
-
-    let (result, rtt) = answer?;
-    match result {
-        Ok(response) => {
-            output::print_line(&format!(
-                "GREETED {peer} rtt_ms={} observed={} {:?}",
-                rtt.as_millis(),
-                response.observed_addr,
-                response.message
-            ));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => bail!("greeting {peer} failed: {}", output::failure_reason(&err)),
-    }
-}
-
-/// A multi-line libp2p error (one line per address tried) as one line.
-fn one_line(error: &str) -> String {
-    error.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The address a one-shot greeter listens on so that it can dial `target`:
-/// QUIC dials from a listening socket of the same family, and a loopback
-/// socket cannot reach other hosts.
+/// The socket `NodeBuilder::for_dialing(target)` listens on; only for
+/// `bench.rs` until its rewrite uses `for_dialing` itself.
 fn dial_socket_for(target: &Multiaddr) -> Multiaddr {
-    let ip = match target.iter().next() {
-        Some(Protocol::Ip4(ip)) if ip.is_loopback() => "/ip4/127.0.0.1",
-        Some(Protocol::Ip6(ip)) if ip.is_loopback() => "/ip6/::1",
-        Some(Protocol::Ip6(_) | Protocol::Dns6(_)) => "/ip6/::",
-        _ => "/ip4/0.0.0.0",
-    };
-    format!("{ip}/udp/0/quic-v1").parse().expect("valid multiaddr")
-}
-
-/// `p2p-node id`.
-fn id(args: IdArgs) -> Result<ExitCode> {
-    let keypair = keyfile::load(args.key_file.as_deref())?;
-    output::print_line(&keypair.public().to_peer_id().to_string());
-    Ok(ExitCode::SUCCESS)
+    NodeBuilder::for_dialing(target).config().listen_addrs[0].clone()
 }

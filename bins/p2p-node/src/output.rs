@@ -1,6 +1,16 @@
 //! The event lines on stdout: one per line, keyword first, flushed per line.
+//!
+//! What a peer says (its greeting, its error messages, the addresses it
+//! advertises or observes) is escaped before it is printed: a control
+//! character, a line break or a bidirectional override never reaches the
+//! terminal or a script reading the lines as itself, only as an escape such as
+//! `\u{1b}`, `\n` or `\u{202e}`. Every line goes through [`escape_controls`].
 
+use std::fmt::Write as _;
 use std::io::Write;
+use std::time::Duration;
+
+use p2p_protocol::GreetResponse;
 
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
@@ -8,7 +18,7 @@ use p2p_transport::{GreetOutcome, NodeEvent, RequestError};
 
 /// The lines an event prints; none for events that are only logged.
 pub(crate) fn event_lines(event: &NodeEvent, local: PeerId) -> Vec<String> {
-    match event {
+    let lines = match event {
         NodeEvent::Listening { address } => vec![format!("LISTEN {}", with_peer(address, local))],
         NodeEvent::Discovered { peer_id, addresses } if addresses.is_empty() => {
             vec![format!("DISCOVERED {peer_id}")]
@@ -22,21 +32,34 @@ pub(crate) fn event_lines(event: &NodeEvent, local: PeerId) -> Vec<String> {
         NodeEvent::ExternalAddrConfirmed { address } => vec![external(address)],
         NodeEvent::ExternalAddrExpired { address } => vec![format!("EXTERNAL_EXPIRED {address}")],
         _ => Vec::new(),
-    }
+    };
+    lines.iter().map(|line| escape_controls(line)).collect()
 }
 
 /// `EXTERNAL <address>`.
 pub(crate) fn external(address: &Multiaddr) -> String {
-    format!("EXTERNAL {address}")
+    escape_controls(&format!("EXTERNAL {address}"))
 }
 
 /// `GREETED <peer-id> rtt_ms=<n> "<message>"` or `GREET_FAILED <peer-id> <reason>`.
 pub(crate) fn outcome_line(outcome: &GreetOutcome) -> String {
     let peer = outcome.peer_id;
-    match &outcome.result {
+    let line = match &outcome.result {
         Ok(response) => format!("GREETED {peer} rtt_ms={} {:?}", outcome.rtt.as_millis(), response.message),
         Err(err) => format!("GREET_FAILED {peer} {}", failure_reason(err)),
-    }
+    };
+    escape_controls(&line)
+}
+
+/// `p2p-node greet`'s answer: `GREETED <peer-id> rtt_ms=<n> observed=<address> "<message>"`.
+pub(crate) fn greeted_line(peer: PeerId, rtt: Duration, response: &GreetResponse) -> String {
+    let line = format!(
+        "GREETED {peer} rtt_ms={} observed={} {:?}",
+        rtt.as_millis(),
+        response.observed_addr,
+        response.message
+    );
+    escape_controls(&line)
 }
 
 /// Why a greeting failed, on one line: `<kind>: <what happened>`, or for an
@@ -46,7 +69,30 @@ pub(crate) fn failure_reason(err: &RequestError) -> String {
         RequestError::Remote(remote) => format!("remote {}: {}", remote.code, remote.message),
         err => format!("{}: {err}", err.kind()),
     };
-    reason.replace(['\n', '\r'], " ")
+    escape_controls(&reason)
+}
+
+/// A multi-line libp2p error (one line per address tried) as one line, for logs.
+pub(crate) fn one_line(error: &str) -> String {
+    error.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `text` with every character that `str::escape_debug` escapes written as
+/// that escape (control characters such as ESC as `\u{1b}`, CR and LF as `\r`
+/// and `\n`, bidirectional overrides such as `\u{202e}`, other invisible
+/// format characters), except quotes and backslashes, which stay as they are:
+/// the text stays on one line and shows the terminal nothing to act on.
+pub(crate) fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for piece in text.split_inclusive(['"', '\'', '\\']) {
+        let (run, kept) = match piece.chars().last() {
+            Some(last @ ('"' | '\'' | '\\')) => (&piece[..piece.len() - 1], Some(last)),
+            _ => (piece, None),
+        };
+        let _ = write!(escaped, "{}", run.escape_debug());
+        escaped.extend(kept);
+    }
+    escaped
 }
 
 /// `address` ending in `/p2p/<peer>`, whether it had it or not.
@@ -60,9 +106,11 @@ pub(crate) fn with_peer(address: &Multiaddr, peer: PeerId) -> Multiaddr {
 /// Prints `line` on stdout and flushes it, so that a reader sees each event as it happens.
 ///
 /// A closed stdout (the reader went away) is not a reason to stop the node.
+/// Escaped again here (a no-op for the lines built above), so that no line can
+/// carry a control character to the terminal.
 pub(crate) fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    let _ = writeln!(out, "{}", escape_controls(line)).and_then(|()| out.flush());
 }
 
 #[cfg(test)]
@@ -118,8 +166,60 @@ mod tests {
             result: Err(RequestError::Remote(RemoteError::new(ErrorCode::RATE_LIMITED, "slow\ndown"))),
             ..ok.clone()
         };
-        assert_eq!(outcome_line(&remote), format!("GREET_FAILED {peer} remote 429 rate limited: slow down"));
+        assert_eq!(
+            outcome_line(&remote),
+            format!(r"GREET_FAILED {peer} remote 429 rate limited: slow\ndown")
+        );
         let timeout = GreetOutcome { result: Err(RequestError::Timeout), ..ok };
         assert_eq!(outcome_line(&timeout), format!("GREET_FAILED {peer} timeout: the request timed out"));
+    }
+
+    /// What a hostile peer might send: a screen clear, a carriage return that
+    /// overwrites the line, a line break that forges a line, a bidi override.
+    const HOSTILE: &str = "hi\x1b[2J\x1b]0;owned\x07\rGREETED fake\nDISCONNECTED x\u{202e}gnp.exe";
+    const ESCAPED: &str = r"hi\u{1b}[2J\u{1b}]0;owned\u{7}\rGREETED fake\nDISCONNECTED x\u{202e}gnp.exe";
+
+    fn assert_inert(line: &str) {
+        assert!(!line.chars().any(|c| c.is_control() || c == '\u{202e}'), "{line:?}");
+        assert!(line.contains(ESCAPED), "{line}");
+    }
+
+    #[test]
+    fn what_a_peer_says_is_escaped() {
+        let peer = PeerId::random();
+        let hostile_addr = Multiaddr::empty().with(Protocol::Dns4(HOSTILE.into())).with(Protocol::Tcp(4001));
+        let response = GreetResponse { message: HOSTILE.into(), observed_addr: hostile_addr.clone() };
+        let greeted =
+            GreetOutcome { peer_id: peer, rtt: Duration::from_millis(3), result: Ok(response.clone()) };
+        let remote = RemoteError::new(ErrorCode::RATE_LIMITED, HOSTILE);
+        let failed = GreetOutcome { result: Err(RequestError::Remote(remote)), ..greeted.clone() };
+        let unreachable = RequestError::Unreachable(HOSTILE.into());
+        let discovered = NodeEvent::Discovered { peer_id: peer, addresses: vec![hostile_addr.clone()] };
+
+        let greeted_line = greeted_line(peer, Duration::from_millis(3), &response);
+        assert_eq!(
+            greeted_line,
+            format!("GREETED {peer} rtt_ms=3 observed=/dns4/{ESCAPED}/tcp/4001 \"{ESCAPED}\"")
+        );
+        for line in [
+            outcome_line(&greeted),
+            outcome_line(&failed),
+            failure_reason(&unreachable),
+            greeted_line,
+            external(&hostile_addr),
+        ]
+        .into_iter()
+        .chain(event_lines(&discovered, PeerId::random()))
+        {
+            assert_inert(&line);
+        }
+    }
+
+    #[test]
+    fn escaping_keeps_quotes_backslashes_and_printable_text() {
+        let text = r#"LISTEN /ip4/1.2.3.4 "ça va?" it's \ 日本 µs"#;
+        assert_eq!(escape_controls(text), text);
+        assert_eq!(escape_controls("a\tb\u{7f}\u{85}\u{2028}\u{200b}"), r"a\tb\u{7f}\u{85}\u{2028}\u{200b}");
+        assert_eq!(escape_controls(&escape_controls(HOSTILE)), escape_controls(HOSTILE), "idempotent");
     }
 }

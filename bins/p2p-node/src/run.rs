@@ -1,0 +1,96 @@
+//! `p2p-node run`: a node that greets its peers and prints what happens, until Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use p2p_service::{MakeGreeter, stack};
+use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, PeriodicGreeter, Registry};
+use tracing::{info, warn};
+
+use crate::cli::RunArgs;
+use crate::keyfile;
+use crate::metrics::{MetricsServer, ServerLimits};
+use crate::output::{self, one_line};
+use crate::signals::Signals;
+
+/// Runs the node; exits 0 after a graceful shutdown, 130 on a second signal during it.
+pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
+    if args.interval.0.is_zero() {
+        bail!("--interval must be longer than 0s");
+    }
+    // Installed first, so that a signal during start-up is not lost.
+    let mut signals = Signals::new()?;
+    // Held until the end of this function: the lock keeps other nodes off this identity.
+    let key = keyfile::load_locked(args.key_file.as_deref())?;
+    let make_handler = MakeGreeter::new(args.message.clone());
+    #[cfg(feature = "debug-hooks")]
+    let make_handler = crate::debug::MakeStalling::new(make_handler, args.debug_stall_peer);
+    let make_service = stack(make_handler, args.service.limits());
+    let mut builder = NodeBuilder::with_config(args.node_config()).keypair(key.keypair.clone());
+    let mut metrics = None;
+    if let Some(addr) = args.metrics {
+        let mut registry = Registry::default();
+        builder = builder.metrics(NodeMetrics::new(&mut registry));
+        let server = MetricsServer::start(addr, registry, ServerLimits::default()).await?;
+        info!(addr = %server.local_addr(), "serving Prometheus metrics at /metrics");
+        metrics = Some(server);
+    }
+    let (node, mut events) = builder.build(make_service).context("cannot start the node")?;
+    let local = node.local_peer_id();
+    info!(peer = %local, key_file = %key.path.display(), "node started");
+
+    // Operator-given addresses are confirmed from the start; the node reports no event for them.
+    for address in node.external_addrs() {
+        output::print_line(&output::external(&address));
+    }
+    for peer in &args.peer {
+        if let Err(err) = node.dial(peer.clone()).await {
+            warn!(%peer, %err, "cannot dial");
+        }
+    }
+    let mut outcomes = PeriodicGreeter::new(&node, args.interval.0, args.message.clone()).spawn();
+
+    let signal = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => {
+                    log(&event);
+                    for line in output::event_lines(&event, local) {
+                        output::print_line(&line);
+                    }
+                }
+                None => bail!("the node stopped unexpectedly"),
+            },
+            Some(outcome) = outcomes.recv() => output::print_line(&output::outcome_line(&outcome)),
+            signal = signals.next() => break signal,
+        }
+    };
+
+    info!(signal, "shutting down");
+    let stop_metrics = async {
+        if let Some(server) = metrics {
+            server.stop().await;
+        }
+    };
+    tokio::select! {
+        ((), ()) = async { tokio::join!(node.shutdown(), stop_metrics) } => {}
+        signal = signals.next() => {
+            warn!(signal, "second signal: exiting without waiting for the shutdown to finish");
+            return Ok(ExitCode::from(130));
+        }
+    }
+    drop(key);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs (on stderr) the events that print no line, or more than their line.
+fn log(event: &NodeEvent) {
+    match event {
+        NodeEvent::GreetCapable { peer_id } => info!(peer = %peer_id, "peer speaks greet"),
+        NodeEvent::ListenAddrExpired { address } => info!(%address, "no longer listening"),
+        NodeEvent::DialFailed { peer_id, error } => {
+            info!(peer = ?peer_id, error = %one_line(error), "dial failed");
+        }
+        _ => {}
+    }
+}
