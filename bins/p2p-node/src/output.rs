@@ -31,6 +31,10 @@ pub(crate) fn event_lines(event: &NodeEvent, local: PeerId) -> Vec<String> {
         NodeEvent::Disconnected { peer_id } => vec![format!("DISCONNECTED {peer_id}")],
         NodeEvent::ExternalAddrConfirmed { address } => vec![external(address)],
         NodeEvent::ExternalAddrExpired { address } => vec![format!("EXTERNAL_EXPIRED {address}")],
+        NodeEvent::Banned { peer_id, duration } => {
+            vec![format!("BANNED {peer_id} {}", humantime::format_duration(*duration))]
+        }
+        NodeEvent::Unbanned { peer_id } => vec![format!("UNBANNED {peer_id}")],
         _ => Vec::new(),
     };
     lines.iter().map(|line| escape_controls(line)).collect()
@@ -144,6 +148,11 @@ mod tests {
                 vec![format!("EXTERNAL_EXPIRED {quic}")],
             ),
             (NodeEvent::GreetCapable { peer_id: peer }, vec![]),
+            (
+                NodeEvent::Banned { peer_id: peer, duration: std::time::Duration::from_secs(60) },
+                vec![format!("BANNED {peer} 1m")],
+            ),
+            (NodeEvent::Unbanned { peer_id: peer }, vec![format!("UNBANNED {peer}")]),
         ];
         for (event, expected) in table {
             assert_eq!(event_lines(&event, local), expected, "{event:?}");

@@ -11,7 +11,7 @@ use crate::{BanConfig, ExternalAddrConfig};
 ///
 /// `#[non_exhaustive]`: start from `NodeConfig::default()` and change fields,
 /// then hand it to [`NodeBuilder::with_config`](crate::NodeBuilder::with_config).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NodeConfig {
     /// Where to listen. Default: QUIC and TCP on all IPv4 interfaces, port 0

@@ -56,7 +56,7 @@ pub use error::{BuildError, RequestError};
 pub use events::{NodeEvent, NodeEvents};
 pub use gate::BanConfig;
 #[cfg(feature = "metrics")]
-pub use metrics::{NodeMetrics, serve_metrics};
+pub use metrics::NodeMetrics;
 pub use node::{Node, NodeBuilder};
 pub use outbound::{Client, GreetVersion, MakePeerClient, PeerClient, ResponseFuture};
 pub use peers::{GreetOutcome, GreetOutcomes, PeerDiscover, PeriodicGreeter};

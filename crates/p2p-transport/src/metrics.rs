@@ -10,11 +10,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tracing::debug;
 
 use crate::inbound::PeerService;
 
@@ -43,7 +40,8 @@ struct OutcomeLabel {
 impl NodeMetrics {
     /// Registers libp2p's metrics (under `libp2p_`) and ours (`greet_`) in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
-        let libp2p = Arc::new(libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p")));
+        // libp2p's `Metrics` adds its own `libp2p_` prefix.
+        let libp2p = Arc::new(libp2p::metrics::Metrics::new(registry));
         let greet = registry.sub_registry_with_prefix("greet");
         let requests = Family::<OutcomeLabel, Counter>::default();
         greet.register("requests", "Inbound greet requests answered, by outcome", requests.clone());
@@ -90,85 +88,26 @@ impl NodeMetrics {
     }
 }
 
-/// Requests larger than this are refused: a scrape is one short GET.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
-
-/// Serves `registry` in the Prometheus text format at `GET /metrics` on
-/// `listener`, until the task is dropped. Minimal HTTP/1.1 with
-/// `Connection: close`; bounded reads with a timeout, so a slow or hostile
-/// client costs one small task.
-pub async fn serve_metrics(listener: TcpListener, registry: Arc<Registry>) {
-    loop {
-        let Ok((mut socket, peer)) = listener.accept().await else { continue };
-        let registry = Arc::clone(&registry);
-        tokio::spawn(async move {
-            let mut head = Vec::with_capacity(512);
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                let mut chunk = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
-                    let n = socket.read(&mut chunk).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    head.extend_from_slice(&chunk[..n]);
-                }
-                std::io::Result::Ok(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let response = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
-                let mut body = String::new();
-                match prometheus_client::encoding::text::encode(&mut body, &registry) {
-                    Ok(()) => {
-                        http("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", &body)
-                    }
-                    Err(_) => http("500 Internal Server Error", "text/plain", "encoding failed\n"),
-                }
-            } else {
-                http("404 Not Found", "text/plain", "try GET /metrics\n")
-            };
-            if let Err(err) = socket.write_all(response.as_bytes()).await {
-                debug!(%peer, %err, "metrics response not sent");
-            }
-            let _ = socket.shutdown().await;
-        });
-    }
-}
-
-fn http(status: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use p2p_protocol::{ErrorCode, RemoteError};
 
-    #[tokio::test]
-    async fn answers_are_counted_by_outcome_and_served_over_http() {
+    #[test]
+    fn answers_and_bans_are_counted_and_libp2p_metrics_have_one_prefix() {
         let mut registry = Registry::default();
         let metrics = NodeMetrics::new(&mut registry);
         metrics
             .observe(&Err(RemoteError::new(ErrorCode::RATE_LIMITED, "slow down")), Duration::from_millis(1));
         metrics
             .observe(&Err(RemoteError::new(ErrorCode::RATE_LIMITED, "slow down")), Duration::from_millis(1));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(serve_metrics(listener, Arc::new(registry)));
-
-        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-        socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        let mut response = String::new();
-        socket.read_to_string(&mut response).await.unwrap();
-        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-        assert!(response.contains("greet_requests_total{code=\"429\"} 2"), "{response}");
-        assert!(response.contains("greet_request_duration_seconds_count 2"), "{response}");
-        assert!(response.contains("libp2p_"), "libp2p's metrics are registered too");
-        server.abort();
+        metrics.record_ban();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("greet_requests_total{code=\"429\"} 2"), "{text}");
+        assert!(text.contains("greet_request_duration_seconds_count 2"), "{text}");
+        assert!(text.contains("greet_bans_total 1"), "{text}");
+        assert!(text.contains("libp2p_"), "libp2p's metrics are registered too");
+        assert!(!text.contains("libp2p_libp2p_"), "one prefix, not two");
     }
 }
