@@ -513,3 +513,40 @@ async fn a_peer_refused_too_often_is_banned_disconnected_and_let_back_after_the_
     s.wait_for("unban", |e| matches!(e, NodeEvent::Unbanned { peer_id } if *peer_id == flooder_id)).await;
     assert_eq!(within("back", flooder.node.connect(s.addr.clone())).await, Ok(s_id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_connection_is_told_its_own_observed_address() {
+    let tcp: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+    let s = spawn_with(Script::new("s"), Transport::Quic, |n| n.listen_on(tcp)).await;
+    let a = spawn_with(Script::new("a"), Transport::Quic, |n| {
+        n.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+    })
+    .await;
+    let addrs = within("both listeners", async {
+        loop {
+            let addrs = s.node.listen_addrs();
+            if addrs.len() == 2 {
+                break addrs;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Two connections from A to S: one over QUIC, one over TCP.
+    for addr in addrs {
+        assert_eq!(within("connect", a.node.connect(addr)).await, Ok(s.peer_id()));
+    }
+    // libp2p spreads 1.0.0 requests over a peer's connections; each answer
+    // names the address of the connection it came on.
+    let client = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V1);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let answer = within("greet", client.clone().oneshot(GreetRequest::new("where am I?"))).await.unwrap();
+        seen.insert(answer.observed_addr.to_string());
+    }
+    assert_eq!(seen.len(), 2, "one observed address per connection: {seen:?}");
+    assert!(
+        seen.iter().any(|a| a.contains("/tcp/")) && seen.iter().any(|a| a.contains("/quic-v1")),
+        "{seen:?}"
+    );
+}

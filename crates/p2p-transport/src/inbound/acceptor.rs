@@ -30,9 +30,9 @@ const BACKLOG: usize = 256;
 /// Streams handed over but not yet picked up by the accepting task.
 const QUEUE: usize = 64;
 
-/// An inbound v2 stream: the peer, the remote address of the connection it
-/// came on (what the peer is told it was observed at), and the stream.
-pub(crate) type IncomingStream = (PeerId, Multiaddr, Stream);
+/// An inbound v2 stream: the peer, the connection it came on and that
+/// connection's remote address (what the peer is told it was observed at).
+pub(crate) type IncomingStream = (PeerId, ConnectionId, Multiaddr, Stream);
 
 /// The receiving end: every inbound v2 stream.
 pub(crate) type Incoming = mpsc::Receiver<IncomingStream>;
@@ -48,9 +48,10 @@ impl Acceptor {
         (Self { streams }, incoming)
     }
 
-    fn handler(&self, peer: PeerId, remote_addr: &Multiaddr) -> Handler {
+    fn handler(&self, peer: PeerId, connection: ConnectionId, remote_addr: &Multiaddr) -> Handler {
         Handler {
             peer,
+            connection,
             remote_addr: remote_addr.clone(),
             streams: self.streams.clone(),
             backlog: VecDeque::new(),
@@ -64,23 +65,23 @@ impl NetworkBehaviour for Acceptor {
 
     fn handle_established_inbound_connection(
         &mut self,
-        _: ConnectionId,
+        connection: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer, remote_addr))
+        Ok(self.handler(peer, connection, remote_addr))
     }
 
     fn handle_established_outbound_connection(
         &mut self,
-        _: ConnectionId,
+        connection: ConnectionId,
         peer: PeerId,
         addr: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer, addr))
+        Ok(self.handler(peer, connection, addr))
     }
 
     fn on_swarm_event(&mut self, _: FromSwarm<'_>) {}
@@ -97,6 +98,7 @@ impl NetworkBehaviour for Acceptor {
 /// One connection's side of the [`Acceptor`].
 pub(crate) struct Handler {
     peer: PeerId,
+    connection: ConnectionId,
     remote_addr: Multiaddr,
     streams: mpsc::Sender<IncomingStream>,
     backlog: VecDeque<Stream>,
@@ -122,7 +124,12 @@ impl ConnectionHandler for Handler {
             match self.streams.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     let stream = self.backlog.pop_front().expect("not empty");
-                    let _ = self.streams.start_send((self.peer, self.remote_addr.clone(), stream));
+                    let _ = self.streams.start_send((
+                        self.peer,
+                        self.connection,
+                        self.remote_addr.clone(),
+                        stream,
+                    ));
                 }
                 // The node is shutting down: nobody will serve these.
                 Poll::Ready(Err(_)) => self.backlog.clear(),

@@ -1,37 +1,40 @@
-//! The connected peers' service cells, shared with the pipelined responders.
+//! The live connections' service cells, shared with the pipelined responders.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use libp2p::PeerId;
+use libp2p::swarm::ConnectionId;
 use tokio::sync::Notify;
 
 use super::service::ServiceCell;
 use crate::lock::lock;
 
-/// Each connected peer's [`ServiceCell`]. Written only by the swarm task: an
-/// entry appears with a peer's first connection and goes with its last.
+/// Each established connection's [`ServiceCell`]. A service per connection,
+/// so that its `PeerContext` carries that connection's remote address (what
+/// the peer is told it was observed at); per-peer state (rate limits,
+/// in-flight budgets) is the stack's to key by PeerId. Written only by the
+/// swarm task: an entry appears with a connection and goes with it.
 #[derive(Default)]
 pub(crate) struct InboundPeers {
-    cells: Mutex<HashMap<PeerId, ServiceCell>>,
+    cells: Mutex<HashMap<ConnectionId, ServiceCell>>,
     inserted: Notify,
 }
 
 impl InboundPeers {
-    pub(crate) fn get(&self, peer: &PeerId) -> Option<ServiceCell> {
-        lock(&self.cells).get(peer).cloned()
+    pub(crate) fn get(&self, connection: &ConnectionId) -> Option<ServiceCell> {
+        lock(&self.cells).get(connection).cloned()
     }
 
-    /// The peer's cell, waiting up to `within` for it to appear: a stream can
-    /// reach its acceptor before the swarm task has seen its connection.
-    pub(crate) async fn wait_for(&self, peer: &PeerId, within: Duration) -> Option<ServiceCell> {
+    /// The connection's cell, waiting up to `within` for it to appear: a
+    /// stream can reach its acceptor before the swarm task has seen its connection.
+    pub(crate) async fn wait_for(&self, connection: &ConnectionId, within: Duration) -> Option<ServiceCell> {
         let appeared = async {
             loop {
                 let inserted = self.inserted.notified();
                 tokio::pin!(inserted);
                 inserted.as_mut().enable(); // registered before the check: no lost wake-up
-                if let Some(cell) = self.get(peer) {
+                if let Some(cell) = self.get(connection) {
                     return cell;
                 }
                 inserted.await;
@@ -40,18 +43,15 @@ impl InboundPeers {
         tokio::time::timeout(within, appeared).await.ok()
     }
 
-    /// A peer's first connection is up: its (not yet made) service.
-    pub(crate) fn connected(&self, peer: PeerId) -> ServiceCell {
-        let cell = ServiceCell::default();
-        lock(&self.cells).insert(peer, cell.clone());
+    /// A connection is up: its (not yet made) service.
+    pub(crate) fn connected(&self, connection: ConnectionId) {
+        lock(&self.cells).insert(connection, ServiceCell::default());
         self.inserted.notify_waiters();
-        cell
     }
 
-    /// A peer's last connection closed: its service goes once the requests
-    /// still holding it finish (and with it the service's state).
-    pub(crate) fn disconnected(&self, peer: &PeerId) {
-        lock(&self.cells).remove(peer);
+    /// A connection closed: its service goes once the requests still holding it finish.
+    pub(crate) fn disconnected(&self, connection: &ConnectionId) {
+        lock(&self.cells).remove(connection);
     }
 
     pub(crate) fn clear(&self) {
@@ -61,6 +61,6 @@ impl InboundPeers {
 
 impl std::fmt::Debug for InboundPeers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InboundPeers").field("peers", &lock(&self.cells).len()).finish()
+        f.debug_struct("InboundPeers").field("connections", &lock(&self.cells).len()).finish()
     }
 }

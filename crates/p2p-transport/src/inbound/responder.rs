@@ -30,7 +30,7 @@ pub(crate) async fn accept_loop(
     streams: TaskTracker,
 ) {
     loop {
-        let (peer, remote_addr, stream) = tokio::select! {
+        let (peer, connection, remote_addr, stream) = tokio::select! {
             next = incoming.next() => match next {
                 Some(next) => next,
                 None => return,
@@ -40,7 +40,7 @@ pub(crate) async fn accept_loop(
         let peers = Arc::clone(&peers);
         let (make, shutdown) = (make.clone(), shutdown.clone());
         streams.spawn(async move {
-            let Some(cell) = peers.wait_for(&peer, CONNECTION_WAIT).await else {
+            let Some(cell) = peers.wait_for(&connection, CONNECTION_WAIT).await else {
                 debug!(%peer, "pipelined stream from a peer with no connection; dropped");
                 return;
             };

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use libp2p::request_response::{self, InboundRequestId, ResponseChannel};
+use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use p2p_protocol::{ErrorCode, GreetResult, RemoteError};
 use p2p_service::PeerContext;
@@ -60,6 +61,7 @@ impl InboundV1 {
         &mut self,
         greet: &mut Greet,
         peer: PeerId,
+        connection: ConnectionId,
         remote_addr: Multiaddr,
         request_id: InboundRequestId,
         request: InboundRequest,
@@ -79,7 +81,7 @@ impl InboundV1 {
             let err = RemoteError::new(ErrorCode::OVERLOADED, "shutting down");
             return self.respond(greet, request_id, channel, Err(err));
         }
-        let Some(cell) = self.peers.get(&peer) else {
+        let Some(cell) = self.peers.get(&connection) else {
             // A request always arrives on an established connection; be safe anyway.
             let err = RemoteError::new(ErrorCode::INTERNAL, "internal error");
             return self.respond(greet, request_id, channel, Err(err));

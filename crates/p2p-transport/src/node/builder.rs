@@ -183,9 +183,13 @@ impl NodeBuilder {
 
     /// Builds the node and spawns its swarm task on the current tokio runtime.
     ///
-    /// `make_service` is asked for one service per remote peer, on that
-    /// peer's first request; the service is dropped when the peer's last
-    /// connection closes. Must be called from within a tokio runtime.
+    /// `make_service` is asked for one service per connection, on the first
+    /// request that arrives on it, with a `PeerContext` naming the peer and
+    /// that connection's remote address; the service is dropped with the
+    /// connection. State that belongs to the peer (the default stack's rate
+    /// limit and in-flight budget) is keyed by PeerId inside the stack, so it
+    /// holds across a peer's connections and reconnects. Must be called from
+    /// within a tokio runtime.
     pub fn build<M, S>(self, make_service: M) -> Result<(Node, NodeEvents), BuildError>
     where
         M: Service<PeerContext, Response = S> + Clone + Send + Sync + 'static,

@@ -218,6 +218,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 let remote = remote_address(&endpoint);
+                self.inbound_peers.connected(connection_id);
                 if self.peers.on_established(peer_id, connection_id, remote.clone()) {
                     self.on_first_connection(peer_id, remote);
                 }
@@ -249,7 +250,6 @@ impl EventLoop {
     }
 
     fn on_first_connection(&mut self, peer_id: PeerId, remote: Multiaddr) {
-        self.inbound_peers.connected(peer_id);
         let mux = Mux::new(
             peer_id,
             self.streams_control.clone(),
@@ -271,11 +271,11 @@ impl EventLoop {
         connection: ConnectionId,
         cause: Option<ConnectionError>,
     ) {
+        self.inbound_peers.disconnected(&connection);
         if !self.peers.on_closed(peer_id, connection) {
             return; // the peer has other connections
         }
         debug!(peer = %peer_id, ?cause, "disconnected");
-        self.inbound_peers.disconnected(&peer_id);
         self.outbound_peers.disconnected(&peer_id);
         self.reporter.update(|s| {
             s.connected.remove(&peer_id);
@@ -299,7 +299,16 @@ impl EventLoop {
                 let remote = self.peers.remote_addr(&peer, connection_id);
                 let draining = self.shutdown.is_draining();
                 let greet = &mut self.swarm.behaviour_mut().greet;
-                self.inbound.on_request(greet, peer, remote, request_id, request, channel, draining);
+                self.inbound.on_request(
+                    greet,
+                    peer,
+                    connection_id,
+                    remote,
+                    request_id,
+                    request,
+                    channel,
+                    draining,
+                );
             }
             Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
                 if let Some(observed) = self.outbound.on_response(request_id, response) {
