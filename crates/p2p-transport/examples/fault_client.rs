@@ -352,6 +352,7 @@ async fn run_load(args: &Args) -> Result<(), Error> {
         warmup: args.duration("warmup", Duration::from_secs(1))?,
         message: "fault_client".into(),
         rate_per_sec: rate,
+        max_samples: 0,
     };
     let version = if args.flag("v1") { GreetVersion::V1 } else { GreetVersion::Auto };
 
