@@ -5,11 +5,14 @@
 //! are paced instead: each sends at its share of that rate, on a fixed
 //! schedule, and never more than one at a time.
 //!
-//! A paced worker that falls behind its schedule (a slow answer) sends the
-//! requests that fell due meanwhile as soon as it can, one after the other,
-//! and each one's latency counts from when it was due, not from when it could
-//! finally be sent: no coordinated omission. A stall of the service thus shows
-//! in the latencies of every request that should have been sent during it.
+//! A paced worker that falls behind its schedule (an answer that came after
+//! the next request was due) sends the requests that fell due meanwhile as
+//! soon as it can, one after the other, and each one's latency counts from
+//! when it was due, not from when it could finally be sent: no coordinated
+//! omission. A stall of the service thus shows in the latencies of every
+//! request that should have been sent during it. A request sent on time counts
+//! from when it was actually sent: the worker's own timer being late is not
+//! the service's doing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,9 +65,9 @@ impl Default for LoadConfig {
 /// One counted request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
-    /// When it was due (paced) or sent (unpaced), from the start of the run.
+    /// When it was due (paced, and sent late) or sent, from the start of the run.
     pub intended: Duration,
-    /// From when it was due to its answer: what [`LoadReport::latency_us`] holds.
+    /// From `intended` to its answer: what [`LoadReport::latency_us`] holds.
     pub latency: Duration,
     /// From when it was actually sent to its answer.
     pub service_time: Duration,
@@ -82,8 +85,8 @@ pub struct LoadReport {
     pub ok: u64,
     /// Counted requests that failed, by kind: `remote 429`, `timeout`, ... ([`error_key`]).
     pub errors: BTreeMap<String, u64>,
-    /// The latency of every counted request (answered or not), in microseconds,
-    /// from when it was due.
+    /// The latency of every counted request (answered or not), in microseconds:
+    /// from when it was sent, or from when it was due if it was sent late.
     pub latency_us: Histogram<u64>,
     /// The measured time.
     pub elapsed: Duration,
@@ -281,13 +284,20 @@ async fn worker<S>(
 {
     loop {
         let intended = match &mut schedule {
-            // The schedule holds even when the worker is behind it: a request
-            // already due goes out at once, and its latency counts from when it was due.
             Some(schedule) => {
                 let due = schedule.next;
                 schedule.next += schedule.period;
-                tokio::time::sleep_until(due).await;
-                due
+                if Instant::now() < due {
+                    // On time: the latency counts from the actual send, so that
+                    // the timer's own lateness (a millisecond tick, a busy
+                    // machine) is not taken for the service's.
+                    tokio::time::sleep_until(due).await;
+                    Instant::now()
+                } else {
+                    // Behind (the last answer came after this request was due):
+                    // it goes out at once, and its latency counts from when it was due.
+                    due
+                }
             }
             None => Instant::now(),
         };
