@@ -3,7 +3,8 @@
 //! closed-loop without it.
 //!
 //! It prints what the measured window counted (latency from each request's
-//! due time: no coordinated omission), then how long every request took from
+//! send, or from its due time when it was sent late behind a slow answer: no
+//! coordinated omission), then how long every request took from
 //! being sent to its answer, by outcome (`ok`, `remote 429`, `timeout`, ...),
 //! warm-up and stragglers included. `--latencies FILE` writes
 //! `<latency µs> ok|error` for each request of the measured window, one a

@@ -3,8 +3,8 @@
 //! The flags live here; the work is `p2p-load`'s: `--connections K` client
 //! nodes, each with a fresh identity and one connection to the target
 //! ([`p2p_load::connect_clients`]), and `--concurrency C` workers spread
-//! round-robin over them ([`p2p_load::run`]; with `--rate`, latency counts
-//! from each request's due time). Prints requests/s, latency quantiles
+//! round-robin over them ([`p2p_load::run`]; with `--rate`, a request sent
+//! late behind a slow answer counts from its due time). Prints requests/s, latency quantiles
 //! (hdrhistogram) and errors by kind (`remote <code>` for an error the target
 //! answered, the `RequestError` kind otherwise) ([`p2p_load::Summary`]); a
 //! progress line on stderr while it runs. Exits 1 if no request succeeded.

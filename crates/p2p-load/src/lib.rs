@@ -3,7 +3,8 @@
 //! `p2p-fault` client and the transport's benchmark are built on it.
 //!
 //! - [`load`]: closed-loop and paced load over any greet service ([`run`]);
-//!   paced latency counts from each request's due time (no coordinated omission).
+//!   a paced request sent late behind a slow answer counts from its due time
+//!   (no coordinated omission).
 //! - [`histogram`]: hdrhistogram latencies in microseconds, and how they read.
 //! - [`report`]: a bench run's summary, as lines for people and as JSON.
 //! - [`connect`]: `K` client nodes, each with one connection to the target.
