@@ -18,8 +18,9 @@
 #   FAULTS_SHORT=1 scripts/faults-netns.sh  # the same as --short
 #
 # Needs root and iproute2 (`ip`, `tc`); installs nothing. Builds
-# target/release/p2p-node and the fault_client example of p2p-transport
-# (P2P_NODE_BIN=... and FAULT_CLIENT_BIN=... to use other binaries). Prints
+# target/release/p2p-node (with its debug hooks) and target/release/p2p-fault,
+# the traffic and hostile client (P2P_NODE_BIN=... and P2P_FAULT_BIN=... to use
+# other binaries). Prints
 # each scenario's figures, one PASS/FAIL (or SKIP) line per check, and ends with
 # `<n> passed, <m> failed`; exits non-zero if any check failed. Every client is
 # bounded in count and time and stops by itself; namespaces and processes are
@@ -28,7 +29,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${P2P_NODE_BIN:-$ROOT/target/release/p2p-node}
-FC=${FAULT_CLIENT_BIN:-$ROOT/target/release/examples/fault_client}
+FAULT=${P2P_FAULT_BIN:-$ROOT/target/release/p2p-fault}
 PREFIX=p2pflt
 BR_NS=$PREFIX-br
 SUBNET=10.78.0
@@ -126,7 +127,7 @@ calc() {
     awk "${vars[@]}" "BEGIN { printf \"%.2f\", ($expr) }"
 }
 
-# `json FILE KEY`: a number from the flat JSON line a fault_client printed last (0 if absent).
+# `json FILE KEY`: a number from the flat JSON line p2p-fault printed last (0 if absent).
 json() {
     local line
     line=$(grep '^{' "$1" 2>/dev/null | tail -n 1)
@@ -137,13 +138,17 @@ json() {
 
 # Always (re)build the default binaries: cargo makes this a no-op when they are
 # up to date, and a stale binary would test yesterday's code.
-if [[ -z ${P2P_NODE_BIN:-} || -z ${FAULT_CLIENT_BIN:-} ]]; then
-    say "building $BIN and $FC"
-    (cd "$ROOT" && cargo build --release -p p2p-node --features debug-hooks && cargo build --release -p p2p-transport --example fault_client) >&2 ||
-        die "cannot build p2p-node and fault_client"
+if [[ -z ${P2P_NODE_BIN:-} || -z ${P2P_FAULT_BIN:-} ]]; then
+    say "building $BIN and $FAULT"
+    (
+        cd "$ROOT" || exit
+        cargo build --release -p p2p-fault || exit
+        # --debug-stall-peer (scenario 3) is a debug hook.
+        cargo build --release -p p2p-node --features debug-hooks
+    ) >&2 || die "cannot build p2p-node and p2p-fault"
 fi
 [[ -x $BIN ]] || die "no binary at $BIN"
-[[ -x $FC ]] || die "no binary at $FC"
+[[ -x $FAULT ]] || die "no binary at $FAULT"
 
 # ---- the network -------------------------------------------------------------------
 
@@ -188,12 +193,12 @@ node_addr() {
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
-# `client NAME I SECS ARGS...`: runs fault_client in namespace I in the background,
+# `client NAME I SECS ARGS...`: runs p2p-fault in namespace I in the background,
 # killed if it has not stopped by itself after SECS; its output goes to NAME.out.
 client() {
     local name=$1 i=$2 secs=$3
     shift 3
-    timeout --kill-after=5 "$secs" ip netns exec "$(ns "$i")" "$FC" "$@" \
+    timeout --kill-after=5 "$secs" ip netns exec "$(ns "$i")" "$FAULT" "$@" \
         >"$(out "$name")" 2>"$(err "$name")" </dev/null &
     PIDS[$name]=$!
 }
@@ -305,7 +310,7 @@ flood() {
         start)
             F_NAMES+=("f$2")
             "${pin[@]}" true # fail early if taskset does not work here
-            timeout --kill-after=5 $((W_SECS + 40)) "${pin[@]}" ip netns exec "$(ns 3)" "$FC" load "$FLOOD_ADDR" \
+            timeout --kill-after=5 $((W_SECS + 40)) "${pin[@]}" ip netns exec "$(ns 3)" "$FAULT" load "$FLOOD_ADDR" \
                 --rate $((FLOOD_LIMIT * FLOOD_FACTOR)) --concurrency 32 --warmup 1s \
                 --duration "$((W_SECS + 6))s" --latencies "$WORK/f$2.lat" --json \
                 >"$(out "f$2")" 2>"$(err "f$2")" </dev/null &
@@ -427,7 +432,7 @@ stalled_peer() {
 scenario_3() {
     header "3. slow handler: the node's handler never answers peer S; W is served as usual"
     local node=stall-node s_id
-    s_id=$("$FC" id --seed 7) || { fail "stall: cannot compute S's peer id"; return; }
+    s_id=$("$FAULT" id --seed 7) || { fail "stall: cannot compute S's peer id"; return; }
     # The same limits as scenario 1, so that W's rate is within them.
     start_node $node 1 --no-mdns --debug-stall-peer "$s_id" --handler-timeout "${STALL_TIMEOUT_SECS}s" \
         --rate-per-sec "$FLOOD_LIMIT" --rate-burst "$FLOOD_LIMIT"

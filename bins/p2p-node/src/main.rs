@@ -32,13 +32,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use p2p_transport::NodeBuilder;
-use p2p_transport::libp2p::Multiaddr;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat};
-// `bench.rs` (rewritten on its own branch) still reaches these through the crate root.
-use crate::output::one_line;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -83,10 +79,4 @@ fn init_logging(format: LogFormat, default_level: &str) {
         LogFormat::Human => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-}
-
-/// The socket `NodeBuilder::for_dialing(target)` listens on; only for
-/// `bench.rs` until its rewrite uses `for_dialing` itself.
-fn dial_socket_for(target: &Multiaddr) -> Multiaddr {
-    NodeBuilder::for_dialing(target).config().listen_addrs[0].clone()
 }

@@ -82,7 +82,7 @@ async fn bench(duration: Duration) {
                 duration,
                 warmup: Duration::from_secs(1),
                 message: "bench".into(),
-                rate_per_sec: None,
+                ..LoadConfig::default()
             };
             let mut rounds: Vec<Vec<LoadReport>> = vec![Vec::new(); servers.len()];
             for _ in 0..ROUNDS {
@@ -123,15 +123,15 @@ async fn listening(node: &Node, mut events: NodeEvents) -> Multiaddr {
     addr
 }
 
-/// Dials `addr`; waits for the connection, and for identify too when the peer speaks it.
+/// Connects to `addr`; waits for identify too when the peer speaks it.
 async fn connect(client: &Node, events: &mut NodeEvents, addr: &Multiaddr, identify: bool) -> PeerId {
-    let Some(Protocol::P2p(peer)) = addr.iter().last() else { panic!("{addr} has no /p2p/") };
-    client.dial(addr.clone()).await.expect("dial");
+    let peer = client.connect(addr.clone()).await.unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+    if !identify {
+        return peer;
+    }
     while let Some(event) = events.recv().await {
-        match event {
-            NodeEvent::Connected { peer_id, .. } if peer_id == peer && !identify => return peer,
-            NodeEvent::GreetCapable { peer_id } if peer_id == peer => return peer,
-            _ => {}
+        if matches!(event, NodeEvent::GreetCapable { peer_id } if peer_id == peer) {
+            return peer;
         }
     }
     panic!("client node stopped")

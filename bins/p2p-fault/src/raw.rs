@@ -1,0 +1,84 @@
+//! A bare swarm that speaks nothing but raw streams: what `hostile` and its
+//! prober send their bytes on, below the greet protocol.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::StreamExt;
+use p2p_transport::libp2p::identity::Keypair;
+use p2p_transport::libp2p::swarm::SwarmEvent;
+use p2p_transport::libp2p::{Multiaddr, SwarmBuilder, noise, tcp, yamux};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A raw-stream peer with one connection to the target. Dropping it drops the connection.
+pub(crate) struct RawPeer {
+    pub(crate) control: libp2p_stream::Control,
+    /// Connections to the target that closed after the first one was up.
+    closed: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RawPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawPeer {
+    /// A fresh identity connected to `target` (QUIC or TCP/Yamux).
+    pub(crate) async fn connect(target: &Multiaddr) -> Result<Self> {
+        let mut swarm = SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+            .with_quic()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        let control = swarm.behaviour().new_control();
+        swarm.dial(target.clone()).with_context(|| format!("cannot dial {target}"))?;
+        let (connected_tx, connected) = oneshot::channel();
+        let closed = Arc::new(AtomicU64::new(0));
+        let closed_count = Arc::clone(&closed);
+        // A bare swarm has no `Node::connect`: its events tell.
+        let task = tokio::spawn(async move {
+            let mut connected_tx = Some(connected_tx);
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { .. } => {
+                        if let Some(tx) = connected_tx.take() {
+                            let _ = tx.send(Ok(()));
+                        }
+                    }
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        if let Some(tx) = connected_tx.take() {
+                            let _ = tx.send(Err(error.to_string()));
+                        }
+                    }
+                    SwarmEvent::ConnectionClosed { cause, .. } => {
+                        eprintln!("p2p-fault: a connection to the target closed: {cause:?}");
+                        closed_count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        // From here on, dropping `peer` (on an error too) ends the task.
+        let peer = Self { control, closed, task };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connected).await {
+            Ok(Ok(Ok(()))) => Ok(peer),
+            Ok(Ok(Err(err))) => Err(anyhow!("cannot connect to {target}: {err}")),
+            _ => bail!("no connection to {target} within {}", humantime::format_duration(CONNECT_TIMEOUT)),
+        }
+    }
+
+    /// Connections to the target that closed so far.
+    pub(crate) fn closed(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
+    }
+}

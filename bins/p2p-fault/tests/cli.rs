@@ -1,0 +1,128 @@
+//! `p2p-fault` against a node in this process, on 127.0.0.1 only, mDNS off.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use p2p_service::{Limits, MakeGreeter, stack};
+use p2p_transport::libp2p::Multiaddr;
+use p2p_transport::libp2p::multiaddr::Protocol;
+use p2p_transport::{Node, NodeBuilder, NodeEvent};
+
+/// A node on 127.0.0.1 over QUIC and TCP, limits as given; its two addresses with /p2p/.
+async fn target(limits: Limits) -> (Node, Multiaddr, Multiaddr) {
+    let (node, mut events) = NodeBuilder::new()
+        .mdns(false)
+        .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .build(stack(MakeGreeter::new("target"), limits))
+        .expect("the target starts");
+    let (mut quic, mut tcp) = (None, None);
+    while quic.is_none() || tcp.is_none() {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
+        if let Ok(Some(NodeEvent::Listening { address })) = event {
+            let address = address.with(Protocol::P2p(node.local_peer_id()));
+            let slot =
+                if address.iter().any(|p| matches!(p, Protocol::Tcp(_))) { &mut tcp } else { &mut quic };
+            *slot = Some(address);
+        } else {
+            assert!(matches!(event, Ok(Some(_))), "the target listens: {event:?}");
+        }
+    }
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    (node, quic.unwrap(), tcp.unwrap())
+}
+
+/// Runs `p2p-fault <words of command_line>` (off the runtime's threads: the target keeps running).
+async fn p2p_fault(command_line: String) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_p2p-fault"))
+            .args(command_line.split_whitespace())
+            .stdin(Stdio::null())
+            .output()
+            .expect("p2p-fault runs")
+    })
+    .await
+    .unwrap()
+}
+
+/// The last line of stdout, which `--json` makes one JSON object.
+fn json(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_reports_its_counts_and_writes_a_latency_per_request() {
+    let limits = Limits { rate_per_sec: 0, ..Limits::default() };
+    let (node, quic, _) = target(limits).await;
+    let dir = tempfile::tempdir().unwrap();
+    let latencies = dir.path().join("w.lat");
+    let out = p2p_fault(format!(
+        "load {quic} --rate 100 --concurrency 4 --warmup 0s --duration 1s --latencies {} --json",
+        latencies.display()
+    ))
+    .await;
+    let report = json(&out);
+    let ok = report["ok"].as_u64().unwrap();
+    assert!((80..=101).contains(&ok), "100/s for 1 s: {report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(report["kind.ok.n"].as_u64().unwrap() >= ok, "{report}");
+    assert_eq!(report["all.n"], report["kind.ok.n"], "{report}");
+    assert_eq!(report["err.n"], 0, "{report}");
+    let p50 = report["p50_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= report["max_ms"].as_f64().unwrap(), "{report}");
+    let lines = std::fs::read_to_string(&latencies).unwrap();
+    assert_eq!(lines.lines().count() as u64, ok);
+    assert!(lines.lines().all(|l| l.ends_with(" ok") && l.split(' ').next().unwrap().parse::<u64>().is_ok()));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_counts_refusals_by_code() {
+    // 2 requests/s per peer, 40/s sent: most are answered 429.
+    let limits = Limits { rate_per_sec: 2, rate_burst: 2, ..Limits::default() };
+    let (node, quic, _) = target(limits).await;
+    let out = p2p_fault(format!("load {quic} --rate 40 --warmup 0s --duration 1s --json")).await;
+    let report = json(&out);
+    assert!(report["errors.remote_429"].as_u64().unwrap() > 20, "{report}");
+    assert!(report["kind.remote_429.n"].as_u64().unwrap() > 20, "{report}");
+    assert!(report["err.n"].as_u64().unwrap() >= report["kind.remote_429.n"].as_u64().unwrap(), "{report}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_are_answered_and_the_prober_is_served() {
+    let (node, quic, tcp) = target(Limits::default()).await;
+    let out = p2p_fault(format!(
+        "hostile {quic} --tcp {tcp} --count 300 --concurrency 8 --probe-interval 50ms --json"
+    ))
+    .await;
+    let report = json(&out);
+    assert_eq!(report["inputs"], 300, "{report}");
+    for never in ["outcome.timeout", "outcome.bad_answer", "outcome.open_failed"] {
+        assert_eq!(report[never], 0, "{never}: {report}");
+    }
+    assert!(report["outcome.400"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["embedded_sent"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["embedded_answered"], report["embedded_sent"], "{report}");
+    assert!(report["probes"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["probes_ok"], report["probes"], "{report}");
+    assert_eq!(report["connections_closed"], 0, "{report}");
+    node.shutdown().await;
+}
+
+#[test]
+fn a_seed_prints_the_same_peer_id_every_time() {
+    let id = |seed: &str| {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_p2p-fault")).args(["id", "--seed", seed]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(id("7"), id("7"));
+    assert_ne!(id("7"), id("8"));
+    assert!(id("7").starts_with("12D3KooW"));
+}
