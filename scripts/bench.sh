@@ -7,7 +7,8 @@
 # Table: starts the raw baseline (crates/p2p-transport/examples/raw_baseline.rs,
 # plain request_response answering inside its swarm loop) and a p2p-node with
 # the default stack but its policy limits off (--rate-per-sec 0
-# --max-in-flight-per-peer 0 --max-in-flight-total 0), so the run measures the
+# --max-in-flight-per-peer 0 --max-in-flight-total 0, and no connection caps or
+# bans), so the run measures the
 # stack's cost, not its policy. Benches each over QUIC and TCP at c=1 and c=64
 # on one connection and at c=256 over 16 connections: the raw baseline and
 # p2p-node on greet 1.0.0 (the same protocol), and p2p-node on greet 2.0.0
@@ -126,7 +127,8 @@ table() {
     start raw "$RAW" "$LOCAL_QUIC" "$LOCAL_TCP"
     local raw_pid=$LAST_PID
     start node "$BIN" run --no-mdns --listen "$LOCAL_QUIC" --listen "$LOCAL_TCP" \
-        --key-file "$WORK/node.key" --rate-per-sec 0 --max-in-flight-per-peer 0 --max-in-flight-total 0
+        --key-file "$WORK/node.key" --rate-per-sec 0 --max-in-flight-per-peer 0 --max-in-flight-total 0 \
+        --max-incoming-per-ip 0 --max-incoming 0 --ban-threshold 0
     local node_pid=$LAST_PID
     declare -A addr
     addr[raw_quic]=$(listen_addr raw "$raw_pid" quic-v1)
@@ -238,8 +240,10 @@ scale() {
     machine
     say "ulimit -n $(ulimit -n)"
 
-    # The default stack and limits: only mDNS off and 127.0.0.1.
-    start node "$BIN" run --no-mdns --listen "$LOCAL_QUIC" --key-file "$WORK/node.key"
+    # The default stack and limits, but for mDNS off and 127.0.0.1, and the
+    # per-IP inbound cap lifted: every client identity here comes from 127.0.0.1.
+    start node "$BIN" run --no-mdns --listen "$LOCAL_QUIC" --key-file "$WORK/node.key" \
+        --max-incoming-per-ip 0 --max-incoming "$((SCALE_CONNECTIONS + 16))"
     local node_pid=$LAST_PID target
     target=$(listen_addr node "$node_pid" quic-v1)
     local rss0
