@@ -1,16 +1,19 @@
 //! The inbound side of a p2p-node as plain Tower, with no swarm in sight.
 //!
 //! The transport serves each connection of a remote peer with a
-//! [`PeerService`]: a `Service<GreetRequest>` that never fails and answers
-//! every request with a [`GreetResult`](p2p_protocol::GreetResult), made for
-//! that connection by a `MakeService<PeerContext>`. This crate provides
+//! [`PeerService`]: a `Service<GreetRequest>` that never fails, never makes
+//! its caller wait in `poll_ready`, and answers every request with a
+//! [`GreetResult`](p2p_protocol::GreetResult), made for that connection by a
+//! `MakeService<PeerContext>`. This crate provides
 //!
 //! - the default handler, [`Greeter`], and its [`MakeGreeter`];
 //! - the middleware of the per-peer stack, one module each in the style of
 //!   `tower::timeout`: [`trace`] (a span per request), [`remote_error`]
 //!   (errors to 408/429/503/500 answers), [`rate_limit`] (a per-peer token
-//!   bucket, 429) and [`in_flight`] (per-peer and global in-flight limits,
-//!   503), with tower's own [`Timeout`](tower::timeout::Timeout) for 408;
+//!   bucket, 429), [`in_flight`] (per-peer and global in-flight limits,
+//!   503) and [`shed_unready`] (a handler that is not ready is answered 503
+//!   at once, instead of making the request wait), with tower's own
+//!   [`Timeout`](tower::timeout::Timeout) for 408;
 //! - [`stack`] / [`MakePeerService`], which build that stack around any
 //!   handler from a plain [`Limits`] config.
 //!
@@ -61,6 +64,7 @@ mod make;
 mod peer_state;
 pub mod rate_limit;
 pub mod remote_error;
+pub mod shed_unready;
 pub mod trace;
 
 pub use context::PeerContext;

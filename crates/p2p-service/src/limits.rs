@@ -20,7 +20,10 @@ use std::time::Duration;
 pub struct Limits {
     /// How long a handler may take before the request is answered with 408.
     ///
-    /// Default: 5 seconds. `None` disables the deadline.
+    /// The deadline covers the handler's readiness and its call together; a
+    /// handler that is not ready is answered 503 at once rather than waited
+    /// for (see [`shed_unready`](crate::shed_unready)). Default: 5 seconds.
+    /// `None` disables the deadline.
     pub request_timeout: Option<Duration>,
     /// How many requests per second one peer's token bucket regains.
     ///

@@ -17,15 +17,17 @@ use crate::in_flight::InFlightLimit;
 use crate::peer_state::{PeerState, PeerStates};
 use crate::rate_limit::RateLimit;
 use crate::remote_error::MapRemoteErrorLayer;
+use crate::shed_unready::ShedUnreadyLayer;
 use crate::trace::TraceLayer;
 use crate::{BoxError, Limits, PeerContext};
 
 /// The service that answers one peer's requests on one connection, as the transport calls it.
 ///
 /// It never fails and answers every request, with a response or a
-/// [`RemoteError`](p2p_protocol::RemoteError). The transport clones it once
-/// per request and calls the clones concurrently (it is `Sync`, so one can be
-/// shared between tasks). Its per-peer limits are shared by its clones and by every other
+/// [`RemoteError`](p2p_protocol::RemoteError), and never makes its caller
+/// wait in `poll_ready`. The transport clones it once per request and calls
+/// the clones concurrently (it is `Sync`, so one can be shared between
+/// tasks). Its per-peer limits are shared by its clones and by every other
 /// service the same [`MakePeerService`] made for the same peer.
 pub type PeerService = BoxCloneSyncService<GreetRequest, p2p_protocol::GreetResult, Infallible>;
 
@@ -42,12 +44,16 @@ pub const DEFAULT_MAX_REMEMBERED_PEERS: usize = 65_536;
 /// [`Trace`](crate::trace::Trace) → [`MapRemoteError`](crate::remote_error::MapRemoteError)
 /// → [`RateLimit`](crate::rate_limit::RateLimit) →
 /// [`InFlightLimit`](crate::in_flight::InFlightLimit) →
-/// [`Timeout`](tower::timeout::Timeout) → handler, configured by [`Limits`]:
+/// [`Timeout`](tower::timeout::Timeout) →
+/// [`ShedUnready`](crate::shed_unready::ShedUnready) → handler, configured by [`Limits`]:
 ///
 /// - the rate limit comes before the in-flight limit, so a flooding peer is
 ///   refused before it can take in-flight slots from others;
 /// - the timeout sits inside the in-flight limit, so a request's slot is
 ///   freed at its deadline;
+/// - the handler's readiness is asked inside the timeout, and a handler that
+///   is not ready is answered 503 at once: nothing waits in `poll_ready`, so
+///   a request is answered within the deadline from its call;
 /// - a disabled limit is left out of the stack.
 ///
 /// # Per-peer state
@@ -180,8 +186,8 @@ where
         .option_layer(rate_limit)
         .option_layer(in_flight)
         .option_layer(timeout)
-        // Every layer below the error mapping speaks `BoxError`; so must the handler.
-        .map_err(|e: H::Error| -> BoxError { e.into() })
+        // Below the deadline, and speaking `BoxError` as every layer under the error mapping does.
+        .layer(ShedUnreadyLayer::new())
         .service(handler);
     BoxCloneSyncService::new(service)
 }

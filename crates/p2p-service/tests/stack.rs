@@ -14,7 +14,7 @@ use p2p_service::{BoxError, Greeter, Limits, MakeGreeter, MakePeerService, PeerC
 use tokio::time::advance;
 use tokio_test::task::{Spawn, spawn};
 use tower::util::Oneshot;
-use tower::{Service, ServiceExt, service_fn};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_test::mock;
 
 // ----- helpers -----
@@ -385,6 +385,62 @@ async fn a_reconnecting_peer_finds_its_bucket_drained_until_it_refills() {
     let later = make_for(&mut make, connection(peer, 3)).await;
     let codes: Vec<u16> = (0..4).map(|_| code(&ask_now(&later, "hi"))).collect();
     assert_eq!(codes, [200, 200, 200, 429]);
+}
+
+// ----- readiness: a handler that is not ready sheds, nothing waits -----
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_at_its_concurrency_limit_sheds_the_fifth_request_at_once_and_the_four_time_out() {
+    let deadline = Duration::from_secs(5);
+    let limits = Limits { request_timeout: Some(deadline), ..Limits::default() };
+    // As in the README: a handler with tower's concurrency limit, here one that never finishes.
+    let handler = ServiceBuilder::new().concurrency_limit(4).service(stuck());
+    let [peer] = <[PeerService; 1]>::try_from(peers(handler, limits, 1).await).unwrap();
+
+    let mut requests: Vec<InFlight> = (0..5).map(|i| send(&peer, &i.to_string())).collect();
+    let (fifth, four) = requests.split_last_mut().unwrap();
+    for request in four.iter_mut() {
+        assert_eq!(answer_now(request), None);
+    }
+    assert_eq!(answer_now(fifth), Some(overloaded()), "the fifth is shed at once, not queued");
+
+    advance(deadline - Duration::from_millis(1)).await;
+    for request in four.iter_mut() {
+        assert_eq!(answer_now(request), None, "answered before the deadline");
+    }
+    advance(Duration::from_millis(1)).await;
+    for request in four.iter_mut() {
+        assert_eq!(answer_now(request), Some(Err(RemoteError::new(ErrorCode::TIMEOUT, "request timed out"))));
+    }
+    // All four slots are free again (the shed request holds no place in the
+    // semaphore's queue): four requests reach the handler, a fifth is shed.
+    let mut next: Vec<InFlight> = (0..5).map(|i| send(&peer, &format!("next {i}"))).collect();
+    let codes: Vec<Option<u16>> =
+        next.iter_mut().map(|request| answer_now(request).as_ref().map(code)).collect();
+    assert_eq!(codes, [None, None, None, None, Some(503)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_not_ready_past_the_deadline_is_answered_503_at_once_not_408() {
+    // 503 at once, not 408 at the deadline: see the `shed_unready` module docs for why.
+    let deadline = Duration::from_secs(1);
+    let (handler, mut handle) = mock::pair::<GreetRequest, GreetResponse>();
+    handle.allow(0); // `poll_ready` is `Pending` until further notice
+    let limits = Limits { request_timeout: Some(deadline), max_in_flight_per_peer: 1, ..no_limits() };
+    let [peer] = <[PeerService; 1]>::try_from(peers(handler, limits, 1).await).unwrap();
+
+    let mut request = send(&peer, "hi");
+    assert_eq!(answer_now(&mut request), Some(overloaded()));
+    assert_eq!(ask_now(&peer, "again"), overloaded(), "and it left no in-flight slot taken");
+    advance(deadline * 2).await;
+    assert!(handle.poll_request().is_pending(), "the handler was never called");
+
+    handle.allow(1);
+    let mut ready_now = send(&peer, "ready");
+    assert_eq!(answer_now(&mut ready_now), None, "a ready handler is called");
+    let (request, reply) = handle.next_request().await.unwrap();
+    reply.send_response(response(&request.message));
+    assert_eq!(answer_now(&mut ready_now), Some(Ok(response("ready"))));
 }
 
 // ----- error mapping: 500 and handler codes -----
