@@ -51,9 +51,10 @@ pub const DEFAULT_MAX_REMEMBERED_PEERS: usize = 65_536;
 ///   refused before it can take in-flight slots from others;
 /// - the timeout sits inside the in-flight limit, so a request's slot is
 ///   freed at its deadline;
-/// - the handler's readiness is asked inside the timeout, and a handler that
-///   is not ready is answered 503 at once: nothing waits in `poll_ready`, so
-///   a request is answered within the deadline from its call;
+/// - the handler's readiness is asked last, once the limits have let the
+///   request through, and a handler that is not ready is answered 503 at
+///   once: nothing waits in `poll_ready`, so the deadline bounds the whole
+///   request, readiness and call;
 /// - a disabled limit is left out of the stack.
 ///
 /// # Per-peer state
@@ -186,7 +187,8 @@ where
         .option_layer(rate_limit)
         .option_layer(in_flight)
         .option_layer(timeout)
-        // Below the deadline, and speaking `BoxError` as every layer under the error mapping does.
+        // Innermost, so the limits decide before the handler's readiness is asked;
+        // it also speaks `BoxError`, as every layer under the error mapping must.
         .layer(ShedUnreadyLayer::new())
         .service(handler);
     BoxCloneSyncService::new(service)

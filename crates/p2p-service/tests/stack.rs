@@ -412,8 +412,9 @@ async fn a_handler_at_its_concurrency_limit_sheds_the_fifth_request_at_once_and_
     for request in four.iter_mut() {
         assert_eq!(answer_now(request), Some(Err(RemoteError::new(ErrorCode::TIMEOUT, "request timed out"))));
     }
-    // All four slots are free again (the shed request holds no place in the
-    // semaphore's queue): four requests reach the handler, a fifth is shed.
+    // All four slots are free again (the shed request, its clone dropped with
+    // its `oneshot`, holds no place in the semaphore's queue): four requests
+    // reach the handler, a fifth is shed.
     let mut next: Vec<InFlight> = (0..5).map(|i| send(&peer, &format!("next {i}"))).collect();
     let codes: Vec<Option<u16>> =
         next.iter_mut().map(|request| answer_now(request).as_ref().map(code)).collect();

@@ -8,18 +8,26 @@
 //! capacity wait, unbounded and unanswered, with no 408 and no 503.
 //!
 //! [`ShedUnready`] closes that gap. Its `poll_ready` is always ready and
-//! never touches the inner service; its `call` hands the request to the
-//! [response future](future::ResponseFuture), whose first poll asks a clone
-//! of the inner service whether it is ready:
+//! never touches the inner service; its `call` asks the inner service,
+//! once, whether it is ready, and never waits for the answer to change:
 //!
 //! - ready: the request is called, and the future is the inner response;
 //! - not ready (`Pending`): the request is answered at once with
-//!   [`Overloaded`](tower::load_shed::error::Overloaded) (503), and the inner
-//!   clone is let go of, with any waiter it queued;
+//!   [`Overloaded`](tower::load_shed::error::Overloaded) (503), uncalled;
 //! - failed: its error is the answer.
 //!
-//! So readiness and the call both happen inside whatever wraps this layer's
-//! future: in the default stack, under the in-flight slot and the deadline.
+//! Readiness is asked in `call`, not in `poll_ready`, so the layers above
+//! decide first: in the default stack a request refused by the rate limit
+//! or the in-flight limit never reserves the handler's capacity. It takes no
+//! time, and the call's future runs under the deadline, so the deadline
+//! bounds the whole request. As nothing waits, the inner service is polled
+//! with a no-op waker: this costs no clone and no state of its own.
+//!
+//! A waiter the inner service queued while not ready (a `ConcurrencyLimit`
+//! waiting for a permit) stays in this service until its next call or its
+//! drop, as with tower's `LoadShed`. The transport calls a fresh clone per
+//! request and drops it at once; a caller that keeps clones around should
+//! call them again or drop them.
 //!
 //! **A handler that stays not ready is answered 503, at once, never 408**,
 //! however long it would have stayed so. A service that is not ready says it
