@@ -26,7 +26,7 @@ async fn main() -> Result<(), BoxError> {
     let make_shouter = service_fn(|ctx: PeerContext| {
         let handler = ServiceBuilder::new()
             // Any tower layer fits here, inside the default stack.
-            .concurrency_limit(4)
+            .concurrency_limit(4) // any tower layer fits here (a 5th request at once is answered 503)
             .service_fn(move |request: GreetRequest| {
                 let observed_addr = ctx.remote_addr.clone();
                 async move {
