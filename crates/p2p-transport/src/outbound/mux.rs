@@ -146,7 +146,8 @@ impl Pipe {
         tokio::spawn({
             let pending = Arc::clone(&pending);
             async move {
-                if let Err(err) = write_bodies(writer, queue).await {
+                // No write deadline on this side yet.
+                if let Err(err) = write_bodies(writer, queue, Duration::MAX).await {
                     fail_all(&pending, RequestError::Io(err.to_string()));
                 }
             }

@@ -1,0 +1,149 @@
+//! Greet v2 against hostile or silent peers: every wait has a deadline, and
+//! an idle stream never keeps a connection alive. Real swarms on 127.0.0.1
+//! (mDNS off), short configured timeouts and generous bounds.
+
+mod common;
+mod v2_raw;
+
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use p2p_protocol::v2::Response;
+use p2p_protocol::{decode, try_read_frame};
+use p2p_transport::NodeEvent;
+use p2p_transport::libp2p::PeerId;
+use tokio::time::Instant;
+
+use common::*;
+use v2_raw::*;
+
+/// What a deadline may overrun by on a busy machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// A message whose echo is close to the largest answer a frame holds: a few
+/// hundred fill any flow-control window.
+fn big() -> String {
+    "x".repeat(60_000)
+}
+
+/// Waits until `node`'s handler has answered `n` requests of `peer`. With
+/// [`big`] ones, 200 answers are more than a QUIC stream's flow-control
+/// window (10 MB) holds: if the peer does not read them, the node's writer
+/// is stuck by then.
+async fn answered(node: &TestNode, peer: PeerId, n: usize) {
+    within("the handler to answer", async {
+        while node.script.calls_from(peer) < n {
+            tokio::time::sleep_until(Instant::now() + Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+async fn wait_for_peer(node: &mut TestNode) -> PeerId {
+    let NodeEvent::Connected { peer_id, .. } =
+        node.wait_for("a connection", |e| matches!(e, NodeEvent::Connected { .. })).await
+    else {
+        unreachable!()
+    };
+    peer_id
+}
+
+// ---- inbound: a requester that stops reading --------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_that_never_reads_its_answers_has_its_stream_closed_at_the_write_deadline() {
+    let write_timeout = Duration::from_secs(3);
+    let mut s =
+        spawn_with(Script::new("s"), Transport::Quic, |b| b.stream_write_timeout(write_timeout)).await;
+    let mut control = raw_client(&s.addr).await;
+    let raw = wait_for_peer(&mut s).await;
+    let mut stream = open_v2(&mut control, s.peer_id()).await;
+
+    // Requests whose answers outgrow this side's flow-control window, which
+    // it never empties: the node's writer stalls, then so does its reader
+    // (at its in-flight bound), and then so does this side's writing.
+    let bytes: Vec<u8> = (1..=800).flat_map(|id| v2_frame(id, &big())).collect();
+    let writing = tokio::spawn(async move {
+        let written = stream.write_all(&bytes).await;
+        (written, Instant::now(), stream)
+    });
+    answered(&s, raw, 200).await;
+    let stuck = Instant::now();
+    let (written, closed, mut stream) = within("the node to give up on the stream", writing).await.unwrap();
+    assert!(written.is_err(), "the node closed the stream instead of reading on");
+    let took = closed.saturating_duration_since(stuck);
+    assert!(took < write_timeout + SLACK, "closed {took:?} after its writer was stuck");
+    let mut rest = Vec::new();
+    let _ = within("what was written before", stream.read_to_end(&mut rest)).await;
+    assert!(rest.len() < 200 * 60_000, "the answers still queued were abandoned, not written");
+
+    // The connection and the node live on.
+    let mut fresh = open_v2(&mut control, s.peer_id()).await;
+    fresh.write_all(&v2_frame(1, "still there?")).await.unwrap();
+    fresh.close().await.unwrap();
+    let answers = read_until_closed(&mut fresh).await;
+    assert_eq!(answers[&1].as_ref().unwrap().message, "s: still there?");
+}
+
+// ---- idle streams never keep a connection alive -----------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_idle_on_its_stream_has_it_closed_so_the_connection_idles_out() {
+    let mut s = spawn_with(Script::new("s"), Transport::Quic, |b| {
+        b.idle_timeout(Duration::from_secs(1)).inbound_stream_idle_timeout(Duration::from_millis(300))
+    })
+    .await;
+    // The raw client would keep the connection a minute.
+    let mut control = raw_client(&s.addr).await;
+    let raw = wait_for_peer(&mut s).await;
+    let mut stream = open_v2(&mut control, s.peer_id()).await;
+    stream.write_all(&v2_frame(1, "hi")).await.unwrap();
+    let body = within("the answer", try_read_frame(&mut stream)).await.unwrap().expect("an answer");
+    assert_eq!(decode::<Response>(&body).unwrap().result.unwrap().message, "s: hi");
+
+    // Then it says nothing, and never closes its half: the node closes the stream...
+    let end = within("the node to close the idle stream", try_read_frame(&mut stream)).await;
+    assert!(matches!(end, Ok(None)), "the stream ends: {end:?}");
+    // ...and, with no stream left open, the connection idles out.
+    s.wait_for(
+        "the idle connection to close",
+        |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == raw),
+    )
+    .await;
+}
+
+// ---- shutdown never waits on a peer beyond its grace ------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_requester_that_never_reads_ends_its_stream_within_the_grace_period() {
+    let grace = Duration::from_secs(1);
+    // The write deadline alone would hold the stream far longer than the grace.
+    let mut s = spawn_with(Script::new("s"), Transport::Quic, |b| {
+        b.shutdown_grace(grace).stream_write_timeout(Duration::from_secs(120))
+    })
+    .await;
+    s.script.hold_message("hold");
+    let mut control = raw_client(&s.addr).await;
+    let raw = wait_for_peer(&mut s).await;
+    let mut stream = open_v2(&mut control, s.peer_id()).await;
+    // One request its handler holds, then answers this side never reads.
+    let mut bytes = v2_frame(1, "hold");
+    bytes.extend((2..=400).flat_map(|id| v2_frame(id, &big())));
+    let writing = tokio::spawn(async move {
+        let _ = stream.write_all(&bytes).await;
+        stream // never read
+    });
+    s.script.next_held_arrival().await;
+    answered(&s, raw, 200).await;
+
+    let start = Instant::now();
+    within("shutdown", s.node.shutdown()).await;
+    let took = start.elapsed();
+    assert!(took < grace + SLACK, "shutdown took {took:?} with a grace of {grace:?}");
+    // Nothing the peer started outlives the grace: not the stuck writer, not
+    // the held request (its handler would otherwise run to its own 5 s timeout).
+    let mut live = s.script.live.subscribe();
+    let gone = tokio::time::timeout(Duration::from_millis(500), live.wait_for(|n| *n == 0)).await.is_ok();
+    assert!(gone, "{} handler instances still alive after shutdown", *live.borrow());
+    drop(writing);
+}
