@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use p2p_protocol::v2::Response;
-use p2p_protocol::{decode, try_read_frame};
-use p2p_transport::NodeEvent;
+use p2p_protocol::{GreetRequest, decode, try_read_frame};
 use p2p_transport::libp2p::PeerId;
+use p2p_transport::{GreetVersion, NodeBuilder, NodeEvent, RequestError};
 use tokio::time::Instant;
+use tower::ServiceExt;
 
 use common::*;
 use v2_raw::*;
@@ -24,6 +25,14 @@ const SLACK: Duration = Duration::from_millis(1500);
 /// hundred fill any flow-control window.
 fn big() -> String {
     "x".repeat(60_000)
+}
+
+async fn connected_to(node: &mut TestNode, peer: PeerId) {
+    node.wait_for(
+        "the connection",
+        |e| matches!(e, NodeEvent::Connected { peer_id, .. } if *peer_id == peer),
+    )
+    .await;
 }
 
 /// Waits until `node`'s handler has answered `n` requests of `peer`. With
@@ -46,6 +55,83 @@ async fn wait_for_peer(node: &mut TestNode) -> PeerId {
         unreachable!()
     };
     peer_id
+}
+
+// ---- outbound: one deadline from call to answer -----------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_of_a_peer_that_never_reads_fail_with_timeout_within_their_request_timeout() {
+    let timeout = Duration::from_secs(2);
+    let mut a = spawn_with(Script::new("a"), Transport::Quic, |b| b.request_timeout(timeout)).await;
+    let (silent, addr) = silent_peer(256).await;
+    a.node.dial(addr).await.unwrap();
+    a.wait_for(
+        "identify of the silent peer",
+        |e| matches!(e, NodeEvent::GreetCapable { peer_id } if *peer_id == silent),
+    )
+    .await;
+
+    // More callers than the stream has slots, with requests that outgrow the
+    // peer's flow-control window: the writer stalls, its queue fills, later
+    // callers wait for room in it and the last ones for a slot. Every one of
+    // those waits counts against each caller's one deadline.
+    let start = Instant::now();
+    let calls: Vec<_> = (0..300)
+        .map(|_| {
+            let client = a.node.client();
+            tokio::spawn(async move {
+                let result = client.oneshot((silent, GreetRequest::new(big()))).await;
+                (result, start.elapsed())
+            })
+        })
+        .collect();
+    for call in calls {
+        let (result, took) = within("a caller of the silent peer", call).await.unwrap();
+        assert_eq!(result.map(|r| r.message), Err(RequestError::Timeout));
+        assert!(took < timeout + SLACK, "failed after {took:?}, the request timeout is {timeout:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_on_an_open_that_never_completes_share_its_failure() {
+    let timeout = Duration::from_secs(3);
+    let mut a = spawn_with(Script::new("a"), Transport::Quic, |b| b.request_timeout(timeout)).await;
+    // It lets nobody open a stream to it: an open waits until it times out.
+    let (silent, addr) = silent_peer(0).await;
+    a.node.dial(addr).await.unwrap();
+    connected_to(&mut a, silent).await;
+    let client = a.node.client().peer(silent).with_version(GreetVersion::V2);
+    let call = |message: &'static str| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let result = client.oneshot(GreetRequest::new(message)).await;
+            (result.map(|r| r.message), start.elapsed())
+        })
+    };
+
+    let first = call("first");
+    // Half way through the first caller's open, a second caller waits on it.
+    tokio::time::sleep_until(Instant::now() + timeout / 2).await;
+    let second = call("second");
+    let (result, took) = within("the first caller", first).await.unwrap();
+    assert_eq!(result, Err(RequestError::Timeout));
+    assert!(took < timeout + SLACK, "first failed after {took:?}");
+    let (result, took) = within("the second caller", second).await.unwrap();
+    assert_eq!(result, Err(RequestError::Timeout));
+    // It fails with the open it waited on, half way to its own deadline (and
+    // long before an open of its own would have timed out).
+    assert!(took < timeout / 2 + Duration::from_millis(700), "second failed after {took:?}");
+
+    // Right after the failure, a call fails at once: the peer is not asked again...
+    let (result, took) = within("a call in the back-off", call("third")).await.unwrap();
+    assert_eq!(result, Err(RequestError::Timeout));
+    assert!(took < Duration::from_millis(500), "a call in the back-off took {took:?}");
+    // ...but after the back-off (1 s) a call tries again, with a full open.
+    tokio::time::sleep_until(Instant::now() + Duration::from_millis(1200)).await;
+    let (result, took) = within("a call after the back-off", call("fourth")).await.unwrap();
+    assert_eq!(result, Err(RequestError::Timeout));
+    assert!(took > timeout / 2, "a call after the back-off opened again, and failed after {took:?}");
 }
 
 // ---- inbound: a requester that stops reading --------------------------------
@@ -86,6 +172,53 @@ async fn a_requester_that_never_reads_its_answers_has_its_stream_closed_at_the_w
 }
 
 // ---- idle streams never keep a connection alive -----------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_idle_pipelined_stream_closes_so_the_connection_idles_out() {
+    // Both close idle connections after a second; the peer would keep an
+    // idle stream of ours a minute: it is our side that closes it.
+    let short = |b: NodeBuilder| b.idle_timeout(Duration::from_secs(1));
+    let s = spawn_with(Script::new("s"), Transport::Quic, |b| {
+        short(b).inbound_stream_idle_timeout(Duration::from_secs(60))
+    })
+    .await;
+    let mut a = spawn_with(Script::new("a"), Transport::Quic, |b| {
+        short(b).stream_idle_timeout(Duration::from_millis(300))
+    })
+    .await;
+    connect(&mut a, &s).await;
+    let client = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
+    let answer = within("a v2 greeting", client.oneshot(GreetRequest::new("hi"))).await.unwrap();
+    assert_eq!(answer.message, "s: hi");
+
+    let s_id = s.peer_id();
+    a.wait_for(
+        "the idle connection to close",
+        |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == s_id),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_outbound_stream_closes_its_write_half_and_the_next_call_opens_another() {
+    let mut a =
+        spawn_with(Script::new("a"), Transport::Quic, |b| b.stream_idle_timeout(Duration::from_millis(300)))
+            .await;
+    let (echo, addr, mut seen) = echo_peer().await;
+    a.node.dial(addr).await.unwrap();
+    connected_to(&mut a, echo).await;
+    let client = a.node.client().peer(echo).with_version(GreetVersion::V2);
+    let mut next_seen = async || within("the echo peer to see something", seen.recv()).await.unwrap();
+
+    let answer = within("a first call", client.clone().oneshot(GreetRequest::new("one"))).await.unwrap();
+    assert_eq!(answer.message, "echo: one");
+    assert_eq!(next_seen().await, Echoed::Opened(1));
+    assert_eq!(next_seen().await, Echoed::ClosedByRequester(1), "the idle stream is closed");
+
+    let answer = within("a later call", client.oneshot(GreetRequest::new("two"))).await.unwrap();
+    assert_eq!(answer.message, "echo: two");
+    assert_eq!(next_seen().await, Echoed::Opened(2), "on a new stream");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requester_idle_on_its_stream_has_it_closed_so_the_connection_idles_out() {

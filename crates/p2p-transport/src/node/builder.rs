@@ -232,7 +232,7 @@ impl NodeBuilder {
         let reporter = Reporter::new(events_tx, Arc::clone(&snapshot));
         let shared =
             swarm::Shared { commands, reporter, greet_peers, outbound_peers: Arc::clone(&outbound_peers) };
-        let client = Client::new(commands_tx.clone(), outbound_peers, self.config.greet_v2);
+        let client = Client::new(commands_tx.clone(), outbound_peers, &self.config);
         let local_peer_id = swarm::spawn(
             self.config,
             self.keypair,
