@@ -5,6 +5,7 @@
 mod common;
 mod v2_raw;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -274,9 +275,49 @@ async fn shutdown_with_a_requester_that_never_reads_ends_its_stream_within_the_g
     let took = start.elapsed();
     assert!(took < grace + SLACK, "shutdown took {took:?} with a grace of {grace:?}");
     // Nothing the peer started outlives the grace: not the stuck writer, not
-    // the held request (its handler would otherwise run to its own 5 s timeout).
-    let mut live = s.script.live.subscribe();
-    let gone = tokio::time::timeout(Duration::from_millis(500), live.wait_for(|n| *n == 0)).await.is_ok();
-    assert!(gone, "{} handler instances still alive after shutdown", *live.borrow());
+    // the held request, whose handler would otherwise wait on (holding the
+    // script) until the service's own 5 s timeout.
+    let released = tokio::time::timeout(Duration::from_millis(500), async {
+        while Arc::strong_count(&s.script) > 1 {
+            tokio::time::sleep_until(Instant::now() + Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        released.is_ok(),
+        "{} holders of the handler's state after shutdown",
+        Arc::strong_count(&s.script)
+    );
     drop(writing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_a_pipelined_request_still_running_at_the_end_of_the_grace_period() {
+    let grace = Duration::from_secs(1);
+    let s = spawn_with(Script::new("s"), Transport::Quic, |b| b.shutdown_grace(grace)).await;
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    connect(&mut a, &s).await;
+    s.script.hold_message("hold");
+    let client = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
+    let held = tokio::spawn(client.oneshot(GreetRequest::new("hold")));
+    s.script.next_held_arrival().await;
+
+    let start = Instant::now();
+    within("shutdown", s.node.shutdown()).await;
+    let took = start.elapsed();
+    assert!(took < grace + SLACK, "shutdown took {took:?} with a grace of {grace:?}");
+    // The held request's task ended with the grace: its handler no longer
+    // waits (holding the script) for the service's own 5 s timeout.
+    let released = tokio::time::timeout(Duration::from_millis(500), async {
+        while Arc::strong_count(&s.script) > 1 {
+            tokio::time::sleep_until(Instant::now() + Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        released.is_ok(),
+        "{} holders of the handler's state after shutdown",
+        Arc::strong_count(&s.script)
+    );
+    assert!(within("the requester", held).await.unwrap().is_err(), "the request was not answered");
 }

@@ -89,7 +89,8 @@ mod tests {
         let start = tokio::time::Instant::now();
         let writer = tokio::spawn(write_bodies(StopsReading { room: 10 }, queue, deadline));
         bodies.send(vec![7; 100]).await.unwrap();
-        let err = writer.await.unwrap().expect_err("the write never completes");
+        let written = tokio::time::timeout(deadline * 10, writer).await.expect("the writer gives up");
+        let err = written.unwrap().expect_err("the write never completes");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(start.elapsed(), deadline);
     }
