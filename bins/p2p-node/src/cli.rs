@@ -213,6 +213,20 @@ pub(crate) struct TransportArgs {
     #[arg(long, value_name = "N", default_value_t = unlimited_as_zero(NodeConfig::default().max_connections_per_peer))]
     pub(crate) max_connections_per_peer: u32,
 
+    /// Our greet v2 stream to a peer with nothing in flight this long is closed
+    /// (and reopened on next use), so the connection can idle out.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().stream_idle_timeout))]
+    pub(crate) stream_idle_timeout: HumanDuration,
+
+    /// A peer's greet v2 stream that sends nothing this long, with none of its
+    /// requests in flight, is closed.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().inbound_stream_idle_timeout))]
+    pub(crate) inbound_stream_idle_timeout: HumanDuration,
+
+    /// A write to a greet v2 stream taking longer means the peer stopped reading: the stream is closed.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().stream_write_timeout))]
+    pub(crate) stream_write_timeout: HumanDuration,
+
     /// Established inbound connections in total; 0 means unlimited. Keep it
     /// below --max-connections so our own dials always have room.
     #[arg(long, value_name = "N", default_value_t = unlimited_as_zero(NodeConfig::default().max_incoming_connections))]
@@ -274,6 +288,9 @@ impl RunArgs {
         config.max_concurrent_streams = t.max_concurrent_streams;
         config.max_connections = limit(t.max_connections);
         config.max_connections_per_peer = limit(t.max_connections_per_peer);
+        config.stream_idle_timeout = t.stream_idle_timeout.0;
+        config.inbound_stream_idle_timeout = t.inbound_stream_idle_timeout.0;
+        config.stream_write_timeout = t.stream_write_timeout.0;
         config.max_incoming_connections = limit(t.max_incoming);
         config.max_pending_incoming = limit(t.max_pending_incoming);
         config.max_incoming_per_ip = limit(t.max_incoming_per_ip);
