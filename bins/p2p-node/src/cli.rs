@@ -275,6 +275,23 @@ pub(crate) struct TransportArgs {
 }
 
 impl RunArgs {
+    /// What clap cannot check alone: flags that must agree with each other.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if self.interval.0.is_zero() {
+            anyhow::bail!("--interval must be longer than 0s");
+        }
+        // Reports are refreshed by each greeting: a TTL shorter than the
+        // interval would let confirmed addresses flap between greetings.
+        if self.transport.external_ttl.0 <= self.interval.0 {
+            anyhow::bail!(
+                "--external-ttl ({}) must be longer than --interval ({}), or confirmed addresses flap",
+                self.transport.external_ttl,
+                self.interval
+            );
+        }
+        Ok(())
+    }
+
     /// The node these flags describe: `NodeConfig::default()` with every flag applied.
     pub(crate) fn node_config(&self) -> NodeConfig {
         let t = &self.transport;
@@ -390,6 +407,15 @@ mod tests {
 
     /// Fails if a default shown by the CLI is not the library's: every field
     /// of the config the CLI builds with no flags is compared.
+    #[test]
+    fn an_external_ttl_not_longer_than_the_interval_is_refused() {
+        assert!(parse(&[]).run.check().is_ok());
+        let err = parse(&["--interval", "60s"]).run.check().unwrap_err().to_string();
+        assert!(err.contains("--external-ttl"), "{err}");
+        assert!(parse(&["--interval", "0s"]).run.check().is_err());
+        assert!(parse(&["--interval", "30s", "--external-ttl", "2m"]).run.check().is_ok());
+    }
+
     #[test]
     fn defaults_are_the_libraries_defaults() {
         let cli = parse(&[]);
