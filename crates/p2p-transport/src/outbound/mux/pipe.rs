@@ -1,0 +1,263 @@
+//! One open pipelined stream: the requests awaiting answers, the writer of
+//! requests and the reader of answers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt};
+use libp2p::{Multiaddr, PeerId};
+use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
+use p2p_protocol::{GreetRequest, GreetResponse, decode, encode, try_read_frame};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::RequestError;
+use crate::lock::lock;
+use crate::wire::write_bodies;
+
+use super::{OBSERVATION_INTERVAL, StreamTimeouts, WRITE_QUEUE};
+
+/// One open stream: the requests awaiting answers and the writer's queue.
+/// Dropping the last handle closes the write half; the peer then answers what
+/// it has and closes, which ends the reader.
+pub(super) struct Pipe {
+    pending: Arc<Mutex<Pending>>,
+    next_id: AtomicU64,
+}
+
+pub(super) struct Pending {
+    calls: HashMap<u64, oneshot::Sender<Result<GreetResponse, RequestError>>>,
+    /// The writer's queue; gone once the stream retires or fails, which
+    /// closes the write half when the last clone (a call sending) is dropped.
+    bodies: Option<mpsc::Sender<Vec<u8>>>,
+    /// Since when no request has been in flight (`None` while one is).
+    idle_since: Option<Instant>,
+    /// Why the stream failed, once it has: every later call fails with it.
+    closed: Option<RequestError>,
+    /// Cancelled when the stream fails: the reader stops waiting.
+    dead: CancellationToken,
+}
+
+impl Pending {
+    /// Takes `id`'s waiter (an answer came, or the call gave up).
+    pub(super) fn take(&mut self, id: u64) -> Option<oneshot::Sender<Result<GreetResponse, RequestError>>> {
+        let waiter = self.calls.remove(&id);
+        if self.calls.is_empty() && self.idle_since.is_none() {
+            self.idle_since = Some(Instant::now());
+        }
+        waiter
+    }
+}
+
+impl Pipe {
+    pub(super) fn start(
+        stream: libp2p::Stream,
+        peer: PeerId,
+        observations: mpsc::Sender<(PeerId, Multiaddr)>,
+        timeouts: StreamTimeouts,
+    ) -> Arc<Self> {
+        let (reader, writer) = stream.split();
+        let (bodies, queue) = mpsc::channel(WRITE_QUEUE);
+        let pending = Arc::new(Mutex::new(Pending {
+            calls: HashMap::new(),
+            bodies: Some(bodies),
+            idle_since: Some(Instant::now()),
+            closed: None,
+            dead: CancellationToken::new(),
+        }));
+        tokio::spawn(write_requests(writer, queue, Arc::clone(&pending), timeouts));
+        tokio::spawn(read_answers(reader, Arc::clone(&pending), peer, observations));
+        Arc::new(Self { pending, next_id: AtomicU64::new(1) })
+    }
+
+    /// Neither failed nor retired: new calls may use it.
+    pub(super) fn is_usable(&self) -> bool {
+        let pending = lock(&self.pending);
+        pending.closed.is_none() && pending.bodies.is_some()
+    }
+
+    /// A call on this stream, its id registered; `None` if the stream has
+    /// retired (the caller opens a new one), an error if it failed.
+    pub(super) fn register(&self) -> Result<Option<Call>, RequestError> {
+        // Ids start at 1 (0 is the stream-level error) and never repeat on a stream.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        let mut pending = lock(&self.pending);
+        if let Some(err) = &pending.closed {
+            return Err(err.clone());
+        }
+        // Registered under the same lock as the retirement's check, so a
+        // stream never retires with a call about to use it.
+        let Some(bodies) = pending.bodies.clone() else { return Ok(None) };
+        pending.calls.insert(id, reply);
+        pending.idle_since = None;
+        Ok(Some(Call { id, bodies: Some(bodies), answer, pending: Arc::clone(&self.pending) }))
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // The calls still sending hold clones; the write half closes after them.
+        lock(&self.pending).bodies = None;
+    }
+}
+
+/// A request registered on a stream. Dropped (answered, or given up on at
+/// the deadline), it leaves the stream's table.
+pub(super) struct Call {
+    id: u64,
+    /// The writer's queue, held only until the request is queued: a call
+    /// waiting for its answer must not keep the write half open.
+    bodies: Option<mpsc::Sender<Vec<u8>>>,
+    answer: oneshot::Receiver<Result<GreetResponse, RequestError>>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+impl Call {
+    pub(super) async fn send(mut self, request: GreetRequest) -> Result<GreetResponse, RequestError> {
+        let body = encode(&Request { id: self.id, request });
+        let bodies = self.bodies.take().expect("sent once");
+        if bodies.send(body).await.is_err() {
+            return Err(lock(&self.pending).closed.clone().unwrap_or(RequestError::ConnectionClosed));
+        }
+        drop(bodies);
+        (&mut self.answer).await.unwrap_or(Err(RequestError::ConnectionClosed))
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        lock(&self.pending).take(self.id);
+    }
+}
+
+/// Writes the queued requests until the queue closes (the stream retired or
+/// its last handle went) or a write fails. A stream with nothing in flight
+/// for the idle timeout retires: its queue closes, then its write half; a
+/// peer that does not close its own half in answer is cut off.
+pub(super) async fn write_requests<W>(
+    writer: W,
+    queue: mpsc::Receiver<Vec<u8>>,
+    pending: Arc<Mutex<Pending>>,
+    timeouts: StreamTimeouts,
+) where
+    W: futures::AsyncWrite + Unpin,
+{
+    let dead = lock(&pending).dead.clone();
+    let write = async {
+        if let Err(err) = write_bodies(writer, queue, timeouts.write).await {
+            let reason = match err.kind() {
+                // The peer stopped reading our requests: it will not answer them either.
+                std::io::ErrorKind::TimedOut => RequestError::Timeout,
+                _ => RequestError::Io(err.to_string()),
+            };
+            fail_all(&pending, reason);
+        }
+    };
+    let retire = async {
+        tokio::select! {
+            () = done_when_idle(&pending, timeouts.idle) => {}
+            () = dead.cancelled() => return,
+        }
+        // The responder answers our close with its own; one that keeps its
+        // half open is not waited for longer than a write would be.
+        tokio::select! {
+            () = tokio::time::sleep_until(Instant::now() + timeouts.write) => {
+                fail_all(&pending, RequestError::ConnectionClosed);
+            }
+            () = dead.cancelled() => {}
+        }
+    };
+    tokio::join!(write, retire);
+}
+
+/// Resolves once the stream takes no more requests and has none in flight:
+/// it retired (nothing in flight for `idle`: its queue closes here), or its
+/// last handle went and its last call finished.
+pub(super) async fn done_when_idle(pending: &Mutex<Pending>, idle: Duration) {
+    let mut check_at = Instant::now() + idle;
+    loop {
+        tokio::time::sleep_until(check_at).await;
+        let mut state = lock(pending);
+        let now = Instant::now();
+        check_at = match (state.bodies.is_some(), state.idle_since) {
+            (true, Some(since)) if now >= since + idle => {
+                state.bodies = None;
+                debug!("pipelined stream idle; closing it");
+                return;
+            }
+            (false, Some(_)) => return,
+            (_, Some(since)) => since + idle,
+            (_, None) => now + idle,
+        };
+    }
+}
+
+/// Matches answers to waiting calls until the stream ends (or fails), then
+/// fails the rest.
+pub(super) async fn read_answers<R>(
+    mut reader: R,
+    pending: Arc<Mutex<Pending>>,
+    peer: PeerId,
+    observations: mpsc::Sender<(PeerId, Multiaddr)>,
+) where
+    R: AsyncRead + Unpin,
+{
+    let dead = lock(&pending).dead.clone();
+    let mut last_observed: Option<(Multiaddr, Instant)> = None;
+    let reason = loop {
+        let frame = tokio::select! {
+            frame = try_read_frame(&mut reader) => frame,
+            // The writer failed: the stream is being dropped, nothing more is read.
+            () = dead.cancelled() => return,
+        };
+        let response = match frame {
+            Ok(Some(body)) => decode::<Response>(&body),
+            Ok(None) => break RequestError::ConnectionClosed,
+            Err(err) => break RequestError::Io(err.to_string()),
+        };
+        match response {
+            Ok(Response { id: STREAM_ERROR_ID, result }) => {
+                break match result {
+                    Err(remote) => RequestError::Remote(remote),
+                    Ok(_) => RequestError::Io("a stream-level answer that is not an error".into()),
+                };
+            }
+            Ok(Response { id, result }) => {
+                // Only an answer to a request of ours says anything: an
+                // unsolicited id is ignored, observed address and all.
+                let Some(waiter) = lock(&pending).take(id) else { continue };
+                if let Ok(answer) = &result {
+                    let now = Instant::now();
+                    let fresh = last_observed.as_ref().is_none_or(|(addr, at)| {
+                        addr != &answer.observed_addr || now.duration_since(*at) >= OBSERVATION_INTERVAL
+                    });
+                    // A candidate only; dropped when the swarm task is busy.
+                    if fresh && observations.try_send((peer, answer.observed_addr.clone())).is_ok() {
+                        last_observed = Some((answer.observed_addr.clone(), now));
+                    }
+                }
+                let _ = waiter.send(result.map_err(RequestError::Remote));
+            }
+            Err(err) => break RequestError::Io(format!("undecodable answer: {err}")),
+        }
+    };
+    debug!(%peer, %reason, "pipelined stream ended");
+    fail_all(&pending, reason);
+}
+
+/// The stream failed (or ended): every call on it fails, later ones too, and
+/// both halves stop.
+pub(super) fn fail_all(pending: &Mutex<Pending>, reason: RequestError) {
+    let mut pending = lock(pending);
+    let reason = pending.closed.get_or_insert(reason).clone();
+    for (_, waiter) in pending.calls.drain() {
+        let _ = waiter.send(Err(reason.clone()));
+    }
+    pending.bodies = None;
+    pending.dead.cancel();
+}
