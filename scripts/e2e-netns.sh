@@ -254,10 +254,11 @@ RSS_MAX=$(tail -n 1 <<<"$RSS")
 # mDNS packets per node per second: the IPv4 multicast packets the nodes'
 # namespaces sent (OutMcastPkts) and received (InMcastPkts, own packets
 # looped back included). mDNS is the only IPv4 multicast in them but for a
-# few IGMP membership reports at start.
+# few IGMP membership reports at start. Drops: packets a node's port-5353
+# socket dropped because its receive buffer was full (node too slow to read).
 rates() { # rates IN0 OUT0 DROPS0 IN1 OUT1 DROPS1 MS
     awk -v n="$N" -v i0="$1" -v o0="$2" -v r0="$3" -v i1="$4" -v o1="$5" -v r1="$6" -v ms="$7" \
-        'BEGIN { s = ms / 1000; printf "sent %.2f, received %.1f pkts/node/s over %.1f s (%d sent in all; %d UDP receive-buffer drops)", (o1 - o0) / n / s, (i1 - i0) / n / s, s, o1 - o0, r1 - r0 }'
+        'BEGIN { s = ms / 1000; printf "sent %.2f, received %.1f pkts/node/s over %.1f s (%d sent in all; %d dropped by full mDNS socket buffers)", (o1 - o0) / n / s, (i1 - i0) / n / s, s, o1 - o0, r1 - r0 }'
 }
 # shellcheck disable=SC2086 # word splitting of the counters is meant
 MDNS_START_RATE=$(rates $MCAST_START $MCAST_MESH $((MESH_COUNTED_AT - START_AT)))

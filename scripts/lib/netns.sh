@@ -137,16 +137,15 @@ sysctl_restore() {
 
 # `mcast_counters NS...`: the summed IPv4 multicast packet counters of the
 # namespaces (IpExt InMcastPkts and OutMcastPkts of /proc/net/netstat) and
-# their UDP receive-buffer drops (Udp RcvbufErrors of /proc/net/snmp):
-# prints "IN OUT RCVBUF_ERRORS".
+# the packets dropped by their UDP sockets on port 5353 (the "drops" column
+# of /proc/net/udp, a full receive buffer): prints "IN OUT MDNS_DROPS".
 mcast_counters() {
     local ns
     for ns in "$@"; do
-        ip netns exec "$ns" cat /proc/net/netstat /proc/net/snmp
+        ip netns exec "$ns" cat /proc/net/netstat /proc/net/udp
     done | awk '
         $1 == "IpExt:" && !ipx { for (i = 2; i <= NF; i++) ipcol[$i] = i; ipx = 1; next }
         $1 == "IpExt:" && ipx { in_ += $ipcol["InMcastPkts"]; out += $ipcol["OutMcastPkts"]; ipx = 0; next }
-        $1 == "Udp:" && !udx { for (i = 2; i <= NF; i++) udcol[$i] = i; udx = 1; next }
-        $1 == "Udp:" && udx { drops += $udcol["RcvbufErrors"]; udx = 0; next }
+        $2 ~ /:14E9$/ { drops += $NF }
         END { print in_ + 0, out + 0, drops + 0 }'
 }
