@@ -99,11 +99,15 @@ for i in $(seq 1 "$N"); do NODE_NS+=("$(node_ns "$i")"); done
 out() { echo "$WORK/node$1.out"; }
 
 # `start I`: runs node I in its namespace; its stdout and stderr go to files.
+# `start I [GATE]`: runs node I in its namespace; its stdout and stderr go
+# to files. With GATE (a FIFO) it waits for one line from it before it
+# starts, so that all nodes can start at one instant.
 start() {
-    local i=$1 ns
+    local i=$1 gate=${2:-} ns
     ns=$(node_ns "$i")
-    # `ip netns exec` execs the command, so $! is the node itself.
-    RUST_LOG=${RUST_LOG:-info} ip netns exec "$ns" "$BIN" run \
+    # `ip netns exec` and the gate both exec the command, so $! is the node itself.
+    RUST_LOG=${RUST_LOG:-info} ip netns exec "$ns" bash -c \
+        'if [[ -n $1 ]]; then read -r _ <"$1"; fi; shift; exec "$@"' gate "$gate" "$BIN" run \
         --listen "/ip4/${IP[$i]}/udp/$PORT/quic-v1" --listen "/ip4/${IP[$i]}/tcp/$PORT" \
         --interval 1s --message "node$i" --key-file "$WORK/node$i.key" \
         >>"$(out "$i")" 2>>"$WORK/node$i.err" </dev/null &
@@ -122,7 +126,10 @@ done
 mkfifo "$WORK/follow"
 tail -n +1 -F $(for i in $(seq 1 "$N"); do out "$i"; done) >"$WORK/follow" 2>/dev/null &
 FOLLOWER+=($!)
-awk -v ids="$WORK/ids" '
+# mawk reads a pipe in blocks unless told otherwise: lines would arrive late.
+follow_awk=(awk)
+awk -W version 2>/dev/null | grep -q mawk && follow_awk=(awk -W interactive)
+"${follow_awk[@]}" -v ids="$WORK/ids" '
     BEGIN { while ((getline line < ids) > 0) { split(line, f, " "); known[f[2]] = 1 } }
     /^==> .* <==$/ { node = $2; sub(/.*node/, "", node); sub(/\.out$/, "", node); next }
     $1 == "DISCOVERED" && ($2 in known) && !((node, $2) in seen_d) { seen_d[node, $2] = 1; d++; changed = 1 }
@@ -133,10 +140,24 @@ awk -v ids="$WORK/ids" '
 FOLLOWER+=($!)
 progress() { local p; p=$(tail -n 1 "$WORK/progress"); echo "${p:-0 0 0}"; }
 
+# All nodes wait at a gate, then start at one instant (started one after
+# the other, the last of 64 started 6 s after the first, slowed by the ones
+# already running): the worst case for the LAN, and one clock for all.
+mkfifo "$WORK/gate"
+for i in $(seq 1 "$N"); do start "$i" "$WORK/gate"; done
+sleep 0.5
 MCAST_START=$(mcast_counters "${NODE_NS[@]}")
+exec 3<>"$WORK/gate" # read-write: opening never blocks, and late readers still find their line
 START_AT=$(now_ms)
-for i in $(seq 1 "$N"); do start "$i"; done
-say "started $N nodes in $(($(now_ms) - START_AT)) ms: ${PID[*]}"
+for i in $(seq 1 "$N"); do echo go; done >&3
+node_running() { [[ $(readlink "/proc/${PID[$1]}/exe" 2>/dev/null) == "$(readlink -f "$BIN")"* ]]; }
+all_running() {
+    local i
+    for i in $(seq 1 "$N"); do node_running "$i" || return 1; done
+}
+within 30 all_running || die "not all nodes started within 30 s"
+exec 3>&-
+say "started $N nodes (all running $(($(now_ms) - START_AT)) ms after the gate opened): ${PID[*]}"
 
 # `lines_after I OFFSET`: node I's output past its first OFFSET lines.
 lines_after() { tail -n +"$(($2 + 1))" "$(out "$1")"; }
