@@ -150,14 +150,7 @@ MCAST_START=$(mcast_counters "${NODE_NS[@]}")
 exec 3<>"$WORK/gate" # read-write: opening never blocks, and late readers still find their line
 START_AT=$(now_ms)
 for i in $(seq 1 "$N"); do echo go; done >&3
-node_running() { [[ $(readlink "/proc/${PID[$1]}/exe" 2>/dev/null) == "$(readlink -f "$BIN")"* ]]; }
-all_running() {
-    local i
-    for i in $(seq 1 "$N"); do node_running "$i" || return 1; done
-}
-within 30 all_running || die "not all nodes started within 30 s"
-exec 3>&-
-say "started $N nodes (all running $(($(now_ms) - START_AT)) ms after the gate opened): ${PID[*]}"
+say "started $N nodes behind a gate, opened at $START_AT ms: ${PID[*]}"
 
 # `lines_after I OFFSET`: node I's output past its first OFFSET lines.
 lines_after() { tail -n +"$(($2 + 1))" "$(out "$1")"; }
@@ -209,6 +202,7 @@ awk -v pairs="$PAIRS" '
         print "# " line " s"
     }' "$WORK/curve" >&2
 MCAST_MESH=$(mcast_counters "${NODE_NS[@]}")
+exec 3>&- # the gate: every node has long taken its line
 MESH_COUNTED_AT=$(now_ms)
 
 # Per node, once: the peers it discovered and greeted.
