@@ -150,7 +150,7 @@ MCAST_START=$(mcast_counters "${NODE_NS[@]}")
 exec 3<>"$WORK/gate" # read-write: opening never blocks, and late readers still find their line
 START_AT=$(now_ms)
 for i in $(seq 1 "$N"); do echo go; done >&3
-say "started $N nodes behind a gate, opened at $START_AT ms: ${PID[*]}"
+say "started $N nodes behind a gate, all let go at once: ${PID[*]}"
 
 # `lines_after I OFFSET`: node I's output past its first OFFSET lines.
 lines_after() { tail -n +"$(($2 + 1))" "$(out "$1")"; }
