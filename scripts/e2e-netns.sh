@@ -5,6 +5,16 @@
 #
 #   sudo scripts/e2e-netns.sh        # N=5
 #   sudo N=3 scripts/e2e-netns.sh    # or: scripts/e2e-netns.sh 3
+#   sudo scripts/e2e-netns.sh 64     # a big LAN: up to 128 nodes
+#
+# Besides its checks it reports the time from the first node's start to the
+# full greet mesh (every node GREETED every other), the disconnects among
+# live nodes during a quiet period after it (STABLE_SECS: 60 s from 32 nodes
+# on, 5 s below), the mDNS packets per node per second (IPv4 multicast
+# counters of the nodes' namespaces), and each node's RSS. For more than 16
+# nodes it raises the host's IPv4 neighbour table limits
+# (net.ipv4.neigh.default.gc_thresh1..3, shared by all namespaces) for the
+# run and restores them on exit.
 #
 # Needs root and iproute2 (`ip`); installs nothing. Builds
 # target/release/p2p-node (P2P_NODE_BIN=... to use another binary instead). Prints one PASS/FAIL line per check and ends with
@@ -20,17 +30,18 @@ PREFIX=p2pe2e
 BR_NS=$PREFIX-br
 SUBNET=10.77.0
 PORT=4001
-# Generous deadlines: a passing run returns as soon as the lines show up.
-CONVERGE_SECS=${CONVERGE_SECS:-90} # discovery, greeting, external address
-DISCONNECT_SECS=${DISCONNECT_SECS:-60} # QUIC idle timeout (10 s) after a SIGKILL, then some
+# Generous deadlines, growing with N: a passing run returns as soon as the lines show up.
+CONVERGE_SECS=${CONVERGE_SECS:-$((N <= 30 ? 90 : 3 * N))} # discovery, greeting, external address
+DISCONNECT_SECS=${DISCONNECT_SECS:-$((60 + N / 2))} # QUIC idle timeout (10 s) after a SIGKILL, then some
 QUIET_SECS=3 # intervals (1 s) during which a dead peer must not be greeted
-EXIT_SECS=5
+EXIT_SECS=$((5 + N / 8))
+STABLE_SECS=${STABLE_SECS:-$((N >= 32 ? 60 : 5))} # quiet period counting disconnects among live nodes
 
 # shellcheck source=scripts/lib/netns.sh
 . "$ROOT/scripts/lib/netns.sh"
 
 case $N in '' | *[!0-9]*) die "N must be a number, got '$N'" ;; esac
-((N >= 3 && N <= 50)) || die "N must be between 3 and 50 (two peers confirm an external address)"
+((N >= 3 && N <= 128)) || die "N must be between 3 and 128 (two peers confirm an external address; one /24)"
 [[ $(id -u) == 0 ]] || die "needs root to create network namespaces (try: sudo $0)"
 command -v ip >/dev/null || die "needs iproute2's 'ip' (apt-get install iproute2)"
 say "$(ip -V)"
@@ -45,7 +56,14 @@ FAILED=0
 
 node_ns() { echo "$PREFIX-node$1"; }
 
-trap 'netns_cleanup PID' EXIT
+FOLLOWER=() # the output follower's tail and awk
+on_exit() {
+    local pid
+    for pid in "${FOLLOWER[@]}"; do kill "$pid" 2>/dev/null; done
+    netns_cleanup PID
+    sysctl_restore
+}
+trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -62,18 +80,34 @@ fi
 
 # ---- the network -----------------------------------------------------------
 
-make_lan "$BR_NS" "$SUBNET" "$N" node_ns
+# Each namespace holds an IPv4 neighbour entry per other node, all in one
+# host-wide table (gc_thresh3 = 1024 by default): past it new ARP entries
+# fail and packets silently stop leaving the namespaces.
+if ((N > 16)); then
+    sysctl_raise net.ipv4.neigh.default.gc_thresh1 $((N * N))
+    sysctl_raise net.ipv4.neigh.default.gc_thresh2 $((2 * N * N))
+    sysctl_raise net.ipv4.neigh.default.gc_thresh3 $((4 * N * N))
+fi
+setup_at=$(now_ms)
+make_lan_batch "$BR_NS" "$SUBNET" "$N" node_ns
+say "network set up in $(($(now_ms) - setup_at)) ms"
+NODE_NS=()
+for i in $(seq 1 "$N"); do NODE_NS+=("$(node_ns "$i")"); done
 
 # ---- the nodes -------------------------------------------------------------
 
 out() { echo "$WORK/node$1.out"; }
 
 # `start I`: runs node I in its namespace; its stdout and stderr go to files.
+# `start I [GATE]`: runs node I in its namespace; its stdout and stderr go
+# to files. With GATE (a FIFO) it waits for one line from it before it
+# starts, so that all nodes can start at one instant.
 start() {
-    local i=$1 ns
+    local i=$1 gate=${2:-} ns
     ns=$(node_ns "$i")
-    # `ip netns exec` execs the command, so $! is the node itself.
-    RUST_LOG=${RUST_LOG:-info} ip netns exec "$ns" "$BIN" run \
+    # `ip netns exec` and the gate both exec the command, so $! is the node itself.
+    RUST_LOG=${RUST_LOG:-info} ip netns exec "$ns" bash -c \
+        'if [[ -n $1 ]]; then read -r _ <"$1"; fi; shift; exec "$@"' gate "$gate" "$BIN" run \
         --listen "/ip4/${IP[$i]}/udp/$PORT/quic-v1" --listen "/ip4/${IP[$i]}/tcp/$PORT" \
         --interval 1s --message "node$i" --key-file "$WORK/node$i.key" \
         >>"$(out "$i")" 2>>"$WORK/node$i.err" </dev/null &
@@ -83,9 +117,40 @@ start() {
 for i in $(seq 1 "$N"); do
     ID[i]=$("$BIN" id --key-file "$WORK/node$i.key") || die "cannot create the key of node $i"
     : >"$(out "$i")"
-    start "$i"
+    echo "$i ${ID[$i]}" >>"$WORK/ids"
 done
-say "started $N nodes: ${PID[*]}"
+
+# One follower reads every node's output as it is written and prints a line
+# "<discovered pairs> <greeted pairs> <DISCONNECTED lines>" whenever one of
+# them grows, so progress is polled without rereading megabytes of logs.
+mkfifo "$WORK/follow"
+tail -n +1 -F $(for i in $(seq 1 "$N"); do out "$i"; done) >"$WORK/follow" 2>/dev/null &
+FOLLOWER+=($!)
+# mawk reads a pipe in blocks unless told otherwise: lines would arrive late.
+follow_awk=(awk)
+awk -W version 2>/dev/null | grep -q mawk && follow_awk=(awk -W interactive)
+"${follow_awk[@]}" -v ids="$WORK/ids" '
+    BEGIN { while ((getline line < ids) > 0) { split(line, f, " "); known[f[2]] = 1 } }
+    /^==> .* <==$/ { node = $2; sub(/.*node/, "", node); sub(/\.out$/, "", node); next }
+    $1 == "DISCOVERED" && ($2 in known) && !((node, $2) in seen_d) { seen_d[node, $2] = 1; d++; changed = 1 }
+    $1 == "GREETED" && ($2 in known) && !((node, $2) in seen_g) { seen_g[node, $2] = 1; g++; changed = 1 }
+    $1 == "DISCONNECTED" { x++; changed = 1 }
+    changed { print d + 0, g + 0, x + 0; fflush(); changed = 0 }
+' <"$WORK/follow" >"$WORK/progress" &
+FOLLOWER+=($!)
+progress() { local p; p=$(tail -n 1 "$WORK/progress"); echo "${p:-0 0 0}"; }
+
+# All nodes wait at a gate, then start at one instant (started one after
+# the other, the last of 64 started 6 s after the first, slowed by the ones
+# already running): the worst case for the LAN, and one clock for all.
+mkfifo "$WORK/gate"
+for i in $(seq 1 "$N"); do start "$i" "$WORK/gate"; done
+sleep 0.5
+MCAST_START=$(mcast_counters "${NODE_NS[@]}")
+exec 3<>"$WORK/gate" # read-write: opening never blocks, and late readers still find their line
+START_AT=$(now_ms)
+for i in $(seq 1 "$N"); do echo go; done >&3
+say "started $N nodes behind a gate, all let go at once: ${PID[*]}"
 
 # `lines_after I OFFSET`: node I's output past its first OFFSET lines.
 lines_after() { tail -n +"$(($2 + 1))" "$(out "$1")"; }
@@ -98,28 +163,74 @@ others() {
     for j in $(seq 1 "$N"); do [[ $j != "$1" ]] && echo "$j"; done
 }
 
-# Every node has discovered and greeted every other node.
-knows_all() {
-    local i=$1 j
-    for j in $(others "$i"); do
-        has_line "$i" "^DISCOVERED ${ID[$j]} " && has_line "$i" "^GREETED ${ID[$j]} " || return 1
-    done
-}
-
 # ---- 1. discovery and greeting ------------------------------------------
 
-for i in $(seq 1 "$N"); do
-    if within "$CONVERGE_SECS" knows_all "$i"; then
+PAIRS=$((N * (N - 1)))
+DISCOVERED_AT=""
+MESH_AT=""
+# The mesh is full when every node GREETED every other; the checks below also
+# want every node to have DISCOVERED every other (over mDNS).
+mesh_done() {
+    local d g x
+    read -r d g x < <(progress)
+    echo "$(($(now_ms) - START_AT)) $d $g" >>"$WORK/curve"
+    [[ -z $DISCOVERED_AT ]] && ((d >= PAIRS)) && DISCOVERED_AT=$(now_ms)
+    [[ -z $MESH_AT ]] && ((g >= PAIRS)) && MESH_AT=$(now_ms)
+    [[ -n $DISCOVERED_AT && -n $MESH_AT ]]
+}
+within "$CONVERGE_SECS" mesh_done
+read -r d g x < <(progress)
+if [[ -n $MESH_AT ]]; then
+    MESH_MS=$((MESH_AT - START_AT))
+    say "full greet mesh of $N nodes ($PAIRS pairs) $MESH_MS ms after the start (discovery complete after $((${DISCOVERED_AT:-START_AT} - START_AT)) ms)"
+else
+    say "no full mesh within ${CONVERGE_SECS}s: $d of $PAIRS pairs discovered, $g greeted"
+    MESH_MS=""
+fi
+# How the mesh filled: when 50/90/99/100 % of the pairs were discovered and greeted.
+awk -v pairs="$PAIRS" '
+    BEGIN { split("50 90 99 100", pct, " ") }
+    { for (k = 1; k <= 4; k++) {
+        if (!(k in dt) && $2 * 100 >= pct[k] * pairs) dt[k] = $1
+        if (!(k in gt) && $3 * 100 >= pct[k] * pairs) gt[k] = $1
+    } }
+    END {
+        line = "pairs at 50/90/99/100 %: discovered"
+        for (k = 1; k <= 4; k++) line = line " " (k in dt ? sprintf("%.1f", dt[k] / 1000) : "-")
+        line = line " s, greeted"
+        for (k = 1; k <= 4; k++) line = line " " (k in gt ? sprintf("%.1f", gt[k] / 1000) : "-")
+        print "# " line " s"
+    }' "$WORK/curve" >&2
+MCAST_MESH=$(mcast_counters "${NODE_NS[@]}")
+exec 3>&- # the gate: every node has long taken its line
+MESH_COUNTED_AT=$(now_ms)
+
+# Per node, once: the peers it discovered and greeted.
+mesh_report() {
+    awk -v ids="$WORK/ids" '
+        BEGIN { while ((getline line < ids) > 0) { split(line, f, " "); known[f[2]] = f[1] } }
+        FNR == 1 { node = FILENAME; sub(/.*node/, "", node); sub(/\.out$/, "", node) }
+        $1 == "DISCOVERED" && ($2 in known) { d[node, known[$2]] = 1 }
+        $1 == "GREETED" && ($2 in known) { g[node, known[$2]] = 1 }
+        END {
+            for (i = 1; i <= n; i++) {
+                missing = ""
+                for (j = 1; j <= n; j++) {
+                    if (i == j) continue
+                    if (!((i, j) in d)) missing = missing " node" j ":not-discovered"
+                    if (!((i, j) in g)) missing = missing " node" j ":not-greeted"
+                }
+                print i missing
+            }
+        }' n="$N" $(for i in $(seq 1 "$N"); do out "$i"; done)
+}
+while read -r i missing; do
+    if [[ -z $missing ]]; then
         pass "node$i discovered and greeted all $((N - 1)) other nodes"
     else
-        missing=()
-        for j in $(others "$i"); do
-            has_line "$i" "^DISCOVERED ${ID[$j]} " || missing+=("node$j:not-discovered")
-            has_line "$i" "^GREETED ${ID[$j]} " || missing+=("node$j:not-greeted")
-        done
-        fail "node$i within ${CONVERGE_SECS}s: ${missing[*]}"
+        fail "node$i within ${CONVERGE_SECS}s:$(echo " $missing" | cut -c1-400)"
     fi
-done
+done < <(mesh_report)
 
 # ---- 2. external addresses ------------------------------------------------
 
@@ -130,6 +241,48 @@ for i in $(seq 1 "$N"); do
         fail "node$i printed no EXTERNAL /ip4/${IP[$i]}/... within ${CONVERGE_SECS}s"
     fi
 done
+
+# ---- 2b. a quiet period: no disconnects among live nodes ---------------------
+
+read -r _ _ x0 < <(progress)
+MCAST_QUIET0=$(mcast_counters "${NODE_NS[@]}")
+QUIET_AT=$(now_ms)
+sleep "$STABLE_SECS"
+read -r _ _ x1 < <(progress)
+MCAST_QUIET1=$(mcast_counters "${NODE_NS[@]}")
+QUIET_MS=$(($(now_ms) - QUIET_AT))
+DISCONNECTS=$((x1 - x0))
+if ((DISCONNECTS == 0)); then
+    pass "no DISCONNECTED among the $N live nodes in ${STABLE_SECS}s after the mesh"
+else
+    fail "$DISCONNECTS DISCONNECTED lines among the $N live nodes in ${STABLE_SECS}s after the mesh"
+fi
+for i in $(seq 1 "$N"); do alive "$i" || fail "node$i exited during the quiet period"; done
+
+# RSS of every node (kB), from /proc/PID/status.
+RSS=$(for i in $(seq 1 "$N"); do awk '$1 == "VmRSS:" { print $2 }' "/proc/${PID[$i]}/status" 2>/dev/null; done | sort -n)
+rss_n=$(wc -l <<<"$RSS")
+RSS_MIN=$(head -n 1 <<<"$RSS")
+RSS_MED=$(sed -n "$(((rss_n + 1) / 2))p" <<<"$RSS")
+RSS_MAX=$(tail -n 1 <<<"$RSS")
+
+# mDNS packets per node per second: the IPv4 multicast packets the nodes'
+# namespaces sent (OutMcastPkts) and received (InMcastPkts, own packets
+# looped back included). mDNS is the only IPv4 multicast in them but for a
+# few IGMP membership reports at start. Drops: packets a node's port-5353
+# socket dropped because its receive buffer was full (node too slow to read).
+rates() { # rates IN0 OUT0 DROPS0 IN1 OUT1 DROPS1 MS
+    awk -v n="$N" -v i0="$1" -v o0="$2" -v r0="$3" -v i1="$4" -v o1="$5" -v r1="$6" -v ms="$7" \
+        'BEGIN { s = ms / 1000; printf "sent %.2f, received %.1f pkts/node/s over %.1f s (%d sent in all; %d dropped by full mDNS socket buffers)", (o1 - o0) / n / s, (i1 - i0) / n / s, s, o1 - o0, r1 - r0 }'
+}
+# shellcheck disable=SC2086 # word splitting of the counters is meant
+MDNS_START_RATE=$(rates $MCAST_START $MCAST_MESH $((MESH_COUNTED_AT - START_AT)))
+# shellcheck disable=SC2086
+MDNS_QUIET_RATE=$(rates $MCAST_QUIET0 $MCAST_QUIET1 "$QUIET_MS")
+
+echo "REPORT nodes=$N mesh_ms=${MESH_MS:-none} discovery_ms=$((${DISCOVERED_AT:-START_AT} - START_AT)) disconnects_${STABLE_SECS}s=$DISCONNECTS rss_kb_min/median/max=$RSS_MIN/$RSS_MED/$RSS_MAX"
+echo "REPORT mdns start-to-mesh: $MDNS_START_RATE"
+echo "REPORT mdns quiet period: $MDNS_QUIET_RATE"
 
 # ---- 3. a node killed ------------------------------------------------------
 

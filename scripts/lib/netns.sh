@@ -83,3 +83,69 @@ netns_cleanup() {
         say "logs kept in $WORK"
     fi
 }
+
+# `make_lan_batch BRIDGE_NS SUBNET COUNT NAME_FN`: what make_lan makes, for
+# many namespaces: the veths go in with one `ip -batch` in the bridge
+# namespace, and each namespace's addresses are set up in parallel jobs.
+make_lan_batch() {
+    local br_ns=$1 subnet=$2 count=$3 name_fn=$4 i ns
+    local -a names=()
+    make_ns "$br_ns"
+    ip -n "$br_ns" link add br0 type bridge mcast_snooping 0 || die "cannot create the bridge"
+    ip -n "$br_ns" link set br0 multicast on up
+    for i in $(seq 1 "$count"); do
+        names[i]=$("$name_fn" "$i")
+        IP[i]=$subnet.$((10 + i))
+        make_ns "${names[$i]}"
+    done
+    # Both ends are created inside our namespaces: the host's never sees them.
+    for i in $(seq 1 "$count"); do
+        echo "link add p$i type veth peer name eth0 netns ${names[$i]}"
+        echo "link set p$i master br0 multicast on up"
+    done | ip -n "$br_ns" -batch - || die "cannot create the veths"
+    for i in $(seq 1 "$count"); do
+        printf '%s\n' "addr add ${IP[$i]}/24 dev eth0" "link set eth0 multicast on up" \
+            "route add 224.0.0.0/4 dev eth0" | ip -n "${names[$i]}" -batch - &
+        ((i % 16 == 0)) && wait
+    done
+    wait
+    for i in $(seq 1 "$count"); do
+        ip -n "${names[$i]}" -4 route show 224.0.0.0/4 | grep -q eth0 || die "namespace ${names[$i]} not set up"
+    done
+    say "$count namespaces on bridge br0 in $br_ns, addresses $subnet.11-$subnet.$((10 + count))"
+}
+
+# `sysctl_raise KEY VALUE`: raises a host sysctl (a /proc/sys path below
+# /proc/sys, dots or slashes) to at least VALUE; `sysctl_restore` puts back
+# every value changed so (call it from the EXIT trap).
+declare -gA SYSCTL_SAVED=()
+sysctl_raise() {
+    local path=/proc/sys/${1//.//} current
+    current=$(<"$path") || die "cannot read $path"
+    ((current >= $2)) && return 0
+    [[ -n ${SYSCTL_SAVED[$path]:-} ]] || SYSCTL_SAVED[$path]=$current
+    echo "$2" >"$path" || die "cannot set $1 to $2"
+    say "raised $1 from $current to $2 for this run"
+}
+sysctl_restore() {
+    local path
+    for path in "${!SYSCTL_SAVED[@]}"; do
+        echo "${SYSCTL_SAVED[$path]}" >"$path" && say "restored ${path#/proc/sys/} to ${SYSCTL_SAVED[$path]}"
+        unset "SYSCTL_SAVED[$path]"
+    done
+}
+
+# `mcast_counters NS...`: the summed IPv4 multicast packet counters of the
+# namespaces (IpExt InMcastPkts and OutMcastPkts of /proc/net/netstat) and
+# the packets dropped by their UDP sockets on port 5353 (the "drops" column
+# of /proc/net/udp, a full receive buffer): prints "IN OUT MDNS_DROPS".
+mcast_counters() {
+    local ns
+    for ns in "$@"; do
+        ip netns exec "$ns" cat /proc/net/netstat /proc/net/udp
+    done | awk '
+        $1 == "IpExt:" && !ipx { for (i = 2; i <= NF; i++) ipcol[$i] = i; ipx = 1; next }
+        $1 == "IpExt:" && ipx { in_ += $ipcol["InMcastPkts"]; out += $ipcol["OutMcastPkts"]; ipx = 0; next }
+        $2 ~ /:14E9$/ { drops += $NF }
+        END { print in_ + 0, out + 0, drops + 0 }'
+}

@@ -32,7 +32,8 @@ pub struct GreetOutcome {
 ///
 /// Each tick sends one request to every peer in the node's
 /// [`discover()`](crate::Node::discover) set, all concurrently: a slow peer delays
-/// only its own greeting. A peer whose previous greeting is still pending is
+/// only its own greeting. A peer that joins the set is greeted at once, then on
+/// the ticks. A peer whose previous greeting is still pending is
 /// skipped for that tick, so a peer that never answers costs one request per
 /// request timeout, not one per tick.
 ///
@@ -66,7 +67,8 @@ pub struct PeriodicGreeter {
 
 impl PeriodicGreeter {
     /// A greeter sending `message` to every greet-capable peer of a node every
-    /// `interval` (at least one millisecond), the first time one interval from now.
+    /// `interval` (at least one millisecond): the peers known now and each peer
+    /// that joins later are greeted at once, then on ticks one interval apart.
     ///
     /// `peers` is a node (`&Node`) or any [`PeerDiscover`] of its peers.
     pub fn new(peers: impl Into<PeerDiscover>, interval: Duration, message: impl Into<String>) -> Self {
@@ -111,6 +113,12 @@ impl PeriodicGreeter {
             tokio::select! {
                 change = discover.next() => match change {
                     Some(Ok(Change::Insert(peer, client))) => {
+                        // A peer that just became greet-capable is greeted at
+                        // once, then on the ticks with the others: on a big
+                        // LAN waiting for the next tick only delays the mesh.
+                        if pending.insert(peer) {
+                            in_flight.spawn(greet(peer, client.clone(), request.clone()));
+                        }
                         peers.insert(peer, client);
                     }
                     Some(Ok(Change::Remove(peer))) => {
@@ -214,6 +222,67 @@ mod tests {
         });
         let limits = Limits { request_timeout: None, ..Limits::default() };
         builder().shutdown_grace(Duration::from_millis(100)).build(stack(make, limits)).expect("build")
+    }
+
+    /// A greeter over a hand-fed peer set whose requests (greet 1.0.0, as no
+    /// peer speaks 2.0.0 here) come out as the swarm task's commands.
+    fn greeter_over_fed_set(
+        interval: Duration,
+    ) -> (
+        tokio::sync::watch::Sender<crate::peers::PeerSet>,
+        mpsc::Receiver<crate::command::Command>,
+        GreetOutcomes,
+    ) {
+        let (commands, swarm_task) = mpsc::channel(16);
+        let client = crate::outbound::Client::new(
+            commands,
+            Arc::new(crate::outbound::OutboundPeers::default()),
+            &crate::NodeConfig::default(),
+        );
+        let (set, set_rx) = tokio::sync::watch::channel(crate::peers::PeerSet::default());
+        let outcomes = PeriodicGreeter::new(PeerDiscover::new(set_rx, client), interval, "hi").spawn();
+        (set, swarm_task, outcomes)
+    }
+
+    /// Answers the next greeting the swarm task gets; returns whom it was for.
+    async fn answer_next(swarm_task: &mut mpsc::Receiver<crate::command::Command>) -> PeerId {
+        match swarm_task.recv().await.expect("greeter running") {
+            crate::command::Command::Request { peer, reply, .. } => {
+                let response = GreetResponse {
+                    message: "hello".into(),
+                    observed_addr: "/ip4/127.0.0.1/udp/1/quic-v1".parse().unwrap(),
+                };
+                let _ = reply.send(Ok(response));
+                peer
+            }
+            other => panic!("unexpected command {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_joins_is_greeted_at_once_then_on_the_interval() {
+        let interval = Duration::from_secs(10);
+        let (set, mut swarm_task, mut outcomes) = greeter_over_fed_set(interval);
+        // Mid-way between two ticks a peer becomes greet-capable.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let peer = PeerId::random();
+        set.send_replace(Arc::new([peer].into_iter().collect()));
+        let joined = Instant::now();
+
+        assert_eq!(answer_next(&mut swarm_task).await, peer);
+        assert!(joined.elapsed() < Duration::from_millis(10), "first greeting after {:?}", joined.elapsed());
+        let outcome = outcomes.recv().await.expect("an outcome");
+        assert_eq!((outcome.peer_id, outcome.result.map(|r| r.message)), (peer, Ok("hello".into())));
+
+        // Then on the greeter's own ticks (10 s, 20 s, ... from its start).
+        assert_eq!(answer_next(&mut swarm_task).await, peer);
+        let second = joined.elapsed();
+        assert!(
+            second >= Duration::from_millis(7400) && second <= interval,
+            "second greeting after {second:?}"
+        );
+        assert_eq!(answer_next(&mut swarm_task).await, peer);
+        assert!(joined.elapsed() >= second + interval - Duration::from_millis(100));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,9 +20,26 @@ use crate::{BuildError, NodeConfig};
 /// The identify protocol version every p2p-node announces.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/p2p-node/1.0.0";
 
-/// mDNS: records live a minute, and a node queries every 10 s.
-const MDNS_TTL: Duration = Duration::from_secs(60);
-const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(10);
+/// mDNS: a node queries every 15 s, and its records live four of those.
+///
+/// How fast a newcomer is found does not depend on the interval: libp2p-mdns
+/// queries at once on start, every node answers by multicast, so the newcomer
+/// hears all of them and all of them hear its answer to its own query. The
+/// interval only paces the refreshes and the recovery of answers lost in a
+/// burst. Each answer a node hears restarts its query timer, so a healthy LAN
+/// sends about one query per interval in all, not one per node: a node sends
+/// about one answer per interval whatever N (and hears N), and every query
+/// costs N answers heard by N nodes. At 10 s, 64 nodes on 2 shared cores
+/// (BENCHMARKS.md, "Big LANs") read their answers too slowly, their sockets
+/// dropped a third of them, and the LAN sent about one query a second, not
+/// one per 10 s (64 packets/node/s heard); a longer interval lowers that
+/// pace in proportion. But answers lost in the start-up burst are only made
+/// good by the next query: at 30 s the last pairs of 64 nodes waited 34 s
+/// for the mesh (13 packets/node/s heard). 15 s is the compromise. The TTL spans four intervals, so a record
+/// survives three lost refreshes (mDNS decides whom to find, not whom to
+/// keep: an expired record never closes a connection).
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(15);
+const MDNS_TTL: Duration = Duration::from_secs(4 * 15);
 
 /// QUIC and TCP (Noise, Yamux), with every behaviour of [`Behaviour`];
 /// `acceptor` serves greet 2.0.0 (none: a 1.0.0-only node).
