@@ -219,6 +219,20 @@ pub(crate) struct TransportArgs {
     #[arg(long, value_name = "N", default_value_t = unlimited_as_zero(NodeConfig::default().max_connections_per_peer))]
     pub(crate) max_connections_per_peer: u32,
 
+    /// Our greet v2 stream to a peer with nothing in flight this long is closed
+    /// (and reopened on next use), so the connection can idle out.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().stream_idle_timeout))]
+    pub(crate) stream_idle_timeout: HumanDuration,
+
+    /// A peer's greet v2 stream that sends nothing this long, with none of its
+    /// requests in flight, is closed.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().inbound_stream_idle_timeout))]
+    pub(crate) inbound_stream_idle_timeout: HumanDuration,
+
+    /// A write to a greet v2 stream taking longer means the peer stopped reading: the stream is closed.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().stream_write_timeout))]
+    pub(crate) stream_write_timeout: HumanDuration,
+
     /// Established inbound connections in total; 0 means unlimited. Keep it
     /// below --max-connections so our own dials always have room.
     #[arg(long, value_name = "N", default_value_t = unlimited_as_zero(NodeConfig::default().max_incoming_connections))]
@@ -267,6 +281,23 @@ pub(crate) struct TransportArgs {
 }
 
 impl RunArgs {
+    /// What clap cannot check alone: flags that must agree with each other.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if self.interval.0.is_zero() {
+            anyhow::bail!("--interval must be longer than 0s");
+        }
+        // Reports are refreshed by each greeting: a TTL shorter than the
+        // interval would let confirmed addresses flap between greetings.
+        if self.transport.external_ttl.0 <= self.interval.0 {
+            anyhow::bail!(
+                "--external-ttl ({}) must be longer than --interval ({}), or confirmed addresses flap",
+                self.transport.external_ttl,
+                self.interval
+            );
+        }
+        Ok(())
+    }
+
     /// The node these flags describe: `NodeConfig::default()` with every flag applied.
     pub(crate) fn node_config(&self) -> NodeConfig {
         let t = &self.transport;
@@ -280,6 +311,9 @@ impl RunArgs {
         config.max_concurrent_streams = t.max_concurrent_streams;
         config.max_connections = limit(t.max_connections);
         config.max_connections_per_peer = limit(t.max_connections_per_peer);
+        config.stream_idle_timeout = t.stream_idle_timeout.0;
+        config.inbound_stream_idle_timeout = t.inbound_stream_idle_timeout.0;
+        config.stream_write_timeout = t.stream_write_timeout.0;
         config.max_incoming_connections = limit(t.max_incoming);
         config.max_pending_incoming = limit(t.max_pending_incoming);
         config.max_incoming_per_ip = limit(t.max_incoming_per_ip);
@@ -379,6 +413,15 @@ mod tests {
 
     /// Fails if a default shown by the CLI is not the library's: every field
     /// of the config the CLI builds with no flags is compared.
+    #[test]
+    fn an_external_ttl_not_longer_than_the_interval_is_refused() {
+        assert!(parse(&[]).run.check().is_ok());
+        let err = parse(&["--interval", "60s"]).run.check().unwrap_err().to_string();
+        assert!(err.contains("--external-ttl"), "{err}");
+        assert!(parse(&["--interval", "0s"]).run.check().is_err());
+        assert!(parse(&["--interval", "30s", "--external-ttl", "2m"]).run.check().is_ok());
+    }
+
     #[test]
     fn defaults_are_the_libraries_defaults() {
         let cli = parse(&[]);

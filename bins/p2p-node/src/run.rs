@@ -15,9 +15,7 @@ use crate::signals::Signals;
 
 /// Runs the node; exits 0 after a graceful shutdown, 130 on a second signal during it.
 pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
-    if args.interval.0.is_zero() {
-        bail!("--interval must be longer than 0s");
-    }
+    args.check()?;
     // Installed first, so that a signal during start-up is not lost.
     let mut signals = Signals::new()?;
     // Held until the end of this function: the lock keeps other nodes off this identity.

@@ -3,10 +3,13 @@
 use libp2p_identity::PeerId;
 use p2p_protocol::Multiaddr;
 
-/// What a handler knows about the remote peer it serves.
+/// What a handler knows about the remote peer it serves, on one connection.
 ///
-/// The transport makes one per peer, from the connection the peer's first
-/// request arrived on, and hands it to the `MakeService<PeerContext>`.
+/// The transport makes one per connection and hands it to the
+/// `MakeService<PeerContext>`, so `remote_addr` is the address of the
+/// connection the service answers on. A peer with several connections gets
+/// several services; the default stack ([`MakePeerService`](crate::MakePeerService))
+/// gives them the same per-peer limits, by `peer_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PeerContext {

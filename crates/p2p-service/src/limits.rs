@@ -6,6 +6,8 @@ use std::time::Duration;
 ///
 /// Every limit can be switched off on its own: `None` for the timeout, `0` for
 /// the others. A disabled limit costs nothing: its layer is left out of the stack.
+/// How many peers' limits are remembered is set on the
+/// [`MakePeerService`](crate::MakePeerService::with_max_remembered_peers).
 ///
 /// ```
 /// use std::time::Duration;
@@ -18,11 +20,16 @@ use std::time::Duration;
 pub struct Limits {
     /// How long a handler may take before the request is answered with 408.
     ///
-    /// Default: 5 seconds. `None` disables the deadline.
+    /// The deadline covers the handler's readiness and its call together; a
+    /// handler that is not ready is answered 503 at once rather than waited
+    /// for (see [`shed_unready`](crate::shed_unready)). Default: 5 seconds.
+    /// `None` disables the deadline.
     pub request_timeout: Option<Duration>,
     /// How many requests per second one peer's token bucket regains.
     ///
-    /// Beyond it the peer is answered with 429. Default: 10. `0` disables rate limiting.
+    /// Beyond it the peer is answered with 429. The bucket is the peer's, by
+    /// `PeerId`: shared by all its connections and kept across reconnects.
+    /// Default: 10. `0` disables rate limiting.
     pub rate_per_sec: u32,
     /// How many requests one peer may send at once after a quiet period (the bucket size).
     ///
@@ -30,7 +37,9 @@ pub struct Limits {
     pub rate_burst: u32,
     /// How many requests of one peer may be in flight at once; more are answered with 503.
     ///
-    /// Default: 16. `0` disables the per-peer limit.
+    /// Counted by `PeerId`, over all the peer's connections (a request still
+    /// running after its connection closed counts too). Default: 16. `0`
+    /// disables the per-peer limit.
     pub max_in_flight_per_peer: usize,
     /// How many requests of all peers together may be in flight at once; more are answered with 503.
     ///

@@ -5,26 +5,38 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
+use libp2p_identity::PeerId;
 use p2p_protocol::{GreetRequest, GreetResponse};
 use tokio::sync::Semaphore;
+use tower::layer::layer_fn;
 use tower::timeout::TimeoutLayer;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
-use crate::in_flight::InFlightLimitLayer;
-use crate::rate_limit::RateLimitLayer;
+use crate::in_flight::InFlightLimit;
+use crate::peer_state::{PeerState, PeerStates};
+use crate::rate_limit::RateLimit;
 use crate::remote_error::MapRemoteErrorLayer;
+use crate::shed_unready::ShedUnreadyLayer;
 use crate::trace::TraceLayer;
 use crate::{BoxError, Limits, PeerContext};
 
-/// The service that answers one peer's requests, as the transport calls it.
+/// The service that answers one peer's requests on one connection, as the transport calls it.
 ///
 /// It never fails and answers every request, with a response or a
-/// [`RemoteError`](p2p_protocol::RemoteError). The transport clones it once per
-/// request and calls the clones concurrently (it is `Sync`, so one can be
-/// shared between tasks); all its per-peer state is shared
-/// by the clones.
+/// [`RemoteError`](p2p_protocol::RemoteError), and never makes its caller
+/// wait in `poll_ready`. The transport clones it once per request and calls
+/// the clones concurrently (it is `Sync`, so one can be shared between
+/// tasks). Its per-peer limits are shared by its clones and by every other
+/// service the same [`MakePeerService`] made for the same peer.
 pub type PeerService = BoxCloneSyncService<GreetRequest, p2p_protocol::GreetResult, Infallible>;
+
+/// How many peers' limit state a [`MakePeerService`] remembers at most, unless
+/// [`with_max_remembered_peers`](MakePeerService::with_max_remembered_peers) says otherwise.
+///
+/// An entry takes some 350 bytes (its `PeerId`, its bucket and in-flight
+/// count, the hash table's slack), so a full table about 22 MB.
+pub const DEFAULT_MAX_REMEMBERED_PEERS: usize = 65_536;
 
 /// The `MakeService<PeerContext>` of the default per-peer stack around the handlers `M` makes.
 ///
@@ -32,21 +44,39 @@ pub type PeerService = BoxCloneSyncService<GreetRequest, p2p_protocol::GreetResu
 /// [`Trace`](crate::trace::Trace) → [`MapRemoteError`](crate::remote_error::MapRemoteError)
 /// → [`RateLimit`](crate::rate_limit::RateLimit) →
 /// [`InFlightLimit`](crate::in_flight::InFlightLimit) →
-/// [`Timeout`](tower::timeout::Timeout) → handler, configured by [`Limits`]:
+/// [`Timeout`](tower::timeout::Timeout) →
+/// [`ShedUnready`](crate::shed_unready::ShedUnready) → handler, configured by [`Limits`]:
 ///
 /// - the rate limit comes before the in-flight limit, so a flooding peer is
 ///   refused before it can take in-flight slots from others;
 /// - the timeout sits inside the in-flight limit, so a request's slot is
 ///   freed at its deadline;
+/// - the handler's readiness is asked last, once the limits have let the
+///   request through, and a handler that is not ready is answered 503 at
+///   once: nothing waits in `poll_ready`, so the deadline bounds the whole
+///   request, readiness and call;
 /// - a disabled limit is left out of the stack.
 ///
-/// The rate limit and the per-peer in-flight limit belong to one call (one
-/// peer); the global in-flight limit is shared by every peer service this
-/// value and its clones make.
+/// # Per-peer state
+///
+/// The rate limit and the per-peer in-flight limit belong to the peer, not to
+/// the service: every service this value and its clones make for the same
+/// `PeerId` shares one token bucket and one in-flight count, so the transport
+/// may (and should) make one service per connection, each with its own
+/// [`PeerContext::remote_addr`]. That state outlives the peer's services: a
+/// peer that reconnects finds its bucket as it left it. It is forgotten once
+/// no service or request of the peer holds it and its bucket is full again
+/// (when a new one would be the same: at most `rate_burst / rate_per_sec`
+/// after the peer's last request), and at most
+/// [`DEFAULT_MAX_REMEMBERED_PEERS`] peers are remembered (see
+/// [`with_max_remembered_peers`](Self::with_max_remembered_peers)). The
+/// global in-flight limit is shared by every service this value and its
+/// clones make.
 #[derive(Debug, Clone)]
 pub struct MakePeerService<M> {
     make_handler: M,
     limits: Limits,
+    peers: Arc<PeerStates>,
     shared_in_flight: Option<Arc<Semaphore>>,
 }
 
@@ -55,7 +85,32 @@ impl<M> MakePeerService<M> {
     pub fn new(make_handler: M, limits: Limits) -> Self {
         let shared_in_flight =
             (limits.max_in_flight_total > 0).then(|| Arc::new(Semaphore::new(limits.max_in_flight_total)));
-        Self { make_handler, limits, shared_in_flight }
+        let peers = Arc::new(PeerStates::new(&limits, DEFAULT_MAX_REMEMBERED_PEERS));
+        Self { make_handler, limits, peers, shared_in_flight }
+    }
+
+    /// Remembers the limit state of at most `max` peers (default: [`DEFAULT_MAX_REMEMBERED_PEERS`]).
+    ///
+    /// A new peer that finds the table full evicts the idle entries whose
+    /// buckets are full soonest, an eighth of the table at a time; entries in
+    /// use are never evicted, and a peer that finds no room gets a state shared
+    /// with no other service. `0` remembers no peer: every service has limits
+    /// of its own. Call it before making services: it starts a new, empty table.
+    ///
+    /// ```
+    /// use p2p_service::{Limits, MakeGreeter, stack};
+    ///
+    /// let make_peer_service = stack(MakeGreeter::new("hi"), Limits::default()).with_max_remembered_peers(1024);
+    /// assert_eq!(make_peer_service.max_remembered_peers(), 1024);
+    /// ```
+    pub fn with_max_remembered_peers(mut self, max: usize) -> Self {
+        self.peers = Arc::new(PeerStates::new(&self.limits, max));
+        self
+    }
+
+    /// How many peers' limit state this remembers at most.
+    pub fn max_remembered_peers(&self) -> usize {
+        self.peers.capacity()
     }
 
     /// The limits of the stacks this makes.
@@ -95,21 +150,23 @@ where
 
     fn call(&mut self, ctx: PeerContext) -> Self::Future {
         let peer = ctx.peer_id;
+        let state = self.peers.state(peer);
         let making = self.make_handler.call(ctx);
         let limits = self.limits.clone();
         let shared_in_flight = self.shared_in_flight.clone();
         Box::pin(async move {
             let handler = making.await.map_err(Into::into)?;
-            Ok(peer_stack(handler, peer, &limits, shared_in_flight))
+            Ok(peer_stack(handler, peer, &limits, state, shared_in_flight))
         })
     }
 }
 
-/// The stack of one peer around `handler`; see [`MakePeerService`].
+/// The stack of one peer's service around `handler`, on the peer's shared `state`; see [`MakePeerService`].
 fn peer_stack<H>(
     handler: H,
-    peer: libp2p_identity::PeerId,
+    peer: PeerId,
     limits: &Limits,
+    state: PeerState,
     shared_in_flight: Option<Arc<Semaphore>>,
 ) -> PeerService
 where
@@ -117,14 +174,11 @@ where
     H::Error: Into<BoxError>,
     H::Future: Send + 'static,
 {
+    let PeerState { bucket, in_flight } = state;
     let rate_limit =
-        (limits.rate_per_sec > 0).then(|| RateLimitLayer::new(limits.rate_per_sec, limits.rate_burst));
-    let in_flight = (limits.max_in_flight_per_peer > 0 || shared_in_flight.is_some()).then(|| {
-        let layer = InFlightLimitLayer::new(limits.max_in_flight_per_peer);
-        match shared_in_flight {
-            Some(shared) => layer.with_shared(shared),
-            None => layer,
-        }
+        bucket.map(|bucket| layer_fn(move |inner| RateLimit::with_bucket(inner, bucket.clone())));
+    let in_flight = (in_flight.is_some() || shared_in_flight.is_some()).then(|| {
+        layer_fn(move |inner| InFlightLimit::new(inner, in_flight.clone(), shared_in_flight.clone()))
     });
     let timeout = limits.request_timeout.map(TimeoutLayer::new);
     let service = ServiceBuilder::new()
@@ -133,8 +187,9 @@ where
         .option_layer(rate_limit)
         .option_layer(in_flight)
         .option_layer(timeout)
-        // Every layer below the error mapping speaks `BoxError`; so must the handler.
-        .map_err(|e: H::Error| -> BoxError { e.into() })
+        // Innermost, so the limits decide before the handler's readiness is asked;
+        // it also speaks `BoxError`, as every layer under the error mapping must.
+        .layer(ShedUnreadyLayer::new())
         .service(handler);
     BoxCloneSyncService::new(service)
 }

@@ -22,10 +22,11 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     // A handler is any Service<GreetRequest, Response = GreetResponse>; a
-    // MakeService<PeerContext> makes one per remote peer.
+    // MakeService<PeerContext> makes one per connection.
     let make_shouter = service_fn(|ctx: PeerContext| {
         let handler = ServiceBuilder::new()
-            // Any tower layer fits here, inside the default stack.
+            // Any tower layer fits here, inside the default stack (which
+            // answers a 5th request at once with 503: it never queues).
             .concurrency_limit(4)
             .service_fn(move |request: GreetRequest| {
                 let observed_addr = ctx.remote_addr.clone();

@@ -54,6 +54,21 @@ pub struct NodeConfig {
     /// Inbound requests one pipelined stream may have in flight; beyond that
     /// the node stops reading the stream. Default 128.
     pub max_in_flight_per_stream: usize,
+    /// How long our own pipelined stream to a peer stays open with no
+    /// request in flight; then its write half closes (the peer closes the
+    /// rest), so that `idle_timeout` can close the connection, and the next
+    /// request opens a new stream. Default 15 s: shorter than a peer's
+    /// `inbound_stream_idle_timeout`, so that we close first.
+    pub stream_idle_timeout: Duration,
+    /// How long a peer's pipelined stream to us may send nothing while none
+    /// of its requests is in flight (a request must also arrive whole within
+    /// it); then the node closes the stream. Default 30 s.
+    pub inbound_stream_idle_timeout: Duration,
+    /// How long one write to a pipelined stream, either way, may take: a
+    /// peer that stops reading for longer has its stream closed and the
+    /// requests on it failed (ours with `Timeout`) or abandoned (its own).
+    /// Default 10 s.
+    pub stream_write_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -86,6 +101,9 @@ impl Default for NodeConfig {
             command_capacity: 1024,
             greet_v2: true,
             max_in_flight_per_stream: 128,
+            stream_idle_timeout: Duration::from_secs(15),
+            inbound_stream_idle_timeout: Duration::from_secs(30),
+            stream_write_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -26,8 +26,12 @@ pub(crate) struct Shutdown {
     /// Set once shutdown began: the instant the drain gives up.
     deadline: Option<Instant>,
     waiters: Vec<oneshot::Sender<()>>,
-    /// Tells the pipelined responders to stop reading; they finish what they read.
-    stop_streams: watch::Sender<bool>,
+    /// Tells the pipelined responders to stop reading (they finish what they
+    /// read) and when the drain ends: `Some(deadline)` once it has begun. A
+    /// responder still busy at the deadline (a peer that does not read its
+    /// answers, a slow handler) drops its stream then, so no task outlives
+    /// the grace period.
+    stop_streams: watch::Sender<Option<Instant>>,
     /// The pipelined responders, so that the drain can wait for them.
     streams: TaskTracker,
 }
@@ -38,13 +42,14 @@ impl Shutdown {
             grace,
             deadline: None,
             waiters: Vec::new(),
-            stop_streams: watch::Sender::new(false),
+            stop_streams: watch::Sender::new(None),
             streams: TaskTracker::new(),
         }
     }
 
-    /// What a pipelined responder watches to stop reading.
-    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+    /// What a pipelined responder watches to stop reading, and to give up at
+    /// the end of the grace period.
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<Option<Instant>> {
         self.stop_streams.subscribe()
     }
 
@@ -64,9 +69,10 @@ impl Shutdown {
         if self.deadline.is_some() {
             return false;
         }
-        self.stop_streams.send_replace(true);
+        let deadline = Instant::now() + self.grace;
+        self.deadline = Some(deadline);
+        self.stop_streams.send_replace(Some(deadline));
         self.streams.close();
-        self.deadline = Some(Instant::now() + self.grace);
         true
     }
 

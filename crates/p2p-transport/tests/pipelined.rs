@@ -2,43 +2,19 @@
 //! on 127.0.0.1 (mDNS off). Every wait has a deadline; nothing sleeps.
 
 mod common;
+mod v2_raw;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::AsyncWriteExt;
-use p2p_protocol::v2::{self, Request, Response, STREAM_ERROR_ID};
-use p2p_protocol::{ErrorCode, GreetRequest, decode, encode, try_read_frame};
-use p2p_transport::libp2p::{PeerId, StreamProtocol};
+use p2p_protocol::v2::STREAM_ERROR_ID;
+use p2p_protocol::{ErrorCode, GreetRequest, encode};
 use p2p_transport::{GreetVersion, RequestError};
 use tower::ServiceExt;
 
 use common::*;
-
-fn v2_frame(id: u64, message: &str) -> Vec<u8> {
-    framed(&encode(&Request { id, request: GreetRequest::new(message) }))
-}
-
-/// Reads answers off a raw v2 stream until it ends: id → result.
-async fn read_until_closed<R: futures::AsyncRead + Unpin>(
-    stream: &mut R,
-) -> BTreeMap<u64, p2p_protocol::GreetResult> {
-    let mut answers = BTreeMap::new();
-    while let Some(body) = within("an answer", try_read_frame(stream)).await.expect("well-formed frames") {
-        let Response { id, result } = decode::<Response>(&body).expect("a v2 answer");
-        assert!(answers.insert(id, result).is_none(), "one answer per id");
-    }
-    answers
-}
-
-async fn open_v2(control: &mut libp2p_stream::Control, peer: PeerId) -> libp2p::Stream {
-    within("a v2 stream", control.open_stream(peer, StreamProtocol::new(v2::PROTOCOL_NAME)))
-        .await
-        .expect("v2 stream")
-}
-
-use p2p_transport::libp2p;
+use v2_raw::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_request_does_not_delay_later_ones_on_the_same_stream() {

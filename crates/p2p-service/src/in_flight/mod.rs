@@ -1,7 +1,9 @@
 //! Middleware that sheds requests beyond a per-service and a global in-flight limit.
 //!
 //! A request is let through only if it gets a permit from its service's own
-//! semaphore (one per peer) and from the shared one (all peers of a node);
+//! semaphore (one per peer: the default stack gives all the services of a
+//! peer's connections the same one) and from the shared one (all peers of a
+//! node);
 //! otherwise it is answered at once with
 //! [`Overloaded`](tower::load_shed::error::Overloaded). It never waits for a
 //! permit, neither in `poll_ready` nor in `call`: load shedding is decided on

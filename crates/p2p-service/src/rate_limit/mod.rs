@@ -4,7 +4,9 @@
 //! bucket, and its clones share it: build one per peer, then clone it freely
 //! (the transport clones the peer service once per request). This is what
 //! `tower::limit::RateLimit` cannot do, as its state is not shared by clones
-//! (tower issue #794).
+//! (tower issue #794). The default stack ([`MakePeerService`](crate::MakePeerService))
+//! goes one step further: it keeps one bucket per `PeerId`, shared by the
+//! services of all the peer's connections and kept across reconnects.
 //!
 //! A request that finds the bucket empty is answered at once with
 //! [`RateLimited`](error::RateLimited), without reaching the inner service:
@@ -27,10 +29,12 @@
 //! # }
 //! ```
 
+mod bucket;
 pub mod error;
 pub mod future;
 mod layer;
 mod service;
 
+pub(crate) use self::bucket::Bucket;
 pub use self::layer::RateLimitLayer;
 pub use self::service::RateLimit;

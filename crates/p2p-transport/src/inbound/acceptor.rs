@@ -5,12 +5,22 @@
 //! opening many, or many peers opening one each) loses most of them. This
 //! behaviour buffers each connection's negotiated streams (bounded) and hands
 //! them over as the accepting task takes them.
+//!
+//! It also wakes a stream's connection when the stream is dropped: libp2p
+//! checks whether a connection has streams left (and so whether its idle
+//! timeout runs) only when the connection's task is woken, and a peer that
+//! does nothing else (no ping) would otherwise never wake it again.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::channel::mpsc;
+use futures::task::AtomicWaker;
+use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
@@ -32,7 +42,48 @@ const QUEUE: usize = 64;
 
 /// An inbound v2 stream: the peer, the connection it came on and that
 /// connection's remote address (what the peer is told it was observed at).
-pub(crate) type IncomingStream = (PeerId, ConnectionId, Multiaddr, Stream);
+pub(crate) type IncomingStream = (PeerId, ConnectionId, Multiaddr, InboundStream);
+
+/// A negotiated inbound stream that wakes its connection once dropped, so
+/// that the connection sees it gone and its idle timeout can start.
+pub(crate) struct InboundStream {
+    /// Always `Some` until dropped.
+    stream: Option<Stream>,
+    connection: Arc<AtomicWaker>,
+}
+
+impl InboundStream {
+    fn stream(&mut self) -> Pin<&mut Stream> {
+        Pin::new(self.stream.as_mut().expect("taken only on drop"))
+    }
+}
+
+impl Drop for InboundStream {
+    fn drop(&mut self) {
+        drop(self.stream.take()); // first, so the woken connection sees it gone
+        self.connection.wake();
+    }
+}
+
+impl AsyncRead for InboundStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.stream().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for InboundStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_close(cx)
+    }
+}
 
 /// The receiving end: every inbound v2 stream.
 pub(crate) type Incoming = mpsc::Receiver<IncomingStream>;
@@ -48,13 +99,14 @@ impl Acceptor {
         (Self { streams }, incoming)
     }
 
-    fn handler(&self, peer: PeerId, connection: ConnectionId, remote_addr: &Multiaddr) -> Handler {
+    fn handler(&self, peer: PeerId, connection_id: ConnectionId, remote_addr: &Multiaddr) -> Handler {
         Handler {
             peer,
-            connection,
+            connection_id,
             remote_addr: remote_addr.clone(),
             streams: self.streams.clone(),
             backlog: VecDeque::new(),
+            connection: Arc::new(AtomicWaker::new()),
         }
     }
 }
@@ -98,10 +150,12 @@ impl NetworkBehaviour for Acceptor {
 /// One connection's side of the [`Acceptor`].
 pub(crate) struct Handler {
     peer: PeerId,
-    connection: ConnectionId,
+    connection_id: ConnectionId,
     remote_addr: Multiaddr,
     streams: mpsc::Sender<IncomingStream>,
     backlog: VecDeque<Stream>,
+    /// The connection task, as of its last poll.
+    connection: Arc<AtomicWaker>,
 }
 
 impl ConnectionHandler for Handler {
@@ -120,13 +174,16 @@ impl ConnectionHandler for Handler {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, Infallible>> {
+        self.connection.register(cx.waker());
         while !self.backlog.is_empty() {
             match self.streams.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     let stream = self.backlog.pop_front().expect("not empty");
+                    let stream =
+                        InboundStream { stream: Some(stream), connection: Arc::clone(&self.connection) };
                     let _ = self.streams.start_send((
                         self.peer,
-                        self.connection,
+                        self.connection_id,
                         self.remote_addr.clone(),
                         stream,
                     ));

@@ -168,6 +168,27 @@ impl NodeBuilder {
         self
     }
 
+    /// How long our pipelined stream to a peer stays open with no request in
+    /// flight before we close it (reopened on the next request). Default 15 s.
+    pub fn stream_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stream_idle_timeout = timeout;
+        self
+    }
+
+    /// How long a peer's pipelined stream to us may send nothing while none
+    /// of its requests is in flight before the node closes it. Default 30 s.
+    pub fn inbound_stream_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.inbound_stream_idle_timeout = timeout;
+        self
+    }
+
+    /// How long one write to a pipelined stream may take before the peer is
+    /// deemed to have stopped reading and the stream is closed. Default 10 s.
+    pub fn stream_write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stream_write_timeout = timeout;
+        self
+    }
+
     /// Records libp2p's metrics and the answered requests in `metrics`. Off by default.
     #[cfg(feature = "metrics")]
     pub fn metrics(mut self, metrics: NodeMetrics) -> Self {
@@ -231,7 +252,7 @@ impl NodeBuilder {
             outbound_peers: Arc::clone(&outbound_peers),
             refusals: (refusals, refusals_rx),
         };
-        let client = Client::new(commands_tx.clone(), outbound_peers, self.config.greet_v2);
+        let client = Client::new(commands_tx.clone(), outbound_peers, &self.config);
         let local_peer_id = swarm::spawn(
             self.config,
             self.keypair,

@@ -13,10 +13,10 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio_util::sync::{PollSemaphore, PollSender};
 use tower::Service;
 
-use super::mux::Mux;
+use super::mux::{Mux, StreamTimeouts};
 use super::peers::OutboundPeers;
-use crate::RequestError;
 use crate::command::Command;
+use crate::{NodeConfig, RequestError};
 
 /// The running node as a `Service<(PeerId, GreetRequest)>`.
 ///
@@ -34,18 +34,34 @@ pub struct Client {
     commands: PollSender<Command>,
     peers: Arc<OutboundPeers>,
     pipelining: bool,
+    /// How the pipelined streams this client opens idle and write.
+    timeouts: StreamTimeouts,
 }
 
 impl Clone for Client {
     fn clone(&self) -> Self {
         // A clone starts with no reserved slot, as tower's `Buffer` does.
-        Self { commands: self.commands.clone(), peers: Arc::clone(&self.peers), pipelining: self.pipelining }
+        Self {
+            commands: self.commands.clone(),
+            peers: Arc::clone(&self.peers),
+            pipelining: self.pipelining,
+            timeouts: self.timeouts,
+        }
     }
 }
 
 impl Client {
-    pub(crate) fn new(commands: mpsc::Sender<Command>, peers: Arc<OutboundPeers>, pipelining: bool) -> Self {
-        Self { commands: PollSender::new(commands), peers, pipelining }
+    pub(crate) fn new(
+        commands: mpsc::Sender<Command>,
+        peers: Arc<OutboundPeers>,
+        config: &NodeConfig,
+    ) -> Self {
+        Self {
+            commands: PollSender::new(commands),
+            peers,
+            pipelining: config.greet_v2,
+            timeouts: StreamTimeouts::new(config),
+        }
     }
 
     /// The protocol a request to `peer` goes on now: [`GreetVersion::V2`]
@@ -109,7 +125,7 @@ impl Service<(PeerId, GreetRequest)> for Client {
             if body_len(&request) + MAX_VARINT_LEN > MAX_FRAME_LEN {
                 return ResponseFuture::failed(RequestError::TooLarge);
             }
-            return ResponseFuture::boxed(mux.call(request));
+            return ResponseFuture::boxed(mux.call(request, self.timeouts));
         }
         self.call_v1(peer, request)
     }
@@ -218,7 +234,7 @@ impl Service<GreetRequest> for PeerClient {
                 if body_len(&request) + MAX_VARINT_LEN > MAX_FRAME_LEN {
                     return ResponseFuture::failed(RequestError::TooLarge);
                 }
-                ResponseFuture::boxed(mux.call_with(permit, request))
+                ResponseFuture::boxed(mux.call_with(permit, request, self.client.timeouts))
             }
             // Without a reservation the command channel refuses the request
             // (an error, not a panic), as tower's contract allows.
@@ -308,7 +324,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_sent_as_the_swarm_task_ends_fails_instead_of_hanging() {
         let (commands, swarm_task_end) = mpsc::channel(8);
-        let mut client = Client::new(commands, Arc::new(OutboundPeers::default()), true);
+        let mut client = Client::new(commands, Arc::new(OutboundPeers::default()), &NodeConfig::default());
         // The slot is reserved while the swarm task still runs...
         std::future::poll_fn(|cx| client.poll_ready(cx)).await.unwrap();
         // ...which then ends (drops its receiver) before the command is sent.

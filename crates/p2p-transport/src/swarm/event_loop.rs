@@ -9,32 +9,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionError, ConnectionId, DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
-use p2p_protocol::{GreetResult, PROTOCOL_NAME, v2};
+use libp2p::{PeerId, Swarm};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::Shared;
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::Behaviour;
 use crate::NodeConfig;
 use crate::addresses::{AddressBook, Due};
 use crate::command::Command;
-use crate::events::{NodeEvent, Reporter};
-use crate::gate::{BanChange, Bans};
+use crate::events::Reporter;
+use crate::gate::Bans;
 use crate::inbound::{InboundPeers, InboundV1, MakePeerService};
-use crate::outbound::{Dials, Mux, OutboundPeers, OutboundV1};
-use crate::peers::{Closed, Decision, Lifecycle, PeerTable};
+use crate::outbound::{Dials, OutboundPeers, OutboundV1};
+use crate::peers::{Announced, Lifecycle, PeerTable};
 use crate::shutdown::Shutdown;
-use crate::wire::InboundRequest;
+
+mod events;
 
 /// At most this many queued commands are taken per wake-up, so the swarm
 /// itself is still polled often under load.
 const BATCH: usize = 64;
+
+/// Announcements from the js-style mDNS listener waiting for the swarm task.
+const ANNOUNCED_CAPACITY: usize = 64;
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -58,6 +58,8 @@ pub(super) struct EventLoop {
     request_timeout: Duration,
     bans: Bans,
     refusals: mpsc::Receiver<PeerId>,
+    /// Peers announced in mDNS *answers* (js-libp2p's way); closed without mDNS.
+    announced: mpsc::Receiver<Announced>,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::NodeMetrics>,
 }
@@ -74,6 +76,11 @@ impl EventLoop {
     ) -> Self {
         let addresses = AddressBook::new(config.external.clone(), &mut swarm, reporter.clone());
         let streams_control = swarm.behaviour().streams.new_control();
+        // Peers announced the js-libp2p way, which libp2p-mdns does not hear.
+        let (announced_tx, announced) = mpsc::channel(ANNOUNCED_CAPACITY);
+        if config.mdns {
+            tokio::spawn(crate::peers::listen_mdns_answers(announced_tx));
+        }
         Self {
             swarm,
             commands,
@@ -94,6 +101,7 @@ impl EventLoop {
             request_timeout: config.request_timeout,
             bans: Bans::new(config.bans.clone()),
             refusals,
+            announced,
             #[cfg(feature = "metrics")]
             metrics,
         }
@@ -135,6 +143,7 @@ impl EventLoop {
                         self.apply(decision);
                     }
                 }
+                Some((peer_id, addresses)) = self.announced.recv() => self.on_discovered(peer_id, addresses),
                 Some(peer) = self.refusals.recv() => {
                     if let Some(change) = self.bans.on_refused(peer, Instant::now()) {
                         self.apply_ban(change);
@@ -187,257 +196,6 @@ impl EventLoop {
             self.dials.shut_down();
         }
     }
-
-    // ---- swarm events ---------------------------------------------------
-
-    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
-        #[cfg(feature = "metrics")]
-        self.record(&event);
-        match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Greet(event)) => self.on_greet(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
-            SwarmEvent::Behaviour(
-                BehaviourEvent::Ping(_)
-                | BehaviourEvent::Limits(_)
-                | BehaviourEvent::PerIp(_)
-                | BehaviourEvent::Banned(_)
-                | BehaviourEvent::Streams(_)
-                | BehaviourEvent::Pipelined(_),
-            ) => {}
-            SwarmEvent::NewListenAddr { address, .. } => {
-                info!(%address, "listening");
-                self.addresses.add_listener(&address);
-                self.reporter.update(|s| s.listen_addrs.push(address.clone()));
-                self.reporter.emit(NodeEvent::Listening { address });
-            }
-            SwarmEvent::ExpiredListenAddr { address, .. } => {
-                self.addresses.remove_listener(&address);
-                self.reporter.update(|s| s.listen_addrs.retain(|a| a != &address));
-                self.reporter.emit(NodeEvent::ListenAddrExpired { address });
-            }
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
-                let remote = remote_address(&endpoint);
-                self.inbound_peers.connected(connection_id);
-                if self.peers.on_established(peer_id, connection_id, remote.clone()) {
-                    self.on_first_connection(peer_id, remote);
-                }
-                // Last: whoever awaits `connect` then finds the peer connected everywhere.
-                self.dials.on_established(connection_id, peer_id);
-            }
-            SwarmEvent::ConnectionClosed { peer_id, connection_id, cause, .. } => {
-                self.on_connection_closed(peer_id, connection_id, cause);
-            }
-            SwarmEvent::OutgoingConnectionError { peer_id, connection_id, error } => {
-                debug!(peer = ?peer_id, %error, "outgoing connection failed");
-                self.dials.on_failed(connection_id, &error);
-                // Not a failure for anyone: the peer is connected or being dialed already.
-                if !matches!(error, DialError::DialPeerConditionFalse(_)) {
-                    let line = crate::outbound::one_line(&error.to_string());
-                    self.reporter.emit(NodeEvent::DialFailed { peer_id, error: line });
-                    if let Some(peer_id) = peer_id
-                        && !self.swarm.is_connected(&peer_id)
-                    {
-                        self.lifecycle.on_dial_failed(peer_id, Instant::now());
-                    }
-                }
-            }
-            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
-                debug!(%send_back_addr, %error, "incoming connection failed");
-            }
-            _ => {}
-        }
-    }
-
-    fn on_first_connection(&mut self, peer_id: PeerId, remote: Multiaddr) {
-        let mux = Mux::new(
-            peer_id,
-            self.streams_control.clone(),
-            self.request_timeout,
-            self.addresses.observations(),
-        );
-        self.outbound_peers.connected(peer_id, mux);
-        self.lifecycle.on_connected(peer_id, Instant::now());
-        debug!(peer = %peer_id, %remote, "connected");
-        self.reporter.update(|s| {
-            s.connected.insert(peer_id);
-        });
-        self.reporter.emit(NodeEvent::Connected { peer_id, address: remote });
-    }
-
-    fn on_connection_closed(
-        &mut self,
-        peer_id: PeerId,
-        connection: ConnectionId,
-        cause: Option<ConnectionError>,
-    ) {
-        self.inbound_peers.disconnected(&connection);
-        if !self.peers.on_closed(peer_id, connection) {
-            return; // the peer has other connections
-        }
-        debug!(peer = %peer_id, ?cause, "disconnected");
-        self.outbound_peers.disconnected(&peer_id);
-        self.reporter.update(|s| {
-            s.connected.remove(&peer_id);
-        });
-        self.reporter.emit(NodeEvent::Disconnected { peer_id });
-        let how = match cause {
-            Some(ConnectionError::IO(_)) => Closed::Error,
-            Some(ConnectionError::KeepAliveTimeout) | None => Closed::OnPurpose,
-        };
-        self.lifecycle.on_disconnected(peer_id, how, Instant::now());
-    }
-
-    fn on_greet(&mut self, event: request_response::Event<InboundRequest, GreetResult>) {
-        use request_response::{Event, Message};
-        match event {
-            Event::Message {
-                peer,
-                connection_id,
-                message: Message::Request { request_id, request, channel },
-            } => {
-                let remote = self.peers.remote_addr(&peer, connection_id);
-                let draining = self.shutdown.is_draining();
-                let greet = &mut self.swarm.behaviour_mut().greet;
-                self.inbound.on_request(
-                    greet,
-                    peer,
-                    connection_id,
-                    remote,
-                    request_id,
-                    request,
-                    channel,
-                    draining,
-                );
-            }
-            Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
-                if let Some(observed) = self.outbound.on_response(request_id, response) {
-                    self.observe(peer, observed);
-                }
-            }
-            Event::OutboundFailure { peer, request_id, error, .. } => {
-                self.outbound.on_failure(peer, request_id, error);
-            }
-            Event::InboundFailure { peer, request_id, error, .. } => {
-                debug!(%peer, %error, "inbound greet failed");
-                self.inbound.on_done(request_id);
-            }
-            Event::ResponseSent { request_id, .. } => self.inbound.on_done(request_id),
-        }
-    }
-
-    fn on_identify(&mut self, event: identify::Event) {
-        let (peer_id, info) = match event {
-            identify::Event::Received { peer_id, info, .. }
-            | identify::Event::Pushed { peer_id, info, .. } => (peer_id, info),
-            identify::Event::Error { peer_id, error, .. } => {
-                debug!(peer = %peer_id, %error, "identify failed");
-                return;
-            }
-            identify::Event::Sent { .. } => return,
-        };
-        self.observe(peer_id, info.observed_addr);
-        let speaks_v1 = info.protocols.iter().any(|p| p.as_ref() == PROTOCOL_NAME);
-        let speaks_v2 = info.protocols.iter().any(|p| p.as_ref() == v2::PROTOCOL_NAME);
-        // A node that speaks 2.0.0 also speaks 1.0.0; either way it can be greeted.
-        let speaks = speaks_v1 || speaks_v2;
-        self.outbound_peers.set_speaks_v2(&peer_id, self.pipelining && speaks_v2);
-        self.lifecycle.on_identify(peer_id, speaks);
-        if self.peers.on_identify(peer_id, speaks) {
-            self.reporter.emit(NodeEvent::GreetCapable { peer_id });
-        }
-    }
-
-    fn on_mdns(&mut self, event: mdns::Event) {
-        match event {
-            mdns::Event::Discovered(found) => {
-                let local = *self.swarm.local_peer_id();
-                let mut by_peer: std::collections::BTreeMap<PeerId, Vec<Multiaddr>> = Default::default();
-                for (peer, addr) in found.into_iter().filter(|(peer, _)| *peer != local) {
-                    by_peer.entry(peer).or_default().push(addr);
-                }
-                for (peer_id, addresses) in by_peer {
-                    let connected = self.swarm.is_connected(&peer_id);
-                    for decision in
-                        self.lifecycle.on_discovered(peer_id, addresses, connected, Instant::now())
-                    {
-                        self.apply(decision);
-                    }
-                }
-            }
-            mdns::Event::Expired(lost) => {
-                for (peer_id, address) in lost {
-                    if let Some(decision) = self.lifecycle.on_expired(peer_id, &address) {
-                        self.apply(decision);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Carries out what the lifecycle policy decided.
-    fn apply(&mut self, decision: Decision) {
-        match decision {
-            Decision::Discovered { peer_id, addresses } => {
-                self.reporter.emit(NodeEvent::Discovered { peer_id, addresses });
-            }
-            Decision::Expired { peer_id } => self.reporter.emit(NodeEvent::Expired { peer_id }),
-            Decision::Dial { peer_id, addresses } => {
-                if self.shutdown.is_draining() || self.bans.is_banned(&peer_id) {
-                    return;
-                }
-                // One dial per peer, its addresses tried one at a time.
-                let opts = DialOpts::peer_id(peer_id)
-                    .addresses(addresses)
-                    .override_dial_concurrency_factor(std::num::NonZeroU8::MIN)
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(err) = self.swarm.dial(opts) {
-                    debug!(peer = %peer_id, %err, "dial of a discovered peer refused");
-                }
-            }
-        }
-    }
-
-    fn apply_ban(&mut self, change: BanChange) {
-        match change {
-            BanChange::Banned { peer, duration } => {
-                warn!(%peer, ?duration, "banned: refused too often");
-                // Closes its connections, and refuses new ones until unblocked.
-                self.swarm.behaviour_mut().banned.block_peer(peer);
-                #[cfg(feature = "metrics")]
-                if let Some(metrics) = &self.metrics {
-                    metrics.record_ban();
-                }
-                self.reporter.emit(NodeEvent::Banned { peer_id: peer, duration });
-            }
-            BanChange::Unbanned { peer } => {
-                info!(%peer, "ban over");
-                self.swarm.behaviour_mut().banned.unblock_peer(peer);
-                self.reporter.emit(NodeEvent::Unbanned { peer_id: peer });
-            }
-        }
-    }
-
-    /// `peer` says it sees us at `observed`: a candidate for our external addresses.
-    /// What counts is where the peer connects from, not who it says it is.
-    fn observe(&mut self, peer: PeerId, observed: Multiaddr) {
-        if let Some(observer) = self.peers.any_remote_addr(&peer) {
-            self.addresses.observe(&mut self.swarm, &observer, observed);
-        }
-    }
-
-    #[cfg(feature = "metrics")]
-    fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
-        use libp2p::metrics::Recorder;
-        let Some(metrics) = self.metrics.as_ref().map(|m| &m.libp2p) else { return };
-        metrics.record(event);
-        match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
-            _ => {}
-        }
-    }
 }
 
 /// What a draining node answers to every command.
@@ -456,12 +214,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn remote_address(endpoint: &ConnectedPoint) -> Multiaddr {
-    match endpoint {
-        ConnectedPoint::Dialer { address, .. } => address.clone(),
-        ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
     }
 }

@@ -66,7 +66,7 @@ pub(crate) fn spawn(
             incoming,
             inbound_peers,
             make,
-            config.max_in_flight_per_stream,
+            &config,
             event_loop.shutdown().stop_signal(),
             event_loop.shutdown().stream_tasks(),
         ));

@@ -1,0 +1,157 @@
+//! Peers announced the way js-libp2p announces them, which `libp2p-mdns`
+//! does not hear.
+//!
+//! `@libp2p/mdns` (12.x) puts its `dnsaddr=` TXT records in the *answers*
+//! section of its responses; `libp2p-mdns` 0.49 reads them only from the
+//! *additional* section, so a stock js-libp2p node is invisible to it. This
+//! is a receive-only listener beside `libp2p-mdns`: it binds UDP 5353 with
+//! address and port reuse, joins the mDNS group on every IPv4 interface as
+//! they come up, parses each response with the DNS crate and version
+//! `libp2p-mdns` uses (hickory-proto 0.26), takes the `dnsaddr=` records
+//! from the answers *and* the additional section, and hands what it found to
+//! the swarm task, which feeds the same lifecycle policy as `libp2p-mdns`
+//! (so each peer is dialed once, whoever heard of it). It never sends.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str;
+
+use futures::StreamExt;
+use hickory_proto::op::Message;
+use hickory_proto::rr::{Name, RData, Record};
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// The service every libp2p implementation announces on mDNS.
+const SERVICE_NAME: &str = "_p2p._udp.local.";
+const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
+const MDNS_PORT: u16 = 5353;
+/// The largest mDNS packet we read (RFC 6762 allows up to 9000 bytes).
+const MAX_PACKET: usize = 9000;
+/// Peers announced per packet at most, and addresses per peer: remote input.
+const MAX_PEERS_PER_PACKET: usize = 16;
+const MAX_ADDRS_PER_PEER: usize = 8;
+
+/// A peer and the addresses a response announced for it.
+pub(crate) type Announced = (PeerId, Vec<Multiaddr>);
+
+/// The peers a response packet announces, from `dnsaddr=` TXT records in
+/// its answers or additional section, for every PTR answer of the libp2p
+/// service. Addresses that cannot be dialed on a LAN (loopback, link-local,
+/// relayed) are dropped, and so is an address whose `/p2p/` is not the
+/// record's peer. Anything malformed yields nothing.
+pub(crate) fn announced(packet: &[u8]) -> Vec<Announced> {
+    let Ok(message) = Message::from_vec(packet) else { return Vec::new() };
+    if message.metadata.message_type != hickory_proto::op::MessageType::Response {
+        return Vec::new();
+    }
+    let targets: Vec<&Name> = message
+        .answers
+        .iter()
+        .filter(|r| r.name.to_utf8() == SERVICE_NAME)
+        .filter_map(|r| match &r.data {
+            RData::PTR(target) => Some(&target.0),
+            _ => None,
+        })
+        .take(MAX_PEERS_PER_PACKET)
+        .collect();
+    let records: Vec<&Record> = message.answers.iter().chain(message.additionals.iter()).collect();
+    targets.into_iter().filter_map(|target| peer_of(target, &records)).collect()
+}
+
+fn peer_of(target: &Name, records: &[&Record]) -> Option<Announced> {
+    let mut peer: Option<PeerId> = None;
+    let mut addresses = Vec::new();
+    let strings = records
+        .iter()
+        .filter(|r| &r.name == target)
+        .filter_map(|r| match &r.data {
+            RData::TXT(txt) => Some(txt.txt_data.iter()),
+            _ => None,
+        })
+        .flatten();
+    for string in strings {
+        let Some(text) = string.strip_prefix(b"dnsaddr=") else { continue };
+        let Some(mut address) = str::from_utf8(text).ok().and_then(|t| t.parse::<Multiaddr>().ok()) else {
+            continue;
+        };
+        let Some(Protocol::P2p(id)) = address.pop() else { continue };
+        if *peer.get_or_insert(id) != id {
+            continue; // a record naming another peer: not this one's address
+        }
+        if dialable(&address) && !addresses.contains(&address) && addresses.len() < MAX_ADDRS_PER_PEER {
+            addresses.push(address);
+        }
+    }
+    Some((peer?, addresses)).filter(|(_, addresses)| !addresses.is_empty())
+}
+
+/// An address a peer on this LAN can be dialed at.
+fn dialable(address: &Multiaddr) -> bool {
+    let relayed = address.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+    let ip_ok = match address.iter().next() {
+        Some(Protocol::Ip4(ip)) => !(ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()),
+        Some(Protocol::Ip6(ip)) => !(ip.is_loopback() || ip.is_unicast_link_local() || ip.is_unspecified()),
+        _ => false,
+    };
+    ip_ok && !relayed
+}
+
+/// Listens until `found` is closed; each announced peer is `try_send`: the
+/// swarm task never waits for this, and this never waits for it.
+pub(crate) async fn listen(found: mpsc::Sender<Announced>) {
+    let socket = match bind() {
+        Ok(socket) => socket,
+        Err(err) => {
+            warn!(%err, "cannot listen for js-libp2p mDNS announcements");
+            return;
+        }
+    };
+    let mut interfaces = match if_watch::tokio::IfWatcher::new() {
+        Ok(watcher) => watcher,
+        Err(err) => {
+            warn!(%err, "cannot watch interfaces for js-libp2p mDNS announcements");
+            return;
+        }
+    };
+    let mut buf = vec![0; MAX_PACKET];
+    loop {
+        tokio::select! {
+            Some(event) = interfaces.next() => {
+                if let Ok(if_watch::IfEvent::Up(net)) = event
+                    && let IpAddr::V4(ip) = net.addr()
+                    && !ip.is_loopback()
+                    && let Err(err) = socket.join_multicast_v4(MDNS_GROUP, ip)
+                {
+                    debug!(%ip, %err, "cannot join the mDNS group");
+                }
+            }
+            received = socket.recv_from(&mut buf) => {
+                let Ok((len, from)) = received else { continue };
+                for peer in announced(&buf[..len]) {
+                    debug!(peer = %peer.0, %from, "announced in an mDNS answer");
+                    if found.try_send(peer).is_err() && found.is_closed() {
+                        return;
+                    }
+                }
+            }
+            () = found.closed() => return,
+        }
+    }
+}
+
+fn bind() -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol as SocketProtocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(SocketProtocol::UDP))?;
+    // Beside libp2p-mdns (and any other mDNS responder) on the same port.
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), MDNS_PORT).into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}
+
+#[cfg(test)]
+mod tests;
