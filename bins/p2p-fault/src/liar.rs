@@ -84,7 +84,13 @@ pub(crate) async fn run(args: LiarArgs) -> Result<()> {
         args.observed.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ")
     );
     let started = Instant::now();
-    tokio::time::sleep(args.duration).await;
+    // SIGTERM ends it early, report and all (the script stops the liars when it is done).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
+    tokio::select! {
+        () = tokio::time::sleep(args.duration) => {}
+        _ = term.recv() => {}
+    }
     let held = started.elapsed();
     p2p_load::connect::shutdown_all(nodes.clone()).await;
 

@@ -162,7 +162,7 @@ struct LiarArgs {
     /// How many identities (each a node with one connection to the target).
     #[arg(long, value_name = "N", default_value_t = 16)]
     identities: usize,
-    /// How long to stay connected and keep lying, once connected.
+    /// How long to stay connected and keep lying, once connected (SIGTERM ends it sooner).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     duration: Duration,
     /// End with one flat JSON object on stdout.
