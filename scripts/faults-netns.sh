@@ -124,9 +124,11 @@ BAN_F_SEED=11                              # the flooder's identity, to find it 
 BAN_RATIO=1.5                              # W's p99 over the flood <= this x its p99 alone
 SILENT_REQUEST_TIMEOUT_SECS=3              # scenario 10's node: --request-timeout ...
 SILENT_IDLE_SECS=5                         # ... --idle-timeout ...
-SILENT_INTERVAL_SECS=10                    # ... --interval (> request timeout + idle timeout) ...
+SILENT_STREAM_IDLE_SECS=1                  # ... --stream-idle-timeout (our v2 stream retires) ...
+SILENT_STREAM_WRITE_SECS=1                 # ... --stream-write-timeout (and the peer is cut off) ...
 SILENT_GRACE_SECS=2                        # ... --shutdown-grace
 SILENT_CYCLES=3                            # greetings before SIGTERM (sent 1 s after the last one)
+SILENT_DEFAULTS_SECS=${SILENT_DEFAULTS_SECS:-20} # then watched this long with the default stream timeouts
 SLACK_MS=1000                              # timing checks: this much late is still on time
 
 [[ $(id -u) == 0 ]] || die "needs root to create network namespaces (try: sudo $0)"
@@ -1106,15 +1108,28 @@ start_stamped() {
     PIDS[$name]=$!
 }
 
+# `sleep_until_ms T`: sleeps until the wall clock reads T (ms since the epoch).
+sleep_until_ms() {
+    local now
+    now=$(now_ms)
+    (($1 > now)) && sleep "$(calc '(t - n) / 1000' t="$1" n="$now")"
+    return 0
+}
+
 scenario_10() {
-    local node=silent-node rt=$SILENT_REQUEST_TIMEOUT_SECS idle=$SILENT_IDLE_SECS interval=$SILENT_INTERVAL_SECS
-    local grace=$SILENT_GRACE_SECS t what reason rest
+    local node=silent-node rt=$SILENT_REQUEST_TIMEOUT_SECS idle=$SILENT_IDLE_SECS grace=$SILENT_GRACE_SECS
+    local si=$SILENT_STREAM_IDLE_SECS wt=$SILENT_STREAM_WRITE_SECS
+    # After a greeting fails, the stream retires (si), the silent peer, which does not close
+    # its half in answer, is cut off (wt), and the connection idles out (idle). The peer
+    # redials 1 s later; the next greeting must find it connected: interval = all that + 3 s.
+    local release=$((si + wt + idle)) interval=$((rt + si + wt + idle + 3))
+    local t what reason rest
     header "10. silent peer: takes greet 2.0.0 streams, never reads; node --request-timeout ${rt}s --idle-timeout ${idle}s" \
-        "--interval ${interval}s --shutdown-grace ${grace}s"
+        "--stream-idle-timeout ${si}s --stream-write-timeout ${wt}s --interval ${interval}s --shutdown-grace ${grace}s"
     local silent_id addr t_listen
     silent_id=$("$FAULT" id --seed 5)
     start_stamped $node 1 --no-mdns --interval "${interval}s" --request-timeout "${rt}s" --idle-timeout "${idle}s" \
-        --shutdown-grace "${grace}s"
+        --stream-idle-timeout "${si}s" --stream-write-timeout "${wt}s" --shutdown-grace "${grace}s"
     if ! within 10 grep -q ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node)"; then
         fail "silent: the node printed no LISTEN line"
         stop $node
@@ -1123,13 +1138,13 @@ scenario_10() {
     # The greeter ticks every interval from the node's start: its LISTEN line, near enough.
     t_listen=$(grep -m1 ' LISTEN ' "$(out $node)" | cut -d' ' -f1)
     addr=$(grep -m1 ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node)" | cut -d' ' -f3)
-    # It dials the node, and again 1 s after each disconnection.
+    # The silent peer dials the node 3 s before its first greeting (an idle connection
+    # would idle out before it), and again 1 s after each disconnection.
+    sleep_until_ms $((t_listen + (interval - 3) * 1000))
     client silent 2 $((interval * SILENT_CYCLES + 60)) silent --listen "/ip4/${IP[2]}/udp/$PORT/quic-v1" \
         --peer "$addr" --redial 1s --seed 5 --duration "$((interval * SILENT_CYCLES + 30))s" --json
     # SIGTERM 1 s after the node's last greeting of the silent peer went out: one is in flight.
-    local term_at=$((t_listen + (interval * SILENT_CYCLES + 1) * 1000)) now
-    now=$(now_ms)
-    ((term_at > now)) && sleep "$(calc '(t - n) / 1000' t=$term_at n="$now")"
+    sleep_until_ms $((t_listen + (interval * SILENT_CYCLES + 1) * 1000))
     local pid=${PIDS[$node]} sent exited status
     sent=$(now_ms)
     kill -TERM "$pid"
@@ -1142,13 +1157,12 @@ scenario_10() {
     # The node's lines about the silent peer, with their times.
     local lines failed=() disconnected=()
     lines=$(grep -E " (GREET_FAILED|GREETED|CONNECTED|DISCONNECTED) $silent_id" "$(out $node)")
-    figure "the node's lines about the silent peer (ms after the node started, its greeter ticks at multiples of ${interval}000):"
+    figure "the node's lines about the silent peer (ms after the node started; greetings go out at multiples of ${interval}000):"
     while read -r t what _ rest; do
         [[ -n $t ]] && figure "  +$((t - t_listen)) $what ${rest:0:60}"
     done <<<"$lines"
     summary silent
-    local prev_fail=""
-    local fail_ok=0 fail_n=0 idle_ok=0 idle_n=0
+    local prev_fail="" fail_ok=0 fail_n=0 idle_ok=0
     while read -r t what _ reason; do
         # What happened before SIGTERM (the greeting in flight then ends with the shutdown).
         [[ -n $t ]] && ((t < sent)) || continue
@@ -1157,7 +1171,7 @@ scenario_10() {
                 fail_n=$((fail_n + 1))
                 # Sent at the last tick before it: (t - t_listen) mod interval after it.
                 local since=$(((t - t_listen) % (interval * 1000)))
-                failed+=("$since ms ($reason)")
+                failed+=("$since ms (${reason%%:*})")
                 if [[ $reason == timeout* ]] && ((since >= rt * 1000 - 200 && since <= rt * 1000 + SLACK_MS)); then
                     fail_ok=$((fail_ok + 1))
                 fi
@@ -1165,9 +1179,8 @@ scenario_10() {
                 ;;
             DISCONNECTED)
                 if [[ -n $prev_fail ]]; then
-                    idle_n=$((idle_n + 1))
                     disconnected+=("$((t - prev_fail)) ms")
-                    if ((t - prev_fail >= idle * 1000 - 200 && t - prev_fail <= idle * 1000 + SLACK_MS)); then
+                    if ((t - prev_fail >= release * 1000 - 200 && t - prev_fail <= release * 1000 + SLACK_MS)); then
                         idle_ok=$((idle_ok + 1))
                     fi
                     prev_fail=""
@@ -1176,16 +1189,38 @@ scenario_10() {
         esac
     done <<<"$lines"
     figure "greetings failed after (from the tick): ${failed[*]:-none}"
-    figure "disconnected after the failed greeting: ${disconnected[*]:-never}"
+    figure "DISCONNECTED after the failed greeting: ${disconnected[*]:-never} (expected ${release}000 ms: stream idle ${si}s + write ${wt}s + connection idle ${idle}s)"
     figure "SIGTERM with a greeting to the silent peer in flight: exit $status after $exited ms"
     check "silent: every greeting of the silent peer failed with a timeout within --request-timeout ${rt}s (+${SLACK_MS} ms): $fail_ok of $fail_n" \
         holds 'n >= 2 && a == n' a="$fail_ok" n="$fail_n"
-    check "silent: after each failed greeting the connection idled out (DISCONNECTED) within --idle-timeout ${idle}s (+${SLACK_MS} ms): $idle_ok of $fail_n (after: ${disconnected[*]:-never})" \
+    check "silent: after each failed greeting the connection idled out (DISCONNECTED ${si}s + ${wt}s + ${idle}s later, +${SLACK_MS} ms): $idle_ok of $fail_n (${disconnected[*]:-never})" \
         holds 'f >= 1 && a == f' a="$idle_ok" f="$fail_n"
     check "silent: SIGTERM exits 0 within --shutdown-grace ${grace}s (+${SLACK_MS} ms): exit $status after $exited ms" \
         holds 's == 0 && e <= g' s="$status" e="$exited" g=$((grace * 1000 + SLACK_MS))
-    check "silent: no panic" eval "! grep -q panicked '$(err $node)'"
+    check "silent: no panic" no_line_err $node
+
+    # For the record, not a check: the same peer against the default stream timeouts
+    # (15 s idle, 10 s write), greeted every 2 s.
+    local node2=silent-defaults mark
+    start_stamped $node2 1 --no-mdns --interval 2s --request-timeout "${rt}s" --idle-timeout "${idle}s"
+    if within 10 grep -q ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node2)"; then
+        addr=$(grep -m1 ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node2)" | cut -d' ' -f3)
+        local from
+        from=$(now_ms)
+        client silent2 2 $((SILENT_DEFAULTS_SECS + 60)) silent --listen "/ip4/${IP[2]}/udp/$PORT/quic-v1" \
+            --peer "$addr" --seed 5 --duration "$((SILENT_DEFAULTS_SECS + 2))s" --json
+        finish silent2
+        # Counted over the SILENT_DEFAULTS_SECS the peer stayed (its leaving is a disconnection too).
+        local until=$((from + SILENT_DEFAULTS_SECS * 1000))
+        figure "with the default --stream-idle-timeout and --stream-write-timeout, greeted every 2 s for ${SILENT_DEFAULTS_SECS}s:" \
+            "$(awk -v u="$until" -v p="$silent_id" '$1 < u && $2 == "GREET_FAILED" && $3 == p' "$(out $node2)" | wc -l) greetings failed," \
+            "$(awk -v u="$until" -v p="$silent_id" '$1 < u && $2 == "DISCONNECTED" && $3 == p' "$(out $node2)" | wc -l) disconnections," \
+            "$(json "$(out silent2)" streams) stream(s) opened"
+    fi
+    stop $node2
 }
+
+no_line_err() { ! grep -q panicked "$(err "$1")"; }
 
 # ---- run ---------------------------------------------------------------------------------------
 
