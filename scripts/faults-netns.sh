@@ -240,7 +240,7 @@ stop() {
 node_addr() {
     local pattern
     case $2 in quic) pattern='/udp/.*/quic-v1/p2p/' ;; *) pattern='/tcp/.*/p2p/' ;; esac
-    within 10 grep -q "^LISTEN .*$pattern" "$(out "$1")" || return 1
+    within 10 grep -q "^LISTEN .*$pattern" "$(out "$1")" 2>/dev/null || return 1
     grep -m1 "^LISTEN .*$pattern" "$(out "$1")" | cut -d' ' -f2
 }
 
@@ -961,9 +961,21 @@ scenario_8() {
         sleep 0.5
     done
     finish crowd || fail "exhaustion: the crowd client exited with status $? ($(tail -n 2 "$(err crowd)" | tr '\n' ' '))"
-    local left=()
+    # The crowd leaves by exiting: the node sees each connection go when its close arrives,
+    # or at QUIC's idle timeout (10 s) for one whose close was lost; hence 20 s.
+    local left=() released=0
     zero_inbound() { [[ $(inbound_now) == 0 ]]; }
-    within 5 zero_inbound && left+=(0) || left+=("$(inbound_now)")
+    release_wait() {
+        local from
+        from=$(now_ms)
+        if within 20 zero_inbound; then
+            released=$((released + 1))
+            left+=("0 after $(calc '(n - f) / 1000' n="$(now_ms)" f="$from") s")
+        else
+            left+=("$(inbound_now) after 20 s")
+        fi
+    }
+    release_wait
     local now_rss denied
     now_rss=$(rss_kb "$pid")
     denied=$(metric_sum '^libp2p_swarm_connections_incoming_error_total[{].*error="Denied"')
@@ -1005,12 +1017,12 @@ scenario_8() {
             sleep 0.5
         done
         finish "crowd$wave" || fail "exhaustion: crowd $wave exited with status $?"
-        within 5 zero_inbound && left+=(0) || left+=("$(inbound_now)")
+        release_wait
         peaks+=("$((peak / 1024)) MiB")
         figure "crowd $wave: $(json "$(out "crowd$wave")" held_after_ramp) held; node RSS peak so far $((peak / 1024)) MiB"
     done
-    check "exhaustion: each crowd's connections are released when it leaves (established inbound after crowds 1-3: ${left[*]})" \
-        test "${left[*]}" = "0 0 0"
+    check "exhaustion: each crowd's connections are released within 20 s of it leaving (established inbound, crowds 1-3: $(printf '%s; ' "${left[@]}"))" \
+        test "$released" = 3
     check "exhaustion: crowds 2 and 3 add at most half the first one's growth (+$(((peak1 - rss0) / 1024)) MiB): peak $((peak1 / 1024)) MiB, then ${peaks[*]}" \
         holds 'p2 - p1 <= (p1 - s) / 2' p1="$peak1" p2="$peak" s="$rss0"
     check "exhaustion: within --max-incoming $cap through all three crowds (max $max_in seen)" holds 'm <= c' m="$max_in" c="$cap"
@@ -1130,7 +1142,7 @@ scenario_10() {
     silent_id=$("$FAULT" id --seed 5)
     start_stamped $node 1 --no-mdns --interval "${interval}s" --request-timeout "${rt}s" --idle-timeout "${idle}s" \
         --stream-idle-timeout "${si}s" --stream-write-timeout "${wt}s" --shutdown-grace "${grace}s"
-    if ! within 10 grep -q ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node)"; then
+    if ! within 10 grep -q ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node)" 2>/dev/null; then
         fail "silent: the node printed no LISTEN line"
         stop $node
         return
@@ -1203,7 +1215,7 @@ scenario_10() {
     # (15 s idle, 10 s write), greeted every 2 s.
     local node2=silent-defaults mark
     start_stamped $node2 1 --no-mdns --interval 2s --request-timeout "${rt}s" --idle-timeout "${idle}s"
-    if within 10 grep -q ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node2)"; then
+    if within 10 grep -q ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node2)" 2>/dev/null; then
         addr=$(grep -m1 ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node2)" | cut -d' ' -f3)
         local from
         from=$(now_ms)
