@@ -1005,9 +1005,9 @@ scenario_8() {
     check "exhaustion: the node is still up, no panic" healthy $node
 
     # Two more crowds of the same size: what the first left behind is reused, not added to.
-    # The allocator keeps what it got (RSS does not drop when a crowd leaves, and grows a
-    # little more with the next ones until it settles), but a node that leaked what a
-    # connection holds would grow by the first crowd's amount again with each.
+    # The allocator keeps what it got: RSS does not drop when a crowd leaves, and grows
+    # by a third to a half of the first crowd's growth over the next two before it settles
+    # (20 crowds of 200 on 127.0.0.1: +29 MiB, then +11 MiB over the next 7, then flat).
     local peak1=$peak wave peaks=()
     for wave in 2 3; do
         client "crowd$wave" 2 $((HOLD_SECS + 300)) hold "$quic" --connections "$n" "${binds[@]}" \
@@ -1023,8 +1023,9 @@ scenario_8() {
     done
     check "exhaustion: each crowd's connections are released within 20 s of it leaving (established inbound, crowds 1-3: $(printf '%s; ' "${left[@]}"))" \
         test "$released" = 3
-    check "exhaustion: crowds 2 and 3 add at most half the first one's growth (+$(((peak1 - rss0) / 1024)) MiB): peak $((peak1 / 1024)) MiB, then ${peaks[*]}" \
-        holds 'p2 - p1 <= (p1 - s) / 2' p1="$peak1" p2="$peak" s="$rss0"
+    # A node that kept all a connection holds would add the first crowd's growth twice more.
+    check "exhaustion: crowds 2 and 3 together add less than the first one did (+$(((peak1 - rss0) / 1024)) MiB): peak $((peak1 / 1024)) MiB, then ${peaks[*]}" \
+        holds 'p2 - p1 < p1 - s' p1="$peak1" p2="$peak" s="$rss0"
     check "exhaustion: within --max-incoming $cap through all three crowds (max $max_in seen)" holds 'm <= c' m="$max_in" c="$cap"
     local greeted
     greeted=$(ip netns exec "$(ns 4)" "$BIN" greet "$quic" --message after --timeout 10s 2>"$WORK/greet.err")
