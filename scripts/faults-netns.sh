@@ -2,25 +2,35 @@
 # Reliability of p2p-node under overload, hostile peers and network faults.
 # Real nodes and clients, each in a network namespace of its own, on one bridge
 # that itself lives in a namespace of its own: no interface of the host is
-# touched (mDNS multicast stays between them). Six scenarios:
+# touched (mDNS multicast stays between them). Ten scenarios:
 #
-#   1. flood          a peer F sends 10x its rate limit while a peer W sends at a modest rate
-#   2. hostile        100,000 hostile inputs on greet 1.0.0 and 2.0.0 streams (QUIC and TCP)
+#   1. flood          a peer F sends 10x its rate limit while a peer W sends at a modest rate (bans off)
+#   2. hostile        100,000 hostile inputs on greet 1.0.0 and 2.0.0 streams (QUIC and TCP; bans off)
 #   3. slow handler   the handler stalls for one peer (--debug-stall-peer): 408 for it, others unaffected
 #   4. lossy link     tc netem 5 % loss and 50 ms delay on the veths (without netem: 5 % loss
 #                     by nftables, no delay, said so; SKIP if neither is available)
 #   5. partition      every link down for 20 s, then up: peers gone, then found and greeted again
 #   6. crash          SIGKILL a node mid-load, restart it with its key file
+#   7. sybil          16 identities on one address answer every greeting with a made-up address:
+#                     never confirmed; honest peers in two other namespaces confirm the real one
+#   8. exhaustion     4,000 idle inbound QUIC connections from 50 addresses in one namespace: the
+#                     node keeps within its caps and still dials and greets a new peer (SIGUSR1)
+#   9. flood + bans   a flooder (one identity, 256 in flight) and a paced neighbour W, default
+#                     limits, bans on: the flooder is banned and refused, W's p99 holds
+#  10. silent peer    a peer takes greet 2.0.0 streams and never reads: greetings time out, the
+#                     connection idles out, SIGTERM exits within the grace period
 #
-#   sudo scripts/faults-netns.sh            # all six, full counts (about 4 minutes)
-#   sudo scripts/faults-netns.sh --short    # CI: scenarios 2 and 5 with smaller counts (1 minute)
+#   sudo scripts/faults-netns.sh            # all ten, full counts (about 8 minutes)
+#   sudo scripts/faults-netns.sh --short    # CI: scenarios 2, 5, 7 and 8 with smaller counts (about 2 minutes)
 #   sudo scripts/faults-netns.sh 1 3        # only scenarios 1 and 3
 #   FAULTS_SHORT=1 scripts/faults-netns.sh  # the same as --short
 #
-# Needs root and iproute2 (`ip`, `tc`); installs nothing. Builds
-# target/release/p2p-node (with its debug hooks) and target/release/p2p-fault,
-# the traffic and hostile client (P2P_NODE_BIN=... and P2P_FAULT_BIN=... to use
-# other binaries). Prints
+# Needs root and iproute2 (`ip`, `tc`); installs nothing (scenarios 8 and 9 read
+# the node's /metrics with curl, or bash's /dev/tcp without it). Builds p2p-node (with its debug hooks) and
+# p2p-fault, the traffic and hostile client, in release mode under
+# $CARGO_TARGET_DIR (default target/), and runs copies of them made at the start,
+# so that another build sharing the target directory cannot swap a binary
+# mid-run (P2P_NODE_BIN=... and P2P_FAULT_BIN=... to use other binaries). Prints
 # each scenario's figures, one PASS/FAIL (or SKIP) line per check, and ends with
 # `<n> passed, <m> failed`; exits non-zero if any check failed. Every client is
 # bounded in count and time and stops by itself; namespaces and processes are
@@ -28,8 +38,9 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${P2P_NODE_BIN:-$ROOT/target/release/p2p-node}
-FAULT=${P2P_FAULT_BIN:-$ROOT/target/release/p2p-fault}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BUILT_BIN=${P2P_NODE_BIN:-$TARGET_DIR/release/p2p-node}
+BUILT_FAULT=${P2P_FAULT_BIN:-$TARGET_DIR/release/p2p-fault}
 PREFIX=p2pflt
 BR_NS=$PREFIX-br
 SUBNET=10.78.0
@@ -44,12 +55,12 @@ SCENARIOS=()
 for arg in "$@"; do
     case $arg in
         --short) SHORT=1 ;;
-        [1-6]) SCENARIOS+=("$arg") ;;
-        *) die "unknown argument '$arg' (expected --short or scenario numbers 1-6)" ;;
+        [1-9] | 10) SCENARIOS+=("$arg") ;;
+        *) die "unknown argument '$arg' (expected --short or scenario numbers 1-10)" ;;
     esac
 done
 if ((${#SCENARIOS[@]} == 0)); then
-    if [[ -n $SHORT ]]; then SCENARIOS=(2 5); else SCENARIOS=(1 2 3 4 5 6); fi
+    if [[ -n $SHORT ]]; then SCENARIOS=(2 5 7 8); else SCENARIOS=(1 2 3 4 5 6 7 8 9 10); fi
 fi
 
 # ---- the knobs (environment) ------------------------------------------------------
@@ -83,6 +94,42 @@ HEAL_WATCH_SECS=${HEAL_WATCH_SECS:-30}     # how long to watch for a late recove
 EXTERNAL_TTL_SECS=10
 CRASH_REQUEST_TIMEOUT_SECS=5
 CONVERGE_SECS=${CONVERGE_SECS:-90}         # discovery, greeting, external address
+SYBIL_IDENTITIES=${SYBIL_IDENTITIES:-16}   # liars, all in one namespace (one address)
+SYBIL_SECS=${SYBIL_SECS:-20}               # greetings the liars answer before the honest peers come
+SYBIL_HONEST_SECS=20                       # the real address is confirmed within this once they do
+SYBIL_FAKE_IP=198.51.100.7                 # the made-up address (TEST-NET-2)
+if [[ -n $SHORT ]]; then
+    HOLD_CONNECTIONS=${HOLD_CONNECTIONS:-400}   # the idle crowd of scenario 8 ...
+    HOLD_IPS=${HOLD_IPS:-10}                    # ... from this many addresses in namespace 2
+    HOLD_HEAVY=${HOLD_HEAVY:-5}                 # the first address's extra share (see scenario_8)
+    HOLD_MAX_INCOMING=${HOLD_MAX_INCOMING:-200} # the node's --max-incoming (scaled down with the crowd)
+    HOLD_SECS=${HOLD_SECS:-10}                  # held this long once in place
+else
+    HOLD_CONNECTIONS=${HOLD_CONNECTIONS:-4000}
+    HOLD_IPS=${HOLD_IPS:-50}
+    HOLD_HEAVY=${HOLD_HEAVY:-10}
+    HOLD_MAX_INCOMING=${HOLD_MAX_INCOMING:-1024} # the default
+    HOLD_SECS=${HOLD_SECS:-30}
+fi
+HOLD_PER_IP=32                             # the node's default --max-incoming-per-ip
+HOLD_CONCURRENCY=${HOLD_CONCURRENCY:-64}   # the crowd's dials in flight (below the 128 pending cap)
+HOLD_IP_BASE=100                           # the crowd's addresses: $SUBNET.101, .102, ...
+HOLD_GREET_SECS=10                         # the node dials and greets a new peer within this
+HOLD_RSS_PER_CONN_KB=200                   # the node's RSS may grow this much per connection of its budget
+METRICS_PORT=9464                          # the node's --metrics, on 127.0.0.1 in its namespace
+BAN_W_RATE=${BAN_W_RATE:-8}                # W's rate in scenario 9: within the default limit (10/s)
+BAN_W_SECS=${BAN_W_SECS:-30}               # each of W's three runs (alone, whole flood, alone)
+BAN_F_CONCURRENCY=256                      # the flooder's requests in flight (closed loop)
+BAN_F_SEED=11                              # the flooder's identity, to find it in BANNED and to come back
+BAN_RATIO=1.5                              # W's p99 over the flood <= this x its p99 alone
+SILENT_REQUEST_TIMEOUT_SECS=3              # scenario 10's node: --request-timeout ...
+SILENT_IDLE_SECS=5                         # ... --idle-timeout ...
+SILENT_STREAM_IDLE_SECS=1                  # ... --stream-idle-timeout (our v2 stream retires) ...
+SILENT_STREAM_WRITE_SECS=1                 # ... --stream-write-timeout (and the peer is cut off) ...
+SILENT_GRACE_SECS=2                        # ... --shutdown-grace
+SILENT_CYCLES=3                            # greetings before SIGTERM (sent 1 s after the last one)
+SILENT_DEFAULTS_SECS=${SILENT_DEFAULTS_SECS:-20} # then watched this long with the default stream timeouts
+SLACK_MS=1000                              # timing checks: this much late is still on time
 
 [[ $(id -u) == 0 ]] || die "needs root to create network namespaces (try: sudo $0)"
 command -v ip >/dev/null || die "needs iproute2's 'ip' (apt-get install iproute2)"
@@ -139,16 +186,22 @@ json() {
 # Always (re)build the default binaries: cargo makes this a no-op when they are
 # up to date, and a stale binary would test yesterday's code.
 if [[ -z ${P2P_NODE_BIN:-} || -z ${P2P_FAULT_BIN:-} ]]; then
-    say "building $BIN and $FAULT"
+    say "building $BUILT_BIN and $BUILT_FAULT"
     (
         cd "$ROOT" || exit
         cargo build --release -p p2p-fault || exit
-        # --debug-stall-peer (scenario 3) is a debug hook.
+        # --debug-stall-peer (scenario 3) and --debug-dial-on-usr1 (scenario 8) are debug hooks.
         cargo build --release -p p2p-node --features debug-hooks
     ) >&2 || die "cannot build p2p-node and p2p-fault"
 fi
-[[ -x $BIN ]] || die "no binary at $BIN"
-[[ -x $FAULT ]] || die "no binary at $FAULT"
+[[ -x $BUILT_BIN ]] || die "no binary at $BUILT_BIN"
+[[ -x $BUILT_FAULT ]] || die "no binary at $BUILT_FAULT"
+# Our own copies: a build elsewhere in a shared target directory (another
+# worktree, without the debug hooks) may replace the originals while we run.
+mkdir -p "$WORK/bin"
+cp "$BUILT_BIN" "$WORK/bin/p2p-node" && cp "$BUILT_FAULT" "$WORK/bin/p2p-fault" || die "cannot copy the binaries"
+BIN=$WORK/bin/p2p-node
+FAULT=$WORK/bin/p2p-fault
 
 # ---- the network -------------------------------------------------------------------
 
@@ -187,7 +240,7 @@ stop() {
 node_addr() {
     local pattern
     case $2 in quic) pattern='/udp/.*/quic-v1/p2p/' ;; *) pattern='/tcp/.*/p2p/' ;; esac
-    within 10 grep -q "^LISTEN .*$pattern" "$(out "$1")" || return 1
+    within 10 grep -q "^LISTEN .*$pattern" "$(out "$1")" 2>/dev/null || return 1
     grep -m1 "^LISTEN .*$pattern" "$(out "$1")" | cut -d' ' -f2
 }
 
@@ -323,7 +376,9 @@ flood() {
 scenario_1() {
     header "1. flood: F at ${FLOOD_FACTOR}x its rate limit ($((FLOOD_LIMIT * FLOOD_FACTOR))/s), W at $W_RATE/s"
     local node=flood-node
-    start_node $node 1 --no-mdns --rate-per-sec "$FLOOD_LIMIT" --rate-burst "$FLOOD_LIMIT"
+    # Bans off: F would be banned within its first second (scenario 9 is the flood with
+    # bans); this one measures what the rate limiter costs the others under a sustained flood.
+    start_node $node 1 --no-mdns --rate-per-sec "$FLOOD_LIMIT" --rate-burst "$FLOOD_LIMIT" --ban-threshold 0
     FLOOD_ADDR=$(node_addr $node quic) || { fail "flood: the node printed no LISTEN line"; stop $node; return; }
     F_NAMES=()
     w_rounds flood "$FLOOD_ADDR" flood
@@ -361,7 +416,9 @@ scenario_1() {
 scenario_2() {
     header "2. hostile frames: $HOSTILE_COUNT inputs on greet 1.0.0 and 2.0.0 streams, QUIC and TCP"
     local node=hostile-node quic tcp pid rss0 peak rss now
-    start_node $node 1 --no-mdns
+    # Bans off: 100 answers of 400/413 within 10 s would ban each hostile peer after its
+    # first few hundred inputs; this scenario is about how the decoder answers every input.
+    start_node $node 1 --no-mdns --ban-threshold 0
     if ! quic=$(node_addr $node quic) || ! tcp=$(node_addr $node tcp); then
         fail "hostile: the node printed no LISTEN lines"
         stop $node
@@ -721,6 +778,462 @@ scenario_6() {
     check "crash: the restarted node is greeted: ${greeted:-$(cat "$WORK/greet.err")}" test "${greeted%% *}" = GREETED
     stop $node
 }
+
+# ---- 7. Sybil observers -------------------------------------------------------------------------
+
+no_line() { ! grep -q "$2" "$(out "$1")"; }
+externals() { grep '^EXTERNAL ' "$(out "$1")" | cut -d' ' -f2 | tr '\n' ' '; }
+
+scenario_7() {
+    local n=$SYBIL_IDENTITIES node=sybil-node control=sybil-control quic ctl
+    local fake_quic=/ip4/$SYBIL_FAKE_IP/udp/$PORT/quic-v1 fake_tcp=/ip4/$SYBIL_FAKE_IP/tcp/$PORT
+    header "7. sybil: $n identities on one address answer every greeting with observed_addr $fake_quic"
+    start_node $node 1 --no-mdns --interval 1s
+    # The control: the same lies to a node that takes one observer's word (--external-threshold 1).
+    # If it did not take them, the liars' answers would not be reaching the address book at all.
+    start_node $control 5 --no-mdns --interval 1s --external-threshold 1
+    if ! quic=$(node_addr $node quic) || ! ctl=$(node_addr $control quic); then
+        fail "sybil: the nodes printed no LISTEN lines"
+        stop $node
+        stop $control
+        return
+    fi
+    local limit=$((SYBIL_SECS + SYBIL_HONEST_SECS + 90))
+    client liars 2 $limit liar "$quic" --observed "$fake_quic" --observed "$fake_tcp" --identities "$n" \
+        --duration "$((SYBIL_SECS + SYBIL_HONEST_SECS + 30))s" --json
+    client liars-control 2 $limit liar "$ctl" --observed "$fake_quic" --identities 4 \
+        --duration "$((SYBIL_SECS + SYBIL_HONEST_SECS + 30))s" --json
+    if ! within 30 grep -q '^LIARS_READY' "$(out liars)"; then
+        fail "sybil: the liars did not connect within 30 s ($(tail -n 2 "$(err liars)" | tr '\n' ' '))"
+        stop liars
+        stop liars-control
+        stop $node
+        stop $control
+        return
+    fi
+    figure "$(grep -m1 '^LIARS_READY' "$(out liars)")"
+    local mark
+    mark=$(lines $node)
+    sleep "$SYBIL_SECS"
+
+    local text greeted who
+    text=$(after $node "$mark")
+    greeted=$(grep -c '^GREETED ' <<<"$text")
+    who=$(grep '^GREETED ' <<<"$text" | cut -d' ' -f2 | sort -u | wc -l)
+    figure "in ${SYBIL_SECS}s the node greeted $who liars $greeted times, and every answer said it is at $fake_quic (or $fake_tcp)"
+    local ext
+    ext=$(externals $node)
+    figure "the node's EXTERNAL lines: ${ext:-none}; the control's: $(externals $control)"
+    check "sybil: the node greeted all $n liars and got their lie ($greeted answers)" \
+        holds 'w == n && g >= n * s / 2' w="$who" g="$greeted" n="$n" s="$SYBIL_SECS"
+    check "sybil: no EXTERNAL $SYBIL_FAKE_IP after $greeted lies from $n identities on one address" \
+        no_line $node "^EXTERNAL /ip4/$SYBIL_FAKE_IP/"
+    check "sybil: no EXTERNAL at all yet: $n identities on one host are one observer (threshold 2)" \
+        no_line $node '^EXTERNAL '
+    check "sybil: control: a node with --external-threshold 1 confirms the same lie (the answers do reach the address book)" \
+        grep -q "^EXTERNAL /ip4/$SYBIL_FAKE_IP/" "$(out $control)"
+
+    # Honest peers in two other namespaces; the liars keep lying meanwhile.
+    local real=/ip4/${IP[1]}/udp/$PORT/quic-v1 t0 took
+    t0=$(now_ms)
+    start_node sybil-honest1 3 --no-mdns --interval 1s --peer "$quic"
+    start_node sybil-honest2 4 --no-mdns --interval 1s --peer "$quic"
+    if within "$SYBIL_HONEST_SECS" grep -qx "EXTERNAL $real" "$(out $node)"; then
+        took=$(($(now_ms) - t0))
+        pass "sybil: with honest peers in 2 other namespaces the node confirms its real address: EXTERNAL $real, $((took / 1000)).$(((took % 1000) / 100)) s after they started"
+    else
+        fail "sybil: no EXTERNAL $real within ${SYBIL_HONEST_SECS}s of honest peers in 2 other namespaces (EXTERNAL lines: $(externals $node))"
+    fi
+    sleep 2 # a few more lies, with the honest reports in
+    stop liars
+    stop liars-control
+    local l=$WORK/liars.out
+    figure "liars: $(json "$l" connected) identities connected, $(json "$l" lies) greetings answered with the made-up address" \
+        "in $(json "$l" held_s) s, $(json "$l" disconnected) disconnected"
+    check "sybil: still no EXTERNAL $SYBIL_FAKE_IP after $(json "$l" lies) lies in all (EXTERNAL lines: $(externals $node))" \
+        no_line $node "^EXTERNAL /ip4/$SYBIL_FAKE_IP/"
+    check "sybil: the node is still up, no panic" healthy $node
+    stop sybil-honest1
+    stop sybil-honest2
+    stop $control
+    stop $node
+}
+
+# ---- 8. connection exhaustion -------------------------------------------------------------------
+
+# The node's /metrics (it runs in namespace 1): with curl, or bash's /dev/tcp without it.
+node_metrics() {
+    if command -v curl >/dev/null; then
+        ip netns exec "$(ns 1)" curl -s --max-time 2 "http://127.0.0.1:$METRICS_PORT/metrics"
+    else
+        ip netns exec "$(ns 1)" timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+            printf "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' _ "$METRICS_PORT"
+    fi
+}
+
+# The node's established inbound connections now: established minus closed, from libp2p's metrics.
+inbound_now() {
+    node_metrics | awk '
+        /^libp2p_swarm_connections_established_total\{.*role="Listener"/ { e += $NF; seen = 1 }
+        /^libp2p_swarm_connections_duration_seconds_count\{.*role="Listener"/ { c += $NF }
+        END { if (seen) print e - c }'
+}
+
+# `metric_sum REGEX`: the sum of the samples whose name and labels match REGEX.
+metric_sum() { node_metrics | awk -v re="$1" '$0 ~ re { s += $NF } END { print s + 0 }'; }
+
+scenario_8() {
+    local n=$HOLD_CONNECTIONS ips=$HOLD_IPS cap=$HOLD_MAX_INCOMING per_ip=$HOLD_PER_IP
+    local node=crowd-node newpeer=crowd-new expect
+    expect=$((per_ip * ips < cap ? per_ip * ips : cap))
+    header "8. exhaustion: $n idle inbound QUIC connections from $ips addresses of one namespace" \
+        "(node: --max-incoming $cap, $per_ip per IP, 128 pending)"
+    local k binds=() heavy=$SUBNET.$((HOLD_IP_BASE + 1))
+    for k in $(seq 1 "$ips"); do
+        # /32s on namespace 2's veth, inside the bridge's subnet: the node answers them on-link.
+        ip -n "$(ns 2)" addr add "$SUBNET.$((HOLD_IP_BASE + k))/32" dev eth0 ||
+            { fail "exhaustion: cannot add $SUBNET.$((HOLD_IP_BASE + k)) in namespace 2"; return; }
+        binds+=(--bind "$SUBNET.$((HOLD_IP_BASE + k))")
+    done
+    # The connections take the addresses in turn; the first one comes HOLD_HEAVY more times
+    # in the list, so that it alone tries far more than the per-IP cap while the others
+    # together still overflow the total: both caps bind.
+    for k in $(seq 1 "$HOLD_HEAVY"); do binds+=(--bind "$heavy"); done
+    local heavy_attempts=$((n * (HOLD_HEAVY + 1) / (ips + HOLD_HEAVY)))
+    # The new peer: a plain node in namespace 3 that dials no one. The node dials it on
+    # SIGUSR1 (--debug-dial-on-usr1) once the crowd is in place: a connection that can
+    # only be the node's own dial, while its inbound budget is full.
+    local new_id new_addr quic pid
+    new_id=$("$BIN" id --key-file "$WORK/$newpeer.key") || { fail "exhaustion: cannot create the new peer's key"; return; }
+    new_addr=/ip4/${IP[3]}/udp/$PORT/quic-v1/p2p/$new_id
+    start_node $newpeer 3 --no-mdns
+    # --idle-timeout 5m: the crowd is idle, and an attacker can keep connections busy enough
+    # not to be (a ping, an open stream); what this measures is the budget, not the idle timeout.
+    start_node $node 1 --no-mdns --interval 1s --idle-timeout 5m --metrics "127.0.0.1:$METRICS_PORT" \
+        --max-incoming "$cap" --debug-dial-on-usr1 "$new_addr"
+    if ! quic=$(node_addr $node quic) || ! node_addr $newpeer quic >/dev/null; then
+        fail "exhaustion: the nodes printed no LISTEN lines"
+        stop $node
+        stop $newpeer
+        return
+    fi
+    pid=${PIDS[$node]}
+    sleep 1
+    local rss0 peak rss inbound max_in=0 samples=0 started
+    rss0=$(rss_kb "$pid")
+    peak=$rss0
+    started=$(now_ms)
+    client crowd 2 $((HOLD_SECS + 300)) hold "$quic" --connections "$n" "${binds[@]}" \
+        --concurrency "$HOLD_CONCURRENCY" --hold "${HOLD_SECS}s" --json
+    sample() {
+        rss=$(rss_kb "$pid")
+        [[ -n $rss ]] && ((rss > peak)) && peak=$rss
+        inbound=$(inbound_now)
+        if [[ -n $inbound ]]; then
+            samples=$((samples + 1))
+            ((inbound > max_in)) && max_in=$inbound
+        fi
+        return 0
+    }
+    until grep -q '^RAMPED' "$(out crowd)" 2>/dev/null; do
+        kill -0 "${PIDS[crowd]}" 2>/dev/null || break
+        sample
+        sleep 0.2
+    done
+    local ramped="" greeted_ms="" in_at_usr1="" newcomer=""
+    if grep -q '^RAMPED' "$(out crowd)"; then
+        ramped=$(grep -m1 '^RAMPED' "$(out crowd)")
+        sample
+        in_at_usr1=$inbound
+        # The node dials the new peer now; its first GREETED of it is the figure.
+        local usr1_at
+        kill -USR1 "$pid"
+        usr1_at=$(now_ms)
+        if within "$HOLD_GREET_SECS" grep -q "^GREETED $new_id " "$(out $node)"; then
+            greeted_ms=$(($(now_ms) - usr1_at))
+        fi
+        # And a newcomer dialing in, meanwhile: the inbound budget is the crowd's.
+        newcomer=$(ip netns exec "$(ns 4)" "$BIN" greet "$quic" --message newcomer --timeout 5s 2>&1 | head -c 300)
+        sample
+    fi
+    while kill -0 "${PIDS[crowd]}" 2>/dev/null; do
+        sample
+        sleep 0.5
+    done
+    finish crowd || fail "exhaustion: the crowd client exited with status $? ($(tail -n 2 "$(err crowd)" | tr '\n' ' '))"
+    # The crowd leaves by exiting: the node sees each connection go when its close arrives,
+    # or at QUIC's idle timeout (10 s) for one whose close was lost; hence 20 s.
+    local left=() released=0
+    zero_inbound() { [[ $(inbound_now) == 0 ]]; }
+    release_wait() {
+        local from
+        from=$(now_ms)
+        if within 20 zero_inbound; then
+            released=$((released + 1))
+            left+=("0 after $(calc '(n - f) / 1000' n="$(now_ms)" f="$from") s")
+        else
+            left+=("$(inbound_now) after 20 s")
+        fi
+    }
+    release_wait
+    local now_rss denied
+    now_rss=$(rss_kb "$pid")
+    denied=$(metric_sum '^libp2p_swarm_connections_incoming_error_total[{].*error="Denied"')
+    summary crowd
+    local h=$WORK/crowd.out held maxip
+    held=$(json "$h" held_after_ramp) maxip=$(json "$h" max_per_ip_after_ramp)
+    figure "crowd: $(json "$h" attempted) attempted, $(json "$h" established) established (as the crowd saw it)," \
+        "$(json "$h" closed_at_once) closed by the node at once, $(json "$h" failed) failed dials;" \
+        "$held held after the ramp-up ($(json "$h" ramp_s) s), at most $maxip from one address, $(json "$h" held_at_end) still held after $(json "$h" held_s) s"
+    figure "node: at most $max_in established inbound connections ($samples samples of /metrics), $in_at_usr1 when the crowd was in place;" \
+        "$denied inbound connections denied in all"
+    figure "node RSS: $((rss0 / 1024)) MiB at start, peak $((peak / 1024)) MiB (+$(((peak - rss0) / 1024)) MiB), $((${now_rss:-0} / 1024)) MiB after the crowd left"
+    figure "${ramped:-the crowd never printed RAMPED}"
+    figure "the node's dial of the new peer on SIGUSR1: first GREETED after ${greeted_ms:-(none within ${HOLD_GREET_SECS}s)} ms"
+    figure "a newcomer dialing in meanwhile: ${newcomer:-(no output)}"
+    check "exhaustion: the crowd filled the inbound budget: $held held (expected $expect = min(--max-incoming, $per_ip x $ips addresses))" \
+        holds 'h >= 0.95 * e && h <= e' h="$held" e="$expect"
+    check "exhaustion: established inbound never over --max-incoming $cap (max $max_in seen)" \
+        holds 's > 0 && m <= c' s="$samples" m="$max_in" c="$cap"
+    check "exhaustion: the per-IP cap binds: $heavy tried ~$heavy_attempts connections, no address held more than $per_ip (at most $maxip)" \
+        holds 'm == p' m="$maxip" p="$per_ip"
+    check "exhaustion: with the inbound budget full, the node dialed a new peer and greeted it (${greeted_ms:-none} ms after SIGUSR1, bound ${HOLD_GREET_SECS}s)" \
+        test -n "$greeted_ms"
+    local budget=$((cap * HOLD_RSS_PER_CONN_KB))
+    check "exhaustion: RSS within $((budget / 1024)) MiB of its start ($HOLD_RSS_PER_CONN_KB KiB x $cap): +$(((peak - rss0) / 1024)) MiB at peak, $(((peak - rss0) / (held > 0 ? held : 1))) KiB per held connection" \
+        holds 'p - s <= b' p="$peak" s="$rss0" b="$budget"
+    check "exhaustion: the node is still up, no panic" healthy $node
+
+    # Two more crowds of the same size: what the first left behind is reused, not added to.
+    # The allocator keeps what it got: RSS does not drop when a crowd leaves, and grows
+    # by a third to a half of the first crowd's growth over the next two before it settles
+    # (20 crowds of 200 on 127.0.0.1: +29 MiB, then +11 MiB over the next 7, then flat).
+    local peak1=$peak wave peaks=()
+    for wave in 2 3; do
+        client "crowd$wave" 2 $((HOLD_SECS + 300)) hold "$quic" --connections "$n" "${binds[@]}" \
+            --concurrency "$HOLD_CONCURRENCY" --hold 3s --json
+        while kill -0 "${PIDS[crowd$wave]}" 2>/dev/null; do
+            sample
+            sleep 0.5
+        done
+        finish "crowd$wave" || fail "exhaustion: crowd $wave exited with status $?"
+        release_wait
+        peaks+=("$((peak / 1024)) MiB")
+        figure "crowd $wave: $(json "$(out "crowd$wave")" held_after_ramp) held; node RSS peak so far $((peak / 1024)) MiB"
+    done
+    check "exhaustion: each crowd's connections are released within 20 s of it leaving (established inbound, crowds 1-3: $(printf '%s; ' "${left[@]}"))" \
+        test "$released" = 3
+    # A node that kept all a connection holds would add the first crowd's growth twice more.
+    check "exhaustion: crowds 2 and 3 together add less than the first one did (+$(((peak1 - rss0) / 1024)) MiB): peak $((peak1 / 1024)) MiB, then ${peaks[*]}" \
+        holds 'p2 - p1 < p1 - s' p1="$peak1" p2="$peak" s="$rss0"
+    check "exhaustion: within --max-incoming $cap through all three crowds (max $max_in seen)" holds 'm <= c' m="$max_in" c="$cap"
+    local greeted
+    greeted=$(ip netns exec "$(ns 4)" "$BIN" greet "$quic" --message after --timeout 10s 2>"$WORK/greet.err")
+    check "exhaustion: once the crowds left, a newcomer dialing in is greeted: ${greeted:-$(cat "$WORK/greet.err")}" \
+        test "${greeted%% *}" = GREETED
+    say "exhaustion: $((($(now_ms) - started) / 1000)) s from the first dial of the crowd"
+    stop $node
+    stop $newpeer
+    for k in $(seq 1 "$ips"); do ip -n "$(ns 2)" addr del "$SUBNET.$((HOLD_IP_BASE + k))/32" dev eth0 2>/dev/null; done
+}
+
+# ---- 9. flood with bans ---------------------------------------------------------------------------
+
+scenario_9() {
+    local node=bans-node f_id addr
+    header "9. flood with bans: F (one identity, closed loop, $BAN_F_CONCURRENCY in flight) and W ($BAN_W_RATE/s)," \
+        "default limits, bans on"
+    f_id=$("$FAULT" id --seed "$BAN_F_SEED") || { fail "bans: cannot compute F's peer id"; return; }
+    start_node $node 1 --no-mdns --metrics "127.0.0.1:$METRICS_PORT"
+    addr=$(node_addr $node quic) || { fail "bans: the node printed no LISTEN line"; stop $node; return; }
+    w_run() {
+        client "$1" 2 $((BAN_W_SECS + 40)) load "$addr" --rate "$BAN_W_RATE" --concurrency 4 --warmup 1s \
+            --duration "${BAN_W_SECS}s" --latencies "$WORK/$1.lat" --json
+    }
+    w_run bans-w-before
+    finish bans-w-before || fail "bans: W's run alone (before) exited with status $?"
+
+    # W over the whole flood: from 2 s before F starts (after W's warm-up) to well after F
+    # has stopped and come back once (F floods for half of W's run).
+    local mark pin=() f_at banned_ms=""
+    mark=$(lines $node)
+    if command -v taskset >/dev/null && (($(nproc) > 1)); then pin=(taskset -c $(($(nproc) - 1))); fi
+    w_run bans-w-flood
+    sleep 3
+    f_at=$(now_ms)
+    timeout --kill-after=5 $((BAN_W_SECS + 30)) "${pin[@]}" ip netns exec "$(ns 3)" "$FAULT" load "$addr" \
+        --seed "$BAN_F_SEED" --concurrency "$BAN_F_CONCURRENCY" --warmup 0s --duration "$((BAN_W_SECS / 2))s" \
+        --json >"$(out bans-f)" 2>"$(err bans-f)" </dev/null &
+    PIDS[bans-f]=$!
+    if within 20 eval "after $node $mark | grep -q '^BANNED $f_id '"; then banned_ms=$(($(now_ms) - f_at)); fi
+    finish bans-f || figure "F exited with status $? ($(tail -n 1 "$(err bans-f)"))"
+    # F comes back with the same identity while banned (W still running).
+    client bans-f-again 3 40 load "$addr" --seed "$BAN_F_SEED" --rate 5 --warmup 0s --duration 1s --json
+    local again_status=0 again_reason
+    finish bans-f-again || again_status=$?
+    again_reason=$(tail -n 1 "$(err bans-f-again)" | cut -c1-200)
+    finish bans-w-flood || fail "bans: W's run over the flood exited with status $?"
+
+    w_run bans-w-after
+    finish bans-w-after || fail "bans: W's run alone (after) exited with status $?"
+
+    local f=$WORK/bans-f.out name p99_alone p99_flood ratio w_failed=0 w_n=0 bans
+    for name in bans-w-before bans-w-flood bans-w-after; do
+        figure "W $name: $(json "$(out $name)" ok) ok, $(json "$(out $name)" failed) failed, p50 $(json "$(out $name)" p50_ms) ms," \
+            "p99 $(json "$(out $name)" p99_ms) ms, max $(json "$(out $name)" max_ms) ms"
+        w_failed=$((w_failed + $(json "$(out $name)" failed)))
+        w_n=$((w_n + $(json "$(out $name)" ok) + $(json "$(out $name)" failed)))
+    done
+    p99_alone=$(pooled_p99 all "$WORK/bans-w-before.lat" "$WORK/bans-w-after.lat")
+    p99_flood=$(pooled_p99 all "$WORK/bans-w-flood.lat")
+    ratio=$(calc 'a > 0 ? b / a : 0' a="$p99_alone" b="$p99_flood")
+    bans=$(metric_sum '^greet_bans_total')
+    local answered
+    answered=$(node_metrics | awk '/^greet_requests_total[{]/ { sub(/.*code="/, "", $1); sub(/".*/, "", $1); printf "%s x %s, ", $NF, $1 }')
+    figure "F ($f_id): $(json "$f" all.n) requests: $(json "$f" kind.ok.n) ok, $(json "$f" kind.remote_429.n) x 429," \
+        "$(json "$f" kind.remote_503.n) x 503, then failed locally: $(grep -o '"kind\.[a-z_]*\.n":[0-9]*' "$f" | grep -v 'ok\|remote' | tr '\n' ' ')"
+    figure "BANNED ${f_id} ${banned_ms:+$banned_ms ms after F started}: $(after $node "$mark" | grep -m1 "^BANNED $f_id" | cut -d' ' -f3-);" \
+        "greet_bans_total $bans; UNBANNED lines: $(grep -c "^UNBANNED $f_id" "$(out $node)")"
+    figure "the node answered (all peers, whole scenario): ${answered%, }; inbound connections denied: $(metric_sum '^libp2p_swarm_connections_incoming_error_total[{].*error="Denied"')"
+    figure "F again, same identity, while banned: exit $again_status, $again_reason"
+    figure "W's p99: $p99_flood ms over the whole flood vs $p99_alone ms alone (pooled before and after): ratio $ratio (bound $BAN_RATIO)"
+    check "bans: F is banned (BANNED $f_id${banned_ms:+, $banned_ms ms after it started})" test -n "$banned_ms"
+    check "bans: F's connection is refused afterwards (same identity, exit $again_status: $again_reason)" \
+        holds 's != 0' s="$again_status"
+    check "bans: W lost none of its $w_n requests ($w_failed failed)" holds 'f == 0 && n > 0' f="$w_failed" n="$w_n"
+    check "bans: W's p99 over the whole flood <= $BAN_RATIO x alone: $p99_flood ms vs $p99_alone ms (x$ratio)" \
+        holds 'a > 0 && b <= r * a' a="$p99_alone" b="$p99_flood" r="$BAN_RATIO"
+    check "bans: the node is still up, no panic" healthy $node
+    stop $node
+}
+
+# ---- 10. silent v2 peer ---------------------------------------------------------------------------
+
+# `start_stamped NAME I ARGS...`: like start_node, each stdout line prefixed with the wall clock in ms.
+start_stamped() {
+    local name=$1 i=$2
+    shift 2
+    RUST_LOG=${RUST_LOG:-info} ip netns exec "$(ns "$i")" "$BIN" run \
+        --listen "/ip4/${IP[$i]}/udp/$PORT/quic-v1" --listen "/ip4/${IP[$i]}/tcp/$PORT" \
+        --message "$name" --key-file "$WORK/$name.key" "$@" \
+        > >(while IFS= read -r line; do printf '%s %s\n' "$(now_ms)" "$line"; done >>"$(out "$name")") \
+        2>>"$(err "$name")" </dev/null &
+    PIDS[$name]=$!
+}
+
+# `sleep_until_ms T`: sleeps until the wall clock reads T (ms since the epoch).
+sleep_until_ms() {
+    local now
+    now=$(now_ms)
+    (($1 > now)) && sleep "$(calc '(t - n) / 1000' t="$1" n="$now")"
+    return 0
+}
+
+scenario_10() {
+    local node=silent-node rt=$SILENT_REQUEST_TIMEOUT_SECS idle=$SILENT_IDLE_SECS grace=$SILENT_GRACE_SECS
+    local si=$SILENT_STREAM_IDLE_SECS wt=$SILENT_STREAM_WRITE_SECS
+    # After a greeting fails, the stream retires (si), the silent peer, which does not close
+    # its half in answer, is cut off (wt), and the connection idles out (idle). The peer
+    # redials 1 s later; the next greeting must find it connected: interval = all that + 3 s.
+    local release=$((si + wt + idle)) interval=$((rt + si + wt + idle + 3))
+    local t what reason rest
+    header "10. silent peer: takes greet 2.0.0 streams, never reads; node --request-timeout ${rt}s --idle-timeout ${idle}s" \
+        "--stream-idle-timeout ${si}s --stream-write-timeout ${wt}s --interval ${interval}s --shutdown-grace ${grace}s"
+    local silent_id addr t_listen
+    silent_id=$("$FAULT" id --seed 5)
+    start_stamped $node 1 --no-mdns --interval "${interval}s" --request-timeout "${rt}s" --idle-timeout "${idle}s" \
+        --stream-idle-timeout "${si}s" --stream-write-timeout "${wt}s" --shutdown-grace "${grace}s"
+    if ! within 10 grep -q ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node)" 2>/dev/null; then
+        fail "silent: the node printed no LISTEN line"
+        stop $node
+        return
+    fi
+    # The greeter ticks every interval from the node's start: its LISTEN line, near enough.
+    t_listen=$(grep -m1 ' LISTEN ' "$(out $node)" | cut -d' ' -f1)
+    addr=$(grep -m1 ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node)" | cut -d' ' -f3)
+    # The silent peer dials the node 3 s before its first greeting (an idle connection
+    # would idle out before it), and again 1 s after each disconnection.
+    sleep_until_ms $((t_listen + (interval - 3) * 1000))
+    client silent 2 $((interval * SILENT_CYCLES + 60)) silent --listen "/ip4/${IP[2]}/udp/$PORT/quic-v1" \
+        --peer "$addr" --redial 1s --seed 5 --duration "$((interval * SILENT_CYCLES + 30))s" --json
+    # SIGTERM 1 s after the node's last greeting of the silent peer went out: one is in flight.
+    sleep_until_ms $((t_listen + (interval * SILENT_CYCLES + 1) * 1000))
+    local pid=${PIDS[$node]} sent exited status
+    sent=$(now_ms)
+    kill -TERM "$pid"
+    wait "$pid"
+    status=$?
+    exited=$(($(now_ms) - sent))
+    PIDS[$node]=""
+    stop silent
+
+    # The node's lines about the silent peer, with their times.
+    local lines failed=() disconnected=()
+    lines=$(grep -E " (GREET_FAILED|GREETED|CONNECTED|DISCONNECTED) $silent_id" "$(out $node)")
+    figure "the node's lines about the silent peer (ms after the node started; greetings go out at multiples of ${interval}000):"
+    while read -r t what _ rest; do
+        [[ -n $t ]] && figure "  +$((t - t_listen)) $what ${rest:0:60}"
+    done <<<"$lines"
+    summary silent
+    local prev_fail="" fail_ok=0 fail_n=0 idle_ok=0
+    while read -r t what _ reason; do
+        # What happened before SIGTERM (the greeting in flight then ends with the shutdown).
+        [[ -n $t ]] && ((t < sent)) || continue
+        case $what in
+            GREET_FAILED)
+                fail_n=$((fail_n + 1))
+                # Sent at the last tick before it: (t - t_listen) mod interval after it.
+                local since=$(((t - t_listen) % (interval * 1000)))
+                failed+=("$since ms (${reason%%:*})")
+                if [[ $reason == timeout* ]] && ((since >= rt * 1000 - 200 && since <= rt * 1000 + SLACK_MS)); then
+                    fail_ok=$((fail_ok + 1))
+                fi
+                prev_fail=$t
+                ;;
+            DISCONNECTED)
+                if [[ -n $prev_fail ]]; then
+                    disconnected+=("$((t - prev_fail)) ms")
+                    if ((t - prev_fail >= release * 1000 - 200 && t - prev_fail <= release * 1000 + SLACK_MS)); then
+                        idle_ok=$((idle_ok + 1))
+                    fi
+                    prev_fail=""
+                fi
+                ;;
+        esac
+    done <<<"$lines"
+    figure "greetings failed after (from the tick): ${failed[*]:-none}"
+    figure "DISCONNECTED after the failed greeting: ${disconnected[*]:-never} (expected ${release}000 ms: stream idle ${si}s + write ${wt}s + connection idle ${idle}s)"
+    figure "SIGTERM with a greeting to the silent peer in flight: exit $status after $exited ms"
+    check "silent: every greeting of the silent peer failed with a timeout within --request-timeout ${rt}s (+${SLACK_MS} ms): $fail_ok of $fail_n" \
+        holds 'n >= 2 && a == n' a="$fail_ok" n="$fail_n"
+    check "silent: after each failed greeting the connection idled out (DISCONNECTED ${si}s + ${wt}s + ${idle}s later, +${SLACK_MS} ms): $idle_ok of $fail_n (${disconnected[*]:-never})" \
+        holds 'f >= 1 && a == f' a="$idle_ok" f="$fail_n"
+    check "silent: SIGTERM exits 0 within --shutdown-grace ${grace}s (+${SLACK_MS} ms): exit $status after $exited ms" \
+        holds 's == 0 && e <= g' s="$status" e="$exited" g=$((grace * 1000 + SLACK_MS))
+    check "silent: no panic" no_line_err $node
+
+    # For the record, not a check: the same peer against the default stream timeouts
+    # (15 s idle, 10 s write), greeted every 2 s.
+    local node2=silent-defaults mark
+    start_stamped $node2 1 --no-mdns --interval 2s --request-timeout "${rt}s" --idle-timeout "${idle}s"
+    if within 10 grep -q ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node2)" 2>/dev/null; then
+        addr=$(grep -m1 ' LISTEN .*/udp/.*/quic-v1/p2p/' "$(out $node2)" | cut -d' ' -f3)
+        local from
+        from=$(now_ms)
+        client silent2 2 $((SILENT_DEFAULTS_SECS + 60)) silent --listen "/ip4/${IP[2]}/udp/$PORT/quic-v1" \
+            --peer "$addr" --seed 5 --duration "$((SILENT_DEFAULTS_SECS + 2))s" --json
+        finish silent2
+        # Counted over the SILENT_DEFAULTS_SECS the peer stayed (its leaving is a disconnection too).
+        local until=$((from + SILENT_DEFAULTS_SECS * 1000))
+        figure "with the default --stream-idle-timeout and --stream-write-timeout, greeted every 2 s for ${SILENT_DEFAULTS_SECS}s:" \
+            "$(awk -v u="$until" -v p="$silent_id" '$1 < u && $2 == "GREET_FAILED" && $3 == p' "$(out $node2)" | wc -l) greetings failed," \
+            "$(awk -v u="$until" -v p="$silent_id" '$1 < u && $2 == "DISCONNECTED" && $3 == p' "$(out $node2)" | wc -l) disconnections," \
+            "$(json "$(out silent2)" streams) stream(s) opened"
+    fi
+    stop $node2
+}
+
+no_line_err() { ! grep -q panicked "$(err "$1")"; }
 
 # ---- run ---------------------------------------------------------------------------------------
 

@@ -7,6 +7,11 @@
 //! p2p-fault hostile <QUIC MULTIADDR/p2p/ID> [--tcp <TCP MULTIADDR/p2p/ID>] [--count N]
 //!                [--concurrency C] [--seed N] [--probe-interval 150ms] [--answer-timeout 5s]
 //!                [--max-time 600s] [--json]
+//! p2p-fault liar <MULTIADDR/p2p/ID> --observed <MULTIADDR>... [--identities 16] [--duration 30s] [--json]
+//! p2p-fault hold <QUIC MULTIADDR/p2p/ID> [--connections N] [--bind IP]... [--concurrency 64]
+//!                [--hold 30s] [--json]
+//! p2p-fault silent [--listen MULTIADDR]... [--peer MULTIADDR] [--redial 1s] [--seed N]
+//!                [--duration 60s] [--json]
 //! ```
 //!
 //! - `id` prints the peer id `--seed N` gives, so that a script can name a
@@ -16,17 +21,28 @@
 //! - `hostile` ([`hostile`]) sends `--count` hostile inputs ([`inputs`]) on raw
 //!   greet streams ([`raw`]) and counts how the node answers each, while a
 //!   well-behaved peer ([`probe`]) checks that the node still serves.
+//! - `liar` ([`liar`]) is a crowd of Sybil observers: many identities on one
+//!   address, each answering the target's greetings with a made-up
+//!   `observed_addr`.
+//! - `hold` ([`hold`]) opens many idle QUIC connections with fresh identities,
+//!   from several source addresses, and holds them for a while.
+//! - `silent` ([`silent`]) is a peer that takes greet 2.0.0 streams and never
+//!   reads or answers them.
 //!
 //! Every run is bounded in count and time and stops by itself. With `--json`
 //! the last line on stdout is one flat JSON object (`"key":number`), for scripts.
 
 mod answers;
+mod hold;
 mod hostile;
 mod inputs;
+mod liar;
 mod load;
 mod probe;
 mod raw;
+mod silent;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,6 +74,12 @@ enum Command {
     Load(LoadArgs),
     /// Send hostile inputs on greet streams while a well-behaved peer probes the node.
     Hostile(HostileArgs),
+    /// Sybil observers: many identities on one address answer greetings with a made-up address.
+    Liar(LiarArgs),
+    /// Open many idle QUIC connections with fresh identities and hold them.
+    Hold(HoldArgs),
+    /// A peer that accepts greet 2.0.0 streams and never reads or answers them.
+    Silent(SilentArgs),
 }
 
 /// `p2p-fault load`.
@@ -127,6 +149,74 @@ struct HostileArgs {
     json: bool,
 }
 
+/// `p2p-fault liar`.
+#[derive(Debug, Args)]
+struct LiarArgs {
+    /// The node to lie to, ending in /p2p/<peer-id>.
+    #[arg(value_name = "MULTIADDR")]
+    target: Multiaddr,
+    /// The made-up address to answer with (repeatable: one per transport, the
+    /// one matching the connection's transport is used).
+    #[arg(long, value_name = "MULTIADDR", required = true)]
+    observed: Vec<Multiaddr>,
+    /// How many identities (each a node with one connection to the target).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    identities: usize,
+    /// How long to stay connected and keep lying, once connected (SIGTERM ends it sooner).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    duration: Duration,
+    /// End with one flat JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `p2p-fault hold`.
+#[derive(Debug, Args)]
+struct HoldArgs {
+    /// The node's QUIC address, ending in /p2p/<peer-id>.
+    #[arg(value_name = "MULTIADDR")]
+    target: Multiaddr,
+    /// How many connections to open, each from a fresh identity.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    connections: u64,
+    /// A source address to dial from (repeatable; the connections take them in turn).
+    /// Default: whatever the OS picks.
+    #[arg(long, value_name = "IP")]
+    bind: Vec<IpAddr>,
+    /// Dials in flight at once.
+    #[arg(long, value_name = "C", default_value_t = 64)]
+    concurrency: usize,
+    /// How long to hold the connections once every dial has ended.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    hold: Duration,
+    /// End with one flat JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `p2p-fault silent`.
+#[derive(Debug, Args)]
+struct SilentArgs {
+    /// Listen on this address (repeatable).
+    #[arg(long, value_name = "MULTIADDR", default_values_t = [silent::default_listen()])]
+    listen: Vec<Multiaddr>,
+    /// Dial this peer at start.
+    #[arg(long, value_name = "MULTIADDR")]
+    peer: Option<Multiaddr>,
+    /// Dial `--peer` again this long after each disconnection or failed dial.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    redial: Option<Duration>,
+    /// A fixed identity (see `id`); default: a fresh one.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Stop after this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    duration: Duration,
+    /// End with one flat JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = tokio::runtime::Builder::new_multi_thread()
@@ -151,6 +241,9 @@ async fn dispatch(command: Command) -> Result<()> {
         }
         Command::Load(args) => load::run(args).await,
         Command::Hostile(args) => hostile::run(args).await,
+        Command::Liar(args) => liar::run(args).await,
+        Command::Hold(args) => hold::run(args).await,
+        Command::Silent(args) => silent::run(args).await,
     }
 }
 

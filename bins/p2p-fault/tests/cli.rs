@@ -126,3 +126,134 @@ fn a_seed_prints_the_same_peer_id_every_time() {
     assert_ne!(id("7"), id("8"));
     assert!(id("7").starts_with("12D3KooW"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liars_answer_every_greeting_with_the_made_up_address() {
+    let (node, quic, _) = target(Limits::default()).await;
+    let ours = quic.iter().take(3).collect::<Multiaddr>();
+    let made_up: Multiaddr = "/ip4/198.51.100.7/udp/4101/quic-v1".parse().unwrap();
+    let greeter = {
+        let node = node.clone();
+        let made_up = made_up.clone();
+        tokio::spawn(async move {
+            // Greets every liar as it comes, as a node's periodic greeter does.
+            let mut seen = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while tokio::time::Instant::now() < deadline && seen < 3 {
+                for peer in node.greet_peers() {
+                    let answer = tower::ServiceExt::oneshot(
+                        node.client(),
+                        (peer, p2p_protocol::GreetRequest::new("where am I?")),
+                    )
+                    .await;
+                    if let Ok(answer) = answer {
+                        assert_eq!(answer.observed_addr, made_up);
+                        seen += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            seen
+        })
+    };
+    let out =
+        p2p_fault(format!("liar {quic} --observed {made_up} --identities 3 --duration 3s --json")).await;
+    let report = json(&out);
+    assert_eq!(report["connected"], 3, "{report}");
+    assert!(report["lies"].as_u64().unwrap() >= 3, "{report}");
+    assert!(greeter.await.unwrap() >= 3);
+    // One host, three identities: one observer, below the default threshold of 2.
+    assert!(!node.external_addrs().iter().any(|a| a.to_string().contains("198.51.100.")));
+    assert!(!node.external_addrs().contains(&ours));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_counts_the_connections_a_per_ip_cap_lets_through() {
+    let (node, events) = NodeBuilder::new()
+        .mdns(false)
+        .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+        .max_incoming(Some(100), Some(4))
+        .build(stack(MakeGreeter::new("target"), Limits::default()))
+        .expect("the target starts");
+    let quic = listening(&node, events).await;
+    let out = p2p_fault(format!("hold {quic} --connections 10 --bind 127.0.0.1 --hold 1s --json")).await;
+    let report = json(&out);
+    assert_eq!(report["attempted"], 10, "{report}");
+    assert_eq!(report["held_after_ramp"], 4, "the per-IP cap: {report}");
+    assert_eq!(report["max_per_ip_after_ramp"], 4, "{report}");
+    assert_eq!(report["held_at_end"], 4, "{report}");
+    let refused = report["closed_at_once"].as_u64().unwrap() + report["failed"].as_u64().unwrap();
+    assert_eq!(refused, 6, "{report}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("RAMPED held=4 ")), "{stdout}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_takes_the_greeting_and_never_answers() {
+    let (node, mut events) = NodeBuilder::new()
+        .mdns(false)
+        .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+        .request_timeout(Duration::from_millis(500))
+        .build(stack(MakeGreeter::new("target"), Limits::default()))
+        .expect("the target starts");
+    let quic = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(NodeEvent::Listening { address })) => {
+                break address.with(Protocol::P2p(node.local_peer_id()));
+            }
+            Ok(Some(_)) => {}
+            other => panic!("the target does not listen: {other:?}"),
+        }
+    };
+    let silent = tokio::spawn(p2p_fault(format!(
+        "silent --listen /ip4/127.0.0.1/udp/0/quic-v1 --peer {quic} --duration 4s --json"
+    )));
+    // The silent peer dials us; once identify says it speaks greet 2.0.0, greet it.
+    let peer = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(NodeEvent::GreetCapable { peer_id }) => break peer_id,
+                Some(_) => {}
+                None => panic!("the target stopped"),
+            }
+        }
+    })
+    .await
+    .expect("the silent peer connects and speaks greet");
+    let started = std::time::Instant::now();
+    let answer =
+        tower::ServiceExt::oneshot(node.client(), (peer, p2p_protocol::GreetRequest::new("hello?"))).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(answer, Err(p2p_transport::RequestError::Timeout)),
+        "a silent peer's greeting times out: {answer:?}"
+    );
+    assert!(took < Duration::from_secs(2), "within the request timeout: {took:?}");
+    let out = silent.await.unwrap();
+    let report = json(&out);
+    assert_eq!(report["streams"], 1, "{report}");
+    assert_eq!(report["held_streams"], 1, "{report}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l.starts_with(&format!("STREAM {} at_ms=", node.local_peer_id()))),
+        "{stdout}"
+    );
+    node.shutdown().await;
+}
+
+/// The node's QUIC address with /p2p/, once it listens; its events drained from then on.
+async fn listening(node: &Node, mut events: p2p_transport::NodeEvents) -> Multiaddr {
+    let address = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(NodeEvent::Listening { address })) => {
+                break address.with(Protocol::P2p(node.local_peer_id()));
+            }
+            Ok(Some(_)) => {}
+            other => panic!("the node does not listen: {other:?}"),
+        }
+    };
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    address
+}

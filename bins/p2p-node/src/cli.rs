@@ -143,6 +143,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "PEER_ID", hide = true)]
     pub(crate) debug_stall_peer: Option<p2p_transport::libp2p::PeerId>,
 
+    /// Debugging (hidden; only with the `debug-hooks` feature): dial this address each time
+    /// the process gets SIGUSR1 (repeatable). For fault-injection scripts.
+    #[cfg(feature = "debug-hooks")]
+    #[arg(long, value_name = "MULTIADDR", hide = true)]
+    pub(crate) debug_dial_on_usr1: Vec<Multiaddr>,
+
     #[command(flatten)]
     pub(crate) service: ServiceLimitArgs,
 
@@ -459,11 +465,14 @@ mod tests {
         );
     }
 
-    /// The stall hook is in a binary built with `--features debug-hooks`, and in no other.
+    /// The debug hooks are in a binary built with `--features debug-hooks`, and in no other.
     #[test]
-    fn the_debug_stall_flag_exists_only_with_debug_hooks() {
+    fn the_debug_flags_exist_only_with_debug_hooks() {
         let peer = p2p_transport::libp2p::PeerId::random().to_string();
         let parsed = Cli::try_parse_from(["p2p-node", "run", "--debug-stall-peer", &peer]);
+        assert_eq!(parsed.is_ok(), cfg!(feature = "debug-hooks"), "{parsed:?}");
+        let addr = "/ip4/10.0.0.1/udp/1/quic-v1";
+        let parsed = Cli::try_parse_from(["p2p-node", "run", "--debug-dial-on-usr1", addr]);
         assert_eq!(parsed.is_ok(), cfg!(feature = "debug-hooks"), "{parsed:?}");
     }
 

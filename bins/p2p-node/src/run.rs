@@ -46,6 +46,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
             warn!(%peer, %err, "cannot dial");
         }
     }
+    #[cfg(feature = "debug-hooks")]
+    crate::debug::dial_on_usr1(&node, args.debug_dial_on_usr1.clone())?;
     let mut outcomes = PeriodicGreeter::new(&node, args.interval.0, args.message.clone()).spawn();
 
     let signal = loop {
