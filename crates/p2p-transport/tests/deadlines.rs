@@ -270,24 +270,10 @@ async fn shutdown_with_a_requester_that_never_reads_ends_its_stream_within_the_g
     s.script.next_held_arrival().await;
     answered(&s, raw, 200).await;
 
-    let start = Instant::now();
-    within("shutdown", s.node.shutdown()).await;
-    let took = start.elapsed();
-    assert!(took < grace + SLACK, "shutdown took {took:?} with a grace of {grace:?}");
     // Nothing the peer started outlives the grace: not the stuck writer, not
     // the held request, whose handler would otherwise wait on (holding the
     // script) until the service's own 5 s timeout.
-    let released = tokio::time::timeout(Duration::from_millis(500), async {
-        while Arc::strong_count(&s.script) > 1 {
-            tokio::time::sleep_until(Instant::now() + Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(
-        released.is_ok(),
-        "{} holders of the handler's state after shutdown",
-        Arc::strong_count(&s.script)
-    );
+    shut_down_within_grace(&s, grace).await;
     drop(writing);
 }
 
@@ -302,12 +288,18 @@ async fn shutdown_ends_a_pipelined_request_still_running_at_the_end_of_the_grace
     let held = tokio::spawn(client.oneshot(GreetRequest::new("hold")));
     s.script.next_held_arrival().await;
 
+    // The held request's task ended with the grace.
+    shut_down_within_grace(&s, grace).await;
+    assert!(within("the requester", held).await.unwrap().is_err(), "the request was not answered");
+}
+
+/// Shuts `s` down, which must take less than `grace` (plus slack), and then
+/// nothing may still hold the handler's state (the script) within 500 ms.
+async fn shut_down_within_grace(s: &TestNode, grace: Duration) {
     let start = Instant::now();
     within("shutdown", s.node.shutdown()).await;
     let took = start.elapsed();
     assert!(took < grace + SLACK, "shutdown took {took:?} with a grace of {grace:?}");
-    // The held request's task ended with the grace: its handler no longer
-    // waits (holding the script) for the service's own 5 s timeout.
     let released = tokio::time::timeout(Duration::from_millis(500), async {
         while Arc::strong_count(&s.script) > 1 {
             tokio::time::sleep_until(Instant::now() + Duration::from_millis(10)).await;
@@ -319,5 +311,4 @@ async fn shutdown_ends_a_pipelined_request_still_running_at_the_end_of_the_grace
         "{} holders of the handler's state after shutdown",
         Arc::strong_count(&s.script)
     );
-    assert!(within("the requester", held).await.unwrap().is_err(), "the request was not answered");
 }
