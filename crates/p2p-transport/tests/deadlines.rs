@@ -201,6 +201,32 @@ async fn our_idle_pipelined_stream_closes_so_the_connection_idles_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peers_connection_idles_out_once_our_stream_to_it_has_ended() {
+    // The silent peer speaks no ping and never closes the streams it takes:
+    // once our stream ends (idle, then cut off at the write deadline),
+    // nothing but our own wake-up makes the connection see it is idle.
+    let mut a = spawn_with(Script::new("a"), Transport::Quic, |b| {
+        b.idle_timeout(Duration::from_secs(1))
+            .request_timeout(Duration::from_millis(500))
+            .stream_idle_timeout(Duration::from_millis(300))
+            .stream_write_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let (silent, addr) = silent_peer(256).await;
+    a.node.dial(addr).await.unwrap();
+    connected_to(&mut a, silent).await;
+    let client = a.node.client().peer(silent).with_version(GreetVersion::V2);
+    let result = within("a greeting of the silent peer", client.oneshot(GreetRequest::new("hi"))).await;
+    assert_eq!(result.map(|r| r.message), Err(RequestError::Timeout));
+
+    a.wait_for(
+        "the silent peer's idle connection to close",
+        |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == silent),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_outbound_stream_closes_its_write_half_and_the_next_call_opens_another() {
     let mut a =
         spawn_with(Script::new("a"), Transport::Quic, |b| b.stream_idle_timeout(Duration::from_millis(300)))

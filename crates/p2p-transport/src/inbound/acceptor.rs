@@ -9,13 +9,15 @@
 //! It also wakes a stream's connection when the stream is dropped: libp2p
 //! checks whether a connection has streams left (and so whether its idle
 //! timeout runs) only when the connection's task is woken, and a peer that
-//! does nothing else (no ping) would otherwise never wake it again.
+//! does nothing else (no ping) would otherwise never wake it again. Our own
+//! outbound streams (opened through libp2p-stream, which does not wake its
+//! connection either) do the same through [`ConnectionWakers`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::channel::mpsc;
@@ -32,6 +34,8 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use p2p_protocol::v2;
 use tracing::warn;
+
+use crate::lock::lock;
 
 /// Streams negotiated but not yet taken, per connection. A peer with more
 /// than this many streams waiting is misbehaving; the excess is dropped.
@@ -85,28 +89,68 @@ impl AsyncWrite for InboundStream {
     }
 }
 
+/// Every live connection's task, as of its last poll, with its peer: what
+/// wakes a peer's connections once a stream of ours on one of them has ended,
+/// so that libp2p sees it gone and the connection's idle timeout can start.
+/// One entry per connection with a [`Handler`] (bounded by the connection
+/// limits); a handler removes its own entry when dropped.
+#[derive(Clone, Default)]
+pub(crate) struct ConnectionWakers(Arc<Mutex<HashMap<ConnectionId, ConnectionTask>>>);
+
+/// A connection's peer and its task's waker.
+type ConnectionTask = (PeerId, Arc<AtomicWaker>);
+
+impl ConnectionWakers {
+    /// Wakes every connection to `peer` (we do not know which one carried the
+    /// stream; waking the others costs one poll each).
+    pub(crate) fn wake(&self, peer: &PeerId) {
+        for (owner, waker) in lock(&self.0).values() {
+            if owner == peer {
+                waker.wake();
+            }
+        }
+    }
+
+    fn insert(&self, connection: ConnectionId, peer: PeerId, waker: Arc<AtomicWaker>) {
+        lock(&self.0).insert(connection, (peer, waker));
+    }
+
+    fn remove(&self, connection: &ConnectionId) {
+        lock(&self.0).remove(connection);
+    }
+}
+
 /// The receiving end: every inbound v2 stream.
 pub(crate) type Incoming = mpsc::Receiver<IncomingStream>;
 
 /// Accepts inbound `/p2p-node/greet/2.0.0` streams on every connection.
 pub(crate) struct Acceptor {
     streams: mpsc::Sender<IncomingStream>,
+    wakers: ConnectionWakers,
 }
 
 impl Acceptor {
     pub(crate) fn new() -> (Self, Incoming) {
         let (streams, incoming) = mpsc::channel(QUEUE);
-        (Self { streams }, incoming)
+        (Self { streams, wakers: ConnectionWakers::default() }, incoming)
+    }
+
+    /// The wakers of every connection this behaviour has a handler on.
+    pub(crate) fn wakers(&self) -> ConnectionWakers {
+        self.wakers.clone()
     }
 
     fn handler(&self, peer: PeerId, connection_id: ConnectionId, remote_addr: &Multiaddr) -> Handler {
+        let connection = Arc::new(AtomicWaker::new());
+        self.wakers.insert(connection_id, peer, Arc::clone(&connection));
         Handler {
             peer,
             connection_id,
             remote_addr: remote_addr.clone(),
             streams: self.streams.clone(),
             backlog: VecDeque::new(),
-            connection: Arc::new(AtomicWaker::new()),
+            connection,
+            wakers: self.wakers.clone(),
         }
     }
 }
@@ -156,6 +200,14 @@ pub(crate) struct Handler {
     backlog: VecDeque<Stream>,
     /// The connection task, as of its last poll.
     connection: Arc<AtomicWaker>,
+    /// Where `connection` is registered until this handler (the connection) goes.
+    wakers: ConnectionWakers,
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.wakers.remove(&self.connection_id);
+    }
 }
 
 impl ConnectionHandler for Handler {

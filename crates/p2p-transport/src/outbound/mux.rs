@@ -13,7 +13,10 @@
 //!
 //! A stream with no request in flight for its idle timeout closes its write
 //! half (the responder then closes too), so that the connection's own idle
-//! timeout applies again; the next call opens a new stream.
+//! timeout applies again; the next call opens a new stream. Once the stream
+//! has ended, the peer's connections are woken: libp2p re-checks whether a
+//! connection is idle only when its task runs, and a peer that sends nothing
+//! (not even ping) would otherwise keep it open for good.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::inbound::ConnectionWakers;
 use crate::lock::lock;
 use crate::{NodeConfig, RequestError};
 
@@ -72,6 +76,8 @@ pub(crate) struct Mux {
     permits: Arc<Semaphore>,
     request_timeout: Duration,
     observations: mpsc::Sender<(PeerId, Multiaddr)>,
+    /// Woken once a stream of ours has ended.
+    connections: ConnectionWakers,
     /// The stream, or how far opening one has got.
     slot: Mutex<Slot>,
 }
@@ -103,6 +109,7 @@ impl Mux {
         control: libp2p_stream::Control,
         request_timeout: Duration,
         observations: mpsc::Sender<(PeerId, Multiaddr)>,
+        connections: ConnectionWakers,
     ) -> Self {
         Self {
             peer,
@@ -110,6 +117,7 @@ impl Mux {
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             request_timeout,
             observations,
+            connections,
             slot: Mutex::new(Slot::Empty),
         }
     }
@@ -191,11 +199,12 @@ impl Mux {
         let (outcome, opened) = watch::channel(None);
         let mux = Arc::downgrade(self);
         let (mut control, peer, observations) = (self.control.clone(), self.peer, self.observations.clone());
+        let connections = self.connections.clone();
         let open_timeout = self.request_timeout;
         tokio::spawn(async move {
             let protocol = StreamProtocol::new(v2::PROTOCOL_NAME);
             let opened = match tokio::time::timeout(open_timeout, control.open_stream(peer, protocol)).await {
-                Ok(Ok(stream)) => Ok(Pipe::start(stream, peer, observations, timeouts)),
+                Ok(Ok(stream)) => Ok(Pipe::start(stream, peer, observations, timeouts, connections)),
                 Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
                     Err(RequestError::UnsupportedProtocol)
                 }

@@ -22,7 +22,7 @@ use crate::addresses::{AddressBook, Due};
 use crate::command::Command;
 use crate::events::Reporter;
 use crate::gate::Bans;
-use crate::inbound::{InboundPeers, InboundV1, MakePeerService};
+use crate::inbound::{Acceptor, ConnectionWakers, InboundPeers, InboundV1, MakePeerService};
 use crate::outbound::{Dials, OutboundPeers, OutboundV1};
 use crate::peers::{Announced, Lifecycle, PeerTable};
 use crate::shutdown::Shutdown;
@@ -53,6 +53,8 @@ pub(super) struct EventLoop {
     shutdown: Shutdown,
     listeners: Vec<ListenerId>,
     streams_control: libp2p_stream::Control,
+    /// Our connections' tasks, woken when a stream of ours ends.
+    connection_wakers: ConnectionWakers,
     /// Serve and use greet v2.
     pipelining: bool,
     request_timeout: Duration,
@@ -76,6 +78,8 @@ impl EventLoop {
     ) -> Self {
         let addresses = AddressBook::new(config.external.clone(), &mut swarm, reporter.clone());
         let streams_control = swarm.behaviour().streams.new_control();
+        let connection_wakers =
+            swarm.behaviour().pipelined.as_ref().map(Acceptor::wakers).unwrap_or_default();
         // Peers announced the js-libp2p way, which libp2p-mdns does not hear.
         let (announced_tx, announced) = mpsc::channel(ANNOUNCED_CAPACITY);
         if config.mdns {
@@ -97,6 +101,7 @@ impl EventLoop {
             shutdown: Shutdown::new(config.shutdown_grace),
             listeners,
             streams_control,
+            connection_wakers,
             pipelining: config.greet_v2,
             request_timeout: config.request_timeout,
             bans: Bans::new(config.bans.clone()),

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::RequestError;
+use crate::inbound::ConnectionWakers;
 use crate::lock::lock;
 use crate::wire::write_bodies;
 
@@ -59,8 +60,12 @@ impl Pipe {
         peer: PeerId,
         observations: mpsc::Sender<(PeerId, Multiaddr)>,
         timeouts: StreamTimeouts,
+        connections: ConnectionWakers,
     ) -> Arc<Self> {
         let (reader, writer) = stream.split();
+        // Dropped by whichever half ends last, after it dropped its half.
+        let ended = Arc::new(WakeOnEnd { connections, peer });
+        let reader_ended = Arc::clone(&ended);
         let (bodies, queue) = mpsc::channel(WRITE_QUEUE);
         let pending = Arc::new(Mutex::new(Pending {
             calls: HashMap::new(),
@@ -69,8 +74,16 @@ impl Pipe {
             closed: None,
             dead: CancellationToken::new(),
         }));
-        tokio::spawn(write_requests(writer, queue, Arc::clone(&pending), timeouts));
-        tokio::spawn(read_answers(reader, Arc::clone(&pending), peer, observations));
+        let write = write_requests(writer, queue, Arc::clone(&pending), timeouts);
+        tokio::spawn(async move {
+            write.await;
+            drop(ended);
+        });
+        let read = read_answers(reader, Arc::clone(&pending), peer, observations);
+        tokio::spawn(async move {
+            read.await;
+            drop(reader_ended);
+        });
         Arc::new(Self { pending, next_id: AtomicU64::new(1) })
     }
 
@@ -132,6 +145,19 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         lock(&self.pending).take(self.id);
+    }
+}
+
+/// Wakes the peer's connections when dropped: once both halves of the
+/// stream are gone, so that the connection sees it has no stream left.
+struct WakeOnEnd {
+    connections: ConnectionWakers,
+    peer: PeerId,
+}
+
+impl Drop for WakeOnEnd {
+    fn drop(&mut self) {
+        self.connections.wake(&self.peer);
     }
 }
 

@@ -82,6 +82,7 @@ impl EventLoop {
             self.streams_control.clone(),
             self.request_timeout,
             self.addresses.observations(),
+            self.connection_wakers.clone(),
         );
         self.outbound_peers.connected(peer_id, mux);
         self.lifecycle.on_connected(peer_id, Instant::now());
