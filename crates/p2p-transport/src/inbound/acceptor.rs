@@ -120,6 +120,11 @@ impl ConnectionWakers {
     }
 }
 
+/// A peer opened a greet 2.0.0 stream to us (reported once per connection):
+/// it speaks greet, whatever identify has said or not said yet.
+#[derive(Debug)]
+pub(crate) struct SpeaksV2(pub(crate) PeerId);
+
 /// The receiving end: every inbound v2 stream.
 pub(crate) type Incoming = mpsc::Receiver<IncomingStream>;
 
@@ -127,12 +132,14 @@ pub(crate) type Incoming = mpsc::Receiver<IncomingStream>;
 pub(crate) struct Acceptor {
     streams: mpsc::Sender<IncomingStream>,
     wakers: ConnectionWakers,
+    /// Peers to report as [`SpeaksV2`] (one per connection that saw a stream).
+    speakers: VecDeque<PeerId>,
 }
 
 impl Acceptor {
     pub(crate) fn new() -> (Self, Incoming) {
         let (streams, incoming) = mpsc::channel(QUEUE);
-        (Self { streams, wakers: ConnectionWakers::default() }, incoming)
+        (Self { streams, wakers: ConnectionWakers::default(), speakers: VecDeque::new() }, incoming)
     }
 
     /// The wakers of every connection this behaviour has a handler on.
@@ -151,13 +158,15 @@ impl Acceptor {
             backlog: VecDeque::new(),
             connection,
             wakers: self.wakers.clone(),
+            reported: false,
+            report: false,
         }
     }
 }
 
 impl NetworkBehaviour for Acceptor {
     type ConnectionHandler = Handler;
-    type ToSwarm = Infallible;
+    type ToSwarm = SpeaksV2;
 
     fn handle_established_inbound_connection(
         &mut self,
@@ -182,12 +191,16 @@ impl NetworkBehaviour for Acceptor {
 
     fn on_swarm_event(&mut self, _: FromSwarm<'_>) {}
 
-    fn on_connection_handler_event(&mut self, _: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
-        match event {}
+    fn on_connection_handler_event(&mut self, peer: PeerId, _: ConnectionId, (): THandlerOutEvent<Self>) {
+        // Bounded: one per connection, and the swarm polls us after each event.
+        self.speakers.push_back(peer);
     }
 
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
-        Poll::Pending
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<SpeaksV2, THandlerInEvent<Self>>> {
+        match self.speakers.pop_front() {
+            Some(peer) => Poll::Ready(ToSwarm::GenerateEvent(SpeaksV2(peer))),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -202,6 +215,10 @@ pub(crate) struct Handler {
     connection: Arc<AtomicWaker>,
     /// Where `connection` is registered until this handler (the connection) goes.
     wakers: ConnectionWakers,
+    /// A stream came on this connection and is to be reported as [`SpeaksV2`]…
+    report: bool,
+    /// …or already was.
+    reported: bool,
 }
 
 impl Drop for Handler {
@@ -212,7 +229,7 @@ impl Drop for Handler {
 
 impl ConnectionHandler for Handler {
     type FromBehaviour = Infallible;
-    type ToBehaviour = Infallible;
+    type ToBehaviour = ();
     type InboundProtocol = ReadyUpgrade<StreamProtocol>;
     type OutboundProtocol = DeniedUpgrade;
     type InboundOpenInfo = ();
@@ -222,11 +239,12 @@ impl ConnectionHandler for Handler {
         SubstreamProtocol::new(ReadyUpgrade::new(StreamProtocol::new(v2::PROTOCOL_NAME)), ())
     }
 
-    fn poll(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, Infallible>> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, ()>> {
         self.connection.register(cx.waker());
+        if self.report {
+            self.report = false;
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(()));
+        }
         while !self.backlog.is_empty() {
             match self.streams.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
@@ -259,6 +277,9 @@ impl ConnectionHandler for Handler {
         if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: stream, .. }) =
             event
         {
+            if !self.reported {
+                (self.report, self.reported) = (true, true);
+            }
             if self.backlog.len() < BACKLOG {
                 self.backlog.push_back(stream);
             } else {

@@ -14,7 +14,7 @@ mod responder;
 mod service;
 mod v1;
 
-pub(crate) use acceptor::{Acceptor, ConnectionWakers};
+pub(crate) use acceptor::{Acceptor, ConnectionWakers, SpeaksV2};
 pub(crate) use peers::InboundPeers;
 pub(crate) use responder::accept_loop;
 #[cfg(feature = "metrics")]

@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 use super::EventLoop;
 use crate::events::NodeEvent;
 use crate::gate::BanChange;
+use crate::inbound::SpeaksV2;
 use crate::outbound::Mux;
 use crate::peers::{Closed, Decision};
 use crate::swarm::behaviour::BehaviourEvent;
@@ -24,13 +25,15 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Greet(event)) => self.on_greet(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Pipelined(SpeaksV2(peer))) => {
+                self.on_greeted_by(peer, true)
+            }
             SwarmEvent::Behaviour(
                 BehaviourEvent::Ping(_)
                 | BehaviourEvent::Limits(_)
                 | BehaviourEvent::PerIp(_)
                 | BehaviourEvent::Banned(_)
-                | BehaviourEvent::Streams(_)
-                | BehaviourEvent::Pipelined(_),
+                | BehaviourEvent::Streams(_),
             ) => {}
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
@@ -124,6 +127,7 @@ impl EventLoop {
                 connection_id,
                 message: Message::Request { request_id, request, channel },
             } => {
+                self.on_greeted_by(peer, false);
                 let remote = self.peers.remote_addr(&peer, connection_id);
                 let draining = self.shutdown.is_draining();
                 let greet = &mut self.swarm.behaviour_mut().greet;
@@ -172,6 +176,21 @@ impl EventLoop {
         self.outbound_peers.set_speaks_v2(&peer_id, self.pipelining && speaks_v2);
         self.lifecycle.on_identify(peer_id, speaks);
         if self.peers.on_identify(peer_id, speaks) {
+            self.reporter.emit(NodeEvent::GreetCapable { peer_id });
+        }
+    }
+
+    /// A peer sent us a greeting (on 2.0.0 if `v2`): it speaks greet. Taken
+    /// only while identify has said nothing of it, for a lost or late
+    /// identify would otherwise keep a peer that greets us ungreeted until
+    /// identify's next round; identify's word, when it comes, prevails.
+    fn on_greeted_by(&mut self, peer_id: PeerId, v2: bool) {
+        if self.peers.speaks_greet(&peer_id).is_some() {
+            return;
+        }
+        self.outbound_peers.set_speaks_v2(&peer_id, self.pipelining && v2);
+        self.lifecycle.on_identify(peer_id, true);
+        if self.peers.on_identify(peer_id, true) {
             self.reporter.emit(NodeEvent::GreetCapable { peer_id });
         }
     }
