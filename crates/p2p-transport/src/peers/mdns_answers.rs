@@ -10,10 +10,15 @@
 //! `libp2p-mdns` uses (hickory-proto 0.26), takes the `dnsaddr=` records
 //! from the answers *and* the additional section, and hands what it found to
 //! the swarm task, which feeds the same lifecycle policy as `libp2p-mdns`
-//! (so each peer is dialed once, whoever heard of it). It never sends.
+//! (so each peer is dialed once, whoever heard of it).
+//!
+//! On the same socket it hears everyone's queries, which paces this node's
+//! own (see [`querier`]): the one thing it sends is that query.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str;
+use std::time::Duration;
 
 use futures::StreamExt;
 use hickory_proto::op::Message;
@@ -22,7 +27,12 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, warn};
+
+mod querier;
+
+use querier::{QuerySchedule, is_peer_query, query_packet};
 
 /// The service every libp2p implementation announces on mDNS.
 const SERVICE_NAME: &str = "_p2p._udp.local.";
@@ -100,8 +110,9 @@ fn dialable(address: &Multiaddr) -> bool {
 }
 
 /// Listens until `found` is closed; each announced peer is `try_send`: the
-/// swarm task never waits for this, and this never waits for it.
-pub(crate) async fn listen(found: mpsc::Sender<Announced>) {
+/// swarm task never waits for this, and this never waits for it. Queries
+/// the LAN about every `query_interval`, unless someone else just did.
+pub(crate) async fn listen(found: mpsc::Sender<Announced>, query_interval: Duration) {
     let socket = match bind() {
         Ok(socket) => socket,
         Err(err) => {
@@ -117,19 +128,39 @@ pub(crate) async fn listen(found: mpsc::Sender<Announced>) {
         }
     };
     let mut buf = vec![0; MAX_PACKET];
+    let mut schedule = QuerySchedule::new(query_interval, Instant::now());
+    let mut up: HashSet<Ipv4Addr> = HashSet::new();
     loop {
         tokio::select! {
-            Some(event) = interfaces.next() => {
-                if let Ok(if_watch::IfEvent::Up(net)) = event
-                    && let IpAddr::V4(ip) = net.addr()
-                    && !ip.is_loopback()
-                    && let Err(err) = socket.join_multicast_v4(MDNS_GROUP, ip)
-                {
-                    debug!(%ip, %err, "cannot join the mDNS group");
+            Some(event) = interfaces.next() => match event {
+                Ok(if_watch::IfEvent::Up(net)) => {
+                    if let IpAddr::V4(ip) = net.addr()
+                        && !ip.is_loopback()
+                    {
+                        up.insert(ip);
+                        if let Err(err) = socket.join_multicast_v4(MDNS_GROUP, ip) {
+                            debug!(%ip, %err, "cannot join the mDNS group");
+                        }
+                    }
                 }
+                Ok(if_watch::IfEvent::Down(net)) => {
+                    if let IpAddr::V4(ip) = net.addr() {
+                        up.remove(&ip);
+                    }
+                }
+                Err(_) => {}
+            },
+            () = tokio::time::sleep_until(schedule.next()) => {
+                // Ours loops back to us too, and puts the next one off.
+                send_query(&socket, &up).await;
+                schedule.on_query(Instant::now());
             }
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = received else { continue };
+                if is_peer_query(&buf[..len]) {
+                    schedule.on_query(Instant::now());
+                    continue;
+                }
                 for peer in announced(&buf[..len]) {
                     debug!(peer = %peer.0, %from, "announced in an mDNS answer");
                     if found.try_send(peer).is_err() && found.is_closed() {
@@ -142,6 +173,21 @@ pub(crate) async fn listen(found: mpsc::Sender<Announced>) {
     }
 }
 
+/// Our query, on every IPv4 interface that is up.
+async fn send_query(sender: &UdpSocket, interfaces: &HashSet<Ipv4Addr>) {
+    let packet = query_packet();
+    for ip in interfaces {
+        let sent = socket2::SockRef::from(sender).set_multicast_if_v4(ip);
+        if let Err(err) = sent {
+            debug!(%ip, %err, "cannot send an mDNS query on this interface");
+            continue;
+        }
+        if let Err(err) = sender.send_to(&packet, (MDNS_GROUP, MDNS_PORT)).await {
+            debug!(%ip, %err, "cannot send an mDNS query on this interface");
+        }
+    }
+}
+
 fn bind() -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol as SocketProtocol, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(SocketProtocol::UDP))?;
@@ -149,6 +195,9 @@ fn bind() -> std::io::Result<UdpSocket> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), MDNS_PORT).into())?;
+    // Our queries go out from 5353 too, so responders answer by multicast
+    // (RFC 6762 §5.1, §11).
+    socket.set_multicast_ttl_v4(255)?;
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket.into())
 }

@@ -20,25 +20,26 @@ use crate::{BuildError, NodeConfig};
 /// The identify protocol version every p2p-node announces.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/p2p-node/1.0.0";
 
-/// mDNS: a node queries every 15 s, and its records live four of those.
+/// mDNS: the LAN is queried about every 15 s, and records live four of those.
 ///
 /// How fast a newcomer is found does not depend on the interval: libp2p-mdns
 /// queries at once on start, every node answers by multicast, so the newcomer
 /// hears all of them and all of them hear its answer to its own query. The
 /// interval only paces the refreshes and the recovery of answers lost in a
-/// burst. Each answer a node hears restarts its query timer, so a healthy LAN
-/// sends about one query per interval in all, not one per node: a node sends
-/// about one answer per interval whatever N (and hears N), and every query
-/// costs N answers heard by N nodes. At 10 s, 64 nodes on 2 shared cores
-/// (BENCHMARKS.md, "Big LANs") read their answers too slowly, their sockets
-/// dropped a third of them, and the LAN sent about one query a second, not
-/// one per 10 s (64 packets/node/s heard); a longer interval lowers that
-/// pace in proportion. But answers lost in the start-up burst are only made
-/// good by the next query: at 30 s the last pairs of 64 nodes waited 34 s
-/// for the mesh (13 packets/node/s heard). 15 s is the compromise. The TTL spans four intervals, so a record
-/// survives three lost refreshes (mDNS decides whom to find, not whom to
-/// keep: an expired record never closes a connection).
-const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(15);
+/// burst: at 30 s the last pairs of 64 nodes waited 34 s for the mesh, and
+/// 15 s is the compromise (BENCHMARKS.md, "Big LANs").
+///
+/// Who queries: libp2p-mdns restarts its timer on every answer it hears, so
+/// all nodes restart together and query together an interval later (about
+/// ten queries per interval on a 64-node LAN, each answered by every node).
+/// Our own querier (`peers::mdns_answers`) waits the interval plus a random
+/// part of half of it and is put off by anyone's query, so about one node
+/// queries per interval; libp2p-mdns keeps a longer interval as a backstop,
+/// which those answers keep restarting. The TTL spans four intervals, so a
+/// record survives three lost refreshes (mDNS decides whom to find, not whom
+/// to keep: an expired record never closes a connection).
+pub(super) const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(15);
+const MDNS_BACKSTOP_INTERVAL: Duration = Duration::from_secs(3 * 15);
 const MDNS_TTL: Duration = Duration::from_secs(4 * 15);
 
 /// QUIC and TCP (Noise, Yamux), with every behaviour of [`Behaviour`];
@@ -51,7 +52,7 @@ pub(crate) fn build_swarm(
     let local_peer_id = keypair.public().to_peer_id();
     let mdns = if config.mdns {
         let mdns_config =
-            mdns::Config { ttl: MDNS_TTL, query_interval: MDNS_QUERY_INTERVAL, ..Default::default() };
+            mdns::Config { ttl: MDNS_TTL, query_interval: MDNS_BACKSTOP_INTERVAL, ..Default::default() };
         Some(mdns::tokio::Behaviour::new(mdns_config, local_peer_id).map_err(BuildError::Mdns)?)
     } else {
         None

@@ -83,7 +83,7 @@ impl EventLoop {
         // Peers announced the js-libp2p way, which libp2p-mdns does not hear.
         let (announced_tx, announced) = mpsc::channel(ANNOUNCED_CAPACITY);
         if config.mdns {
-            tokio::spawn(crate::peers::listen_mdns_answers(announced_tx));
+            tokio::spawn(crate::peers::listen_mdns_answers(announced_tx, super::build::MDNS_QUERY_INTERVAL));
         }
         Self {
             swarm,
