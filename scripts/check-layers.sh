@@ -32,7 +32,7 @@ for lib in p2p-protocol p2p-service p2p-transport p2p-load; do
 done
 
 # Metrics are a cargo feature: off, the transport compiles no prometheus-client.
-if cargo tree -q -p p2p-transport -e normal --prefix none | grep -q '^prometheus-client '; then
+if grep -q '^prometheus-client ' < <(cargo tree -q -p p2p-transport -e normal --prefix none); then
   echo "FAIL p2p-transport pulls prometheus-client without its metrics feature"
   fail=1
 else

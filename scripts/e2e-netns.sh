@@ -154,6 +154,14 @@ say "started $N nodes behind a gate, all let go at once: ${PID[*]}"
 
 # `lines_after I OFFSET`: node I's output past its first OFFSET lines.
 lines_after() { tail -n +"$(($2 + 1))" "$(out "$1")"; }
+# `grep_after I OFFSET GREP-ARGS...`: grep over lines_after. Not a pipe: grep stops at its
+# first match, and tail, still writing a busy node's output, would die of SIGPIPE and (with
+# pipefail) turn a match into a failure.
+grep_after() {
+    local i=$1 offset=$2
+    shift 2
+    grep "$@" < <(lines_after "$i" "$offset")
+}
 count_lines() { wc -l <"$(out "$1")"; }
 has_line() { grep -q -- "$2" "$(out "$1")"; }
 alive() { kill -0 "${PID[$1]}" 2>/dev/null; }
@@ -293,11 +301,11 @@ for i in $(others "$K"); do MARK[i]=$(count_lines "$i"); done
 PID[K]=""
 say "killed node$K (${ID[$K]}) with SIGKILL"
 
-disconnected() { lines_after "$1" "${MARK[$1]}" | grep -q "^DISCONNECTED ${ID[$K]}$"; }
+disconnected() { grep_after "$1" "${MARK[$1]}" -q "^DISCONNECTED ${ID[$K]}$"; }
 declare -a GONE_AT
 for i in $(others "$K"); do
     if within "$DISCONNECT_SECS" disconnected "$i"; then
-        GONE_AT[i]=$((MARK[i] + $(lines_after "$i" "${MARK[$i]}" | grep -n -m1 "^DISCONNECTED ${ID[$K]}$" | cut -d: -f1)))
+        GONE_AT[i]=$((MARK[i] + $(grep_after "$i" "${MARK[$i]}" -n -m1 "^DISCONNECTED ${ID[$K]}$" | cut -d: -f1)))
     else
         GONE_AT[i]=""
     fi
@@ -307,8 +315,8 @@ sleep "$QUIET_SECS"
 for i in $(others "$K"); do
     if [[ -z ${GONE_AT[$i]} ]]; then
         fail "node$i printed no DISCONNECTED for killed node$K within ${DISCONNECT_SECS}s"
-    elif lines_after "$i" "${GONE_AT[$i]}" | grep -q "^GREETED ${ID[$K]} "; then
-        fail "node$i greeted killed node$K after DISCONNECTED: $(lines_after "$i" "${GONE_AT[$i]}" | grep -m1 "^GREETED ${ID[$K]} ")"
+    elif grep_after "$i" "${GONE_AT[$i]}" -q "^GREETED ${ID[$K]} "; then
+        fail "node$i greeted killed node$K after DISCONNECTED: $(grep_after "$i" "${GONE_AT[$i]}" -m1 "^GREETED ${ID[$K]} ")"
     elif ! alive "$i"; then
         fail "node$i exited after node$K was killed"
     else
@@ -322,9 +330,9 @@ for i in $(others "$K"); do MARK[i]=$(count_lines "$i"); done
 RESTART_MARK=$(count_lines "$K")
 start "$K"
 say "restarted node$K"
-restarted_listens() { lines_after "$K" "$RESTART_MARK" | grep -q "^LISTEN .*/p2p/"; }
+restarted_listens() { grep_after "$K" "$RESTART_MARK" -q "^LISTEN .*/p2p/"; }
 if within 10 restarted_listens; then
-    peer=$(lines_after "$K" "$RESTART_MARK" | grep -m1 "^LISTEN .*/p2p/" | sed 's|.*/p2p/||')
+    peer=$(grep_after "$K" "$RESTART_MARK" -m1 "^LISTEN .*/p2p/" | sed 's|.*/p2p/||')
     if [[ $peer == "${ID[$K]}" ]]; then
         pass "node$K restarted with the same key file has the same PeerId ($peer)"
     else
@@ -333,7 +341,7 @@ if within 10 restarted_listens; then
 else
     fail "restarted node$K printed no LISTEN line"
 fi
-greeted_again() { lines_after "$1" "${MARK[$1]}" | grep -q "^GREETED ${ID[$K]} "; }
+greeted_again() { grep_after "$1" "${MARK[$1]}" -q "^GREETED ${ID[$K]} "; }
 for i in $(others "$K"); do
     if within "$CONVERGE_SECS" greeted_again "$i"; then
         pass "node$i greets restarted node$K again"

@@ -273,6 +273,8 @@ healthy() { alive "$1" && ! grep -q 'panicked' "$(err "$1")"; }
 
 lines() { wc -l <"$(out "$1")"; }
 after() { tail -n +"$(($2 + 1))" "$(out "$1")"; }
+# (Never `after ... | grep -q`: grep stops at its first match, tail then dies of SIGPIPE on a
+# busy node's output, and pipefail turns the match into a failure. Use `grep -q ... < <(after ...)`.)
 
 # ---- W, with and without a disturbance (scenarios 1 and 3) ----------------------------------
 
@@ -767,8 +769,8 @@ scenario_6() {
     mark=$(lines $node)
     start_node $node 1 --no-mdns
     local restarted
-    if within 10 eval "after $node $mark | grep -q '^LISTEN .*/p2p/'"; then
-        restarted=$(after $node "$mark" | grep -m1 '^LISTEN .*/p2p/' | sed 's|.*/p2p/||')
+    if within 10 eval "grep -q '^LISTEN .*/p2p/' < <(after $node $mark)"; then
+        restarted=$(grep -m1 '^LISTEN .*/p2p/' < <(after $node "$mark") | sed 's|.*/p2p/||')
     fi
     check "crash: restarted with the same key file, the same PeerId (${restarted:-none} = $id)" \
         test "${restarted:-}" = "$id"
@@ -1065,7 +1067,7 @@ scenario_9() {
         --seed "$BAN_F_SEED" --concurrency "$BAN_F_CONCURRENCY" --warmup 0s --duration "$((BAN_W_SECS / 2))s" \
         --json >"$(out bans-f)" 2>"$(err bans-f)" </dev/null &
     PIDS[bans-f]=$!
-    if within 20 eval "after $node $mark | grep -q '^BANNED $f_id '"; then banned_ms=$(($(now_ms) - f_at)); fi
+    if within 20 eval "grep -q '^BANNED $f_id ' < <(after $node $mark)"; then banned_ms=$(($(now_ms) - f_at)); fi
     finish bans-f || figure "F exited with status $? ($(tail -n 1 "$(err bans-f)"))"
     # F comes back with the same identity while banned (W still running).
     client bans-f-again 3 40 load "$addr" --seed "$BAN_F_SEED" --rate 5 --warmup 0s --duration 1s --json
@@ -1092,7 +1094,7 @@ scenario_9() {
     answered=$(node_metrics | awk '/^greet_requests_total[{]/ { sub(/.*code="/, "", $1); sub(/".*/, "", $1); printf "%s x %s, ", $NF, $1 }')
     figure "F ($f_id): $(json "$f" all.n) requests: $(json "$f" kind.ok.n) ok, $(json "$f" kind.remote_429.n) x 429," \
         "$(json "$f" kind.remote_503.n) x 503, then failed locally: $(grep -o '"kind\.[a-z_]*\.n":[0-9]*' "$f" | grep -v 'ok\|remote' | tr '\n' ' ')"
-    figure "BANNED ${f_id} ${banned_ms:+$banned_ms ms after F started}: $(after $node "$mark" | grep -m1 "^BANNED $f_id" | cut -d' ' -f3-);" \
+    figure "BANNED ${f_id} ${banned_ms:+$banned_ms ms after F started}: $(grep -m1 "^BANNED $f_id" < <(after $node "$mark") | cut -d' ' -f3-);" \
         "greet_bans_total $bans; UNBANNED lines: $(grep -c "^UNBANNED $f_id" "$(out $node)")"
     figure "the node answered (all peers, whole scenario): ${answered%, }; inbound connections denied: $(metric_sum '^libp2p_swarm_connections_incoming_error_total[{].*error="Denied"')"
     figure "F again, same identity, while banned: exit $again_status, $again_reason"
