@@ -1,9 +1,13 @@
 // A stock js-libp2p node for scripts/js-libp2p-netns.sh: TCP, Noise, Yamux,
 // identify and mDNS, every module with its default configuration except the
-// mDNS query interval. It never dials anyone itself (js-libp2p has no
-// autodialer since 2.0), so a connection means the other side dialed it.
+// mDNS query interval (and, with `ping` as third argument, @libp2p/ping
+// too: js-libp2p's connection monitor pings every connection every 10 s and
+// aborts it on failure, and a rust-libp2p peer stops answering pings on a
+// connection once it learns the other side does not serve ping). It never
+// dials anyone itself (js-libp2p has no autodialer since 2.0), so a
+// connection means the other side dialed it.
 //
-//   node mdns-peer.mjs <listen multiaddr> [mDNS interval ms]
+//   node mdns-peer.mjs <listen multiaddr> [mDNS interval ms] [ping]
 //
 // Prints, one per line: JS_PEER <id>, JS_LISTEN <multiaddr>,
 // JS_DISCOVERED <id> <multiaddrs...>, JS_CONNECTED <id>, JS_DISCONNECTED <id>,
@@ -12,6 +16,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { mdns } from '@libp2p/mdns'
+import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 
@@ -26,6 +31,8 @@ Promise.withResolvers ??= function () {
 
 const listen = process.argv[2] ?? '/ip4/0.0.0.0/tcp/0'
 const interval = Number(process.argv[3] ?? 2000)
+const services = { identify: identify() }
+if (process.argv[4] === 'ping') services.ping = ping()
 const out = (line) => process.stdout.write(line + '\n')
 
 const node = await createLibp2p({
@@ -34,7 +41,7 @@ const node = await createLibp2p({
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
   peerDiscovery: [mdns({ interval })],
-  services: { identify: identify() }
+  services
 })
 
 node.addEventListener('peer:discovery', (evt) => {
