@@ -6,15 +6,15 @@ use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{
-    StreamProtocol, Swarm, allow_block_list, connection_limits, identify, mdns, noise, ping, tcp, yamux,
-};
+use libp2p::{StreamProtocol, Swarm, allow_block_list, connection_limits, identify, mdns, noise, tcp, yamux};
 use p2p_protocol::PROTOCOL_NAME;
 
 use super::behaviour::Behaviour;
 use crate::gate::PerIpLimit;
 use crate::inbound::Acceptor;
 use crate::wire::GreetCodec;
+
+use super::ping::Ping;
 use crate::{BuildError, NodeConfig};
 
 /// The identify protocol version every p2p-node announces.
@@ -85,7 +85,7 @@ pub(crate) fn build_swarm(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                     .with_agent_version(format!("p2p-node/{}", env!("CARGO_PKG_VERSION"))),
             ),
-            ping: ping::Behaviour::default(),
+            ping: Ping::default(),
             streams: libp2p_stream::Behaviour::new(),
             pipelined: Toggle::from(acceptor),
             mdns: Toggle::from(mdns),

@@ -10,6 +10,7 @@
 mod behaviour;
 mod build;
 mod event_loop;
+mod ping;
 
 use std::sync::Arc;
 
