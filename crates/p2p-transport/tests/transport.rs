@@ -273,7 +273,9 @@ async fn shutdown_drains_an_in_flight_request_then_refuses_new_ones() {
     let s = spawn_node(Script::new("s"), Transport::Quic).await;
     let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
     connect(&mut a, &s).await;
-    s.script.hold(a.peer_id());
+    // Only this request is held: a "new" one that lands before the drain
+    // begins is answered 200 (holding every request of A's raced the drain).
+    s.script.hold_message("finish me");
 
     let in_flight = tokio::spawn(a.node.client().oneshot((s.peer_id(), GreetRequest::new("finish me"))));
     s.script.next_held_arrival().await;
