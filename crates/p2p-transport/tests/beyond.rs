@@ -1,0 +1,79 @@
+//! Beyond the LAN, in process over loopback: a relay R (relay hop, DHT
+//! server, AutoNAT server), a node B that reserves a relayed address on it,
+//! and a node A that finds B by its PeerId alone and greets it.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Script, TestNode, Transport, spawn_with, within};
+use p2p_transport::libp2p::multiaddr::Protocol;
+use p2p_transport::libp2p::{Multiaddr, PeerId};
+use p2p_transport::{ExternalAddrConfig, NodeEvent, RequestError};
+
+/// A QUIC address on 127.0.0.1 with a port that was free a moment ago: the
+/// relay must know its own address before it listens (its operator-given
+/// external address is what its reservations carry).
+fn free_quic_addr() -> Multiaddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    format!("/ip4/127.0.0.1/udp/{port}/quic-v1").parse().unwrap()
+}
+
+async fn relay() -> TestNode {
+    let addr = free_quic_addr();
+    let external =
+        ExternalAddrConfig { allow_loopback: true, operator_addrs: vec![addr.clone()], ..Default::default() };
+    spawn_with(Script::new("relay"), Transport::At(addr), |b| b.relay_server(true).external_addrs(external))
+        .await
+}
+
+/// A node on its own loopback host that joins the DHT through `relay`.
+async fn behind(name: &'static str, host: u8, relay: &TestNode) -> TestNode {
+    let listen: Multiaddr = format!("/ip4/127.0.0.{host}/udp/0/quic-v1").parse().unwrap();
+    let bootstrap = relay.addr.clone();
+    spawn_with(Script::new(name), Transport::At(listen), |b| b.bootstrap(bootstrap)).await
+}
+
+async fn reserved(node: &mut TestNode, relay: PeerId) -> Multiaddr {
+    let NodeEvent::Reserved { address } =
+        node.wait_for("a reservation", |e| matches!(e, NodeEvent::Reserved { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(address.iter().any(|p| p == Protocol::P2pCircuit), "{address}");
+    assert!(address.iter().any(|p| p == Protocol::P2p(relay)), "{address}");
+    address
+}
+
+#[tokio::test]
+async fn a_peer_behind_a_relay_is_found_by_its_id_alone_and_greeted_through_it() {
+    let relay = relay().await;
+    let mut b = behind("b", 2, &relay).await;
+    reserved(&mut b, relay.peer_id()).await;
+    let mut a = behind("a", 3, &relay).await;
+
+    let found = within("the lookup", a.node.connect_peer(b.peer_id())).await;
+    assert_eq!(found.unwrap(), b.peer_id());
+    let NodeEvent::Connected { address, .. } = a
+        .wait_for(
+            "connected to b",
+            |e| matches!(e, NodeEvent::Connected { peer_id, .. } if *peer_id == b.peer_id()),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(address.iter().any(|p| p == Protocol::P2pCircuit), "the first connection is relayed: {address}");
+    let answer = a.greet(&b, "hi").await.expect("greeted through the relay");
+    assert_eq!(answer.message, "b: hi");
+}
+
+#[tokio::test]
+async fn a_peer_nobody_knows_is_not_found() {
+    let relay = relay().await;
+    let a = behind("a", 3, &relay).await;
+    let result = within("the lookup", a.node.connect_peer(PeerId::random())).await;
+    assert!(matches!(result, Err(RequestError::Unreachable(ref r)) if r.contains("not found")), "{result:?}");
+    let _ = Arc::clone(&a.script);
+}
