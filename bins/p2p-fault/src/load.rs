@@ -70,6 +70,7 @@ pub(crate) async fn run(args: LoadArgs) -> Result<()> {
         // Identify tells whether the target speaks greet 2.0.0: wait for it.
         identify: Identify::Required,
         message: "p2p-fault".into(),
+        bootstrap: Vec::new(),
     };
     let client = p2p_load::connect_client(&target, &options, Some(keypair(args.seed)))
         .await
@@ -79,6 +80,7 @@ pub(crate) async fn run(args: LoadArgs) -> Result<()> {
         duration: args.duration,
         warmup: args.warmup,
         message: "p2p-fault".into(),
+        bootstrap: Vec::new(),
         rate_per_sec: args.rate,
         max_samples: if args.latencies.is_some() { MAX_SAMPLES } else { 0 },
     };

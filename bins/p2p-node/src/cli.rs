@@ -21,7 +21,12 @@ Examples:
   p2p-node --message 'hello from the second node'
 
   # greet a node once (copy the address from its LISTEN line)
-  p2p-node greet /ip4/192.168.1.7/udp/4001/quic-v1/p2p/12D3KooW...";
+  p2p-node greet /ip4/192.168.1.7/udp/4001/quic-v1/p2p/12D3KooW...
+
+  # across NATs: a public relay, and nodes that know only the relay
+  p2p-node run --relay-server --listen /ip4/0.0.0.0/udp/4001/quic-v1 --external-addr /ip4/203.0.113.1/udp/4001/quic-v1
+  p2p-node run --bootstrap /ip4/203.0.113.1/udp/4001/quic-v1/p2p/12D3KooW...
+  p2p-node greet /p2p/12D3KooW... --bootstrap /ip4/203.0.113.1/udp/4001/quic-v1/p2p/12D3KooW...";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -30,13 +35,15 @@ Examples:
       --peer /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW... --interval 1s
 
 Events go to stdout, one per line, keyword first: LISTEN, DISCOVERED, EXPIRED, CONNECTED,
-DISCONNECTED, GREETED, GREET_FAILED, EXTERNAL, EXTERNAL_EXPIRED. Logs go to stderr.";
+DISCONNECTED, GREETED, GREET_FAILED, EXTERNAL, EXTERNAL_EXPIRED, RESERVED, HOLE_PUNCHED,
+HOLE_PUNCH_FAILED, REACHABILITY. Logs go to stderr.";
 
 const GREET_EXAMPLES: &str = "\
 Example:
   p2p-node greet /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW... --message hi --timeout 5s
 
-Prints `GREETED <peer-id> rtt_ms=<n> observed=<our address as they see it> \"<their message>\"`.
+A bare /p2p/<peer-id> is looked up in the DHT joined through --bootstrap.
+Prints `GREETED <peer-id> rtt_ms=<n> path=direct|relayed observed=<our address as they see it> \"<their message>\"`.
 Exits 1 with a one-line reason on stderr if the peer cannot be reached in time or answers
 with an error (its code and message).";
 
@@ -97,9 +104,20 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "MULTIADDR", default_values_t = NodeConfig::default_listen_addrs())]
     pub(crate) listen: Vec<Multiaddr>,
 
-    /// Dial this peer at start (repeatable).
+    /// Dial this peer at start (repeatable). A bare /p2p/<peer-id> is looked up in the DHT.
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) peer: Vec<Multiaddr>,
+
+    /// Join the DHT through this peer (repeatable; <multiaddr>/p2p/<peer-id>). A node that is
+    /// not publicly reachable also reserves a relayed address on it if it is a relay.
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_peer_addr)]
+    pub(crate) bootstrap: Vec<Multiaddr>,
+
+    /// Be a public helper: a circuit relay v2 hop (limits in NodeConfig's RelayServerConfig),
+    /// a DHT server and an AutoNAT v2 server. Give it --external-addr: a relay hands out
+    /// reservations only once it has a confirmed external address.
+    #[arg(long)]
+    pub(crate) relay_server: bool,
 
     /// Do not discover peers (nor announce this node) with mDNS.
     #[arg(long)]
@@ -304,6 +322,8 @@ impl RunArgs {
         let limit = |n: u32| (n > 0).then_some(n);
         let mut config = NodeConfig::default();
         config.listen_addrs = self.listen.clone();
+        config.bootstrap = self.bootstrap.clone();
+        config.relay_server = self.relay_server;
         config.mdns = !self.no_mdns;
         config.greet_v2 = !self.no_greet_v2;
         config.idle_timeout = t.idle_timeout.0;
@@ -334,6 +354,15 @@ impl RunArgs {
     }
 }
 
+/// A peer's address: a multiaddr ending in `/p2p/<peer-id>`.
+pub(crate) fn parse_peer_addr(text: &str) -> Result<Multiaddr, String> {
+    let addr: Multiaddr = text.parse().map_err(|err| format!("{err}"))?;
+    match addr.iter().last() {
+        Some(p2p_transport::libp2p::multiaddr::Protocol::P2p(_)) => Ok(addr),
+        _ => Err("must end with /p2p/<peer-id>".to_owned()),
+    }
+}
+
 /// A connection limit on the command line, where 0 means unlimited.
 fn unlimited_as_zero(limit: Option<u32>) -> u32 {
     limit.unwrap_or(0)
@@ -342,9 +371,15 @@ fn unlimited_as_zero(limit: Option<u32>) -> u32 {
 /// `p2p-node greet`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct GreetArgs {
-    /// The node to greet, ending in /p2p/<peer-id>.
+    /// The node to greet, ending in /p2p/<peer-id>; a bare /p2p/<peer-id> is looked up in
+    /// the DHT (give --bootstrap).
     #[arg(value_name = "MULTIADDR")]
     pub(crate) address: Multiaddr,
+
+    /// Join the DHT through this peer (repeatable; <multiaddr>/p2p/<peer-id>), to find a
+    /// node given by its peer id alone.
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_peer_addr)]
+    pub(crate) bootstrap: Vec<Multiaddr>,
 
     /// The greeting.
     #[arg(long, default_value = "hello")]
@@ -453,8 +488,13 @@ mod tests {
             "--external-allow-loopback",
             "--external-addr",
             "/ip4/192.0.2.1/tcp/4001",
+            "--relay-server",
+            "--bootstrap",
+            "/ip4/192.0.2.2/udp/4001/quic-v1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
         ]);
         let config = cli.run.node_config();
+        assert!(config.relay_server);
+        assert_eq!(config.bootstrap.len(), 1);
         assert!(!config.mdns && !config.greet_v2);
         assert_eq!(config.idle_timeout, Duration::from_secs(3));
         assert_eq!((config.max_connections, config.max_connections_per_peer), (None, Some(2)));
@@ -503,6 +543,22 @@ mod tests {
             assert_eq!(run.service.limits().request_timeout, None);
             assert_eq!(cli.log_format, LogFormat::Json);
         }
+    }
+
+    #[test]
+    fn a_bootstrap_address_must_name_its_peer() {
+        let bare = "/ip4/192.0.2.2/udp/4001/quic-v1";
+        assert!(Cli::try_parse_from(["p2p-node", "run", "--bootstrap", bare]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "p2p-node",
+                "greet",
+                "/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+                "--bootstrap",
+                bare
+            ])
+            .is_err()
+        );
     }
 
     #[test]
