@@ -80,7 +80,6 @@ pub(crate) async fn run(args: LoadArgs) -> Result<()> {
         duration: args.duration,
         warmup: args.warmup,
         message: "p2p-fault".into(),
-        bootstrap: Vec::new(),
         rate_per_sec: args.rate,
         max_samples: if args.latencies.is_some() { MAX_SAMPLES } else { 0 },
     };
