@@ -181,8 +181,8 @@ pub(crate) struct Snapshot {
     pub(crate) listen_addrs: Vec<Multiaddr>,
     pub(crate) external_addrs: Vec<Multiaddr>,
     pub(crate) connected: BTreeSet<PeerId>,
-    /// The connected peers with at least one direct (not relayed) connection.
-    pub(crate) direct: BTreeSet<PeerId>,
+    /// Each connected peer's direct and relayed connections.
+    pub(crate) connections: std::collections::BTreeMap<PeerId, (usize, usize)>,
 }
 
 impl NodeEvents {

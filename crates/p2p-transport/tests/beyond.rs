@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::{Script, TestNode, Transport, spawn_with, within};
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
-use p2p_transport::{ExternalAddrConfig, NodeEvent, RequestError};
+use p2p_transport::{ExternalAddrConfig, NodeEvent, Path, RequestError};
 
 /// A QUIC address on 127.0.0.1 with a port that was free a moment ago: the
 /// relay must know its own address before it listens (its operator-given
@@ -76,4 +76,34 @@ async fn a_peer_nobody_knows_is_not_found() {
     let result = within("the lookup", a.node.connect_peer(PeerId::random())).await;
     assert!(matches!(result, Err(RequestError::Unreachable(ref r)) if r.contains("not found")), "{result:?}");
     let _ = Arc::clone(&a.script);
+}
+
+#[tokio::test]
+async fn a_relayed_connection_is_punched_to_a_direct_one_and_the_relayed_one_closes() {
+    let relay = relay().await;
+    let mut b = behind("b", 2, &relay).await;
+    reserved(&mut b, relay.peer_id()).await;
+    let mut a = behind("a", 3, &relay).await;
+    let (a_id, b_id) = (a.peer_id(), b.peer_id());
+
+    within("the lookup", a.node.connect_peer(b_id)).await.unwrap();
+    assert_eq!(a.node.path(&b_id), Some(Path::Relayed), "first through the relay");
+    // Over QUIC both sides dial: either may report the punch.
+    let punched = |peer: PeerId| move |e: &NodeEvent| matches!(e, NodeEvent::HolePunched { peer_id, .. } if *peer_id == peer);
+    tokio::select! {
+        _ = a.wait_for("a punches", punched(b_id)) => {}
+        _ = b.wait_for("b punches", punched(a_id)) => {}
+    }
+    within("the relayed connection to close", async {
+        loop {
+            let (direct, relayed) = a.node.connections_to(&b_id);
+            if direct >= 1 && relayed == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert_eq!(a.node.path(&b_id), Some(Path::Direct));
+    assert_eq!(a.greet(&b, "direct").await.expect("greeted directly").message, "b: direct");
 }

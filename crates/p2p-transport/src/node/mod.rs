@@ -50,14 +50,20 @@ impl Node {
         lock(&self.snapshot).connected.iter().copied().collect()
     }
 
-    /// How we are connected to `peer` (`None`: not connected).
+    /// How we are connected to `peer`: direct if any connection is
+    /// (`None`: not connected).
     pub fn path(&self, peer: &PeerId) -> Option<Path> {
-        let snapshot = lock(&self.snapshot);
-        match (snapshot.connected.contains(peer), snapshot.direct.contains(peer)) {
-            (false, _) => None,
-            (true, true) => Some(Path::Direct),
-            (true, false) => Some(Path::Relayed),
+        match self.connections_to(peer) {
+            (0, 0) => None,
+            (0, _) => Some(Path::Relayed),
+            _ => Some(Path::Direct),
         }
+    }
+
+    /// How many direct and how many relayed connections we have to `peer`.
+    /// Once a direct one is up, the relayed ones close (a second later).
+    pub fn connections_to(&self, peer: &PeerId) -> (usize, usize) {
+        lock(&self.snapshot).connections.get(peer).copied().unwrap_or_default()
     }
 
     /// The connected peers that identify says speak the greet protocol.

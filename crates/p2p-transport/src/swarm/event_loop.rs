@@ -118,7 +118,7 @@ impl EventLoop {
     pub(super) async fn run(mut self) {
         self.start_reach();
         loop {
-            let next_reservation = self.reach.next_reservation_due();
+            let next_reach = self.reach.next_due();
             let next_redial = self.lifecycle.next_due();
             let next_unban = self.bans.next_due();
             tokio::select! {
@@ -147,7 +147,7 @@ impl EventLoop {
                         self.update_reachability(false);
                     }
                 },
-                () = sleep_until(next_reservation), if next_reservation.is_some() => self.on_reservations_due(),
+                () = sleep_until(next_reach), if next_reach.is_some() => self.on_reach_due(),
                 () = sleep_until(next_redial), if next_redial.is_some() => {
                     for decision in self.lifecycle.due(Instant::now()) {
                         self.apply(decision);

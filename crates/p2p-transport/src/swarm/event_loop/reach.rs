@@ -16,8 +16,8 @@ use tracing::{debug, info, warn};
 use super::EventLoop;
 use crate::events::NodeEvent;
 use crate::reach::{
-    AUTONAT_DIAL_REQUEST, KAD_PROTOCOL, LookupDone, Lookups, ReachabilityState, Reservations, dht_addresses,
-    relayed_to_close,
+    AUTONAT_DIAL_REQUEST, Closing, KAD_PROTOCOL, LookupDone, Lookups, ReachabilityState, Reservations,
+    dht_addresses, relayed_to_close,
 };
 use crate::{NodeConfig, RequestError};
 
@@ -34,6 +34,8 @@ pub(super) struct Reach {
     /// Connected peers that run an AutoNAT v2 server.
     autonat_servers: HashSet<PeerId>,
     reachability: ReachabilityState,
+    /// Peers whose relayed connections close soon (they have a direct one).
+    closing: Closing,
 }
 
 impl Reach {
@@ -58,11 +60,13 @@ impl Reach {
             lookups: Lookups::default(),
             autonat_servers: HashSet::new(),
             reachability: ReachabilityState::default(),
+            closing: Closing::default(),
         }
     }
 
-    pub(super) fn next_reservation_due(&self) -> Option<Instant> {
-        self.reservations.next_due()
+    /// When a reservation retry or a relayed connection's close is due.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        [self.reservations.next_due(), self.closing.next_due()].into_iter().flatten().min()
     }
 }
 
@@ -182,10 +186,19 @@ impl EventLoop {
         }
     }
 
-    /// Time to reserve again on relays whose reservation went away.
-    pub(super) fn on_reservations_due(&mut self) {
-        for (relay, listen) in self.reach.reservations.due(Instant::now()) {
+    /// Time to reserve again on relays whose reservation went away, or to
+    /// close relayed connections that a direct one replaced.
+    pub(super) fn on_reach_due(&mut self) {
+        let now = Instant::now();
+        for (relay, listen) in self.reach.reservations.due(now) {
             self.reserve(relay, listen);
+        }
+        for peer in self.reach.closing.due(now) {
+            let relayed = relayed_to_close(self.peers.connections(&peer).iter().map(|(c, a)| (*c, *a)));
+            for connection in relayed {
+                debug!(%peer, ?connection, "direct connection up: closing the relayed one");
+                self.swarm.close_connection(connection);
+            }
         }
     }
 
@@ -210,13 +223,11 @@ impl EventLoop {
     }
 
     /// A connection is up: lookups waiting for the peer are done, and once a
-    /// peer has a direct connection its relayed ones close.
+    /// peer has a direct connection its relayed ones close (a moment later).
     pub(super) fn on_established_reach(&mut self, peer: PeerId) {
         self.reach.lookups.on_connected(peer);
-        let relayed = relayed_to_close(self.peers.connections(&peer).iter().map(|(c, a)| (*c, *a)));
-        for connection in relayed {
-            debug!(%peer, ?connection, "direct connection up: closing the relayed one");
-            self.swarm.close_connection(connection);
+        if !relayed_to_close(self.peers.connections(&peer).iter().map(|(c, a)| (*c, *a))).is_empty() {
+            self.reach.closing.schedule(peer, Instant::now());
         }
         self.update_direct(peer);
     }
@@ -233,13 +244,15 @@ impl EventLoop {
     }
 
     fn update_direct(&mut self, peer: PeerId) {
-        let direct = self.peers.connections(&peer).iter().any(|(_, a)| !crate::reach::is_relayed(a));
+        let connections = self.peers.connections(&peer);
+        let relayed = connections.iter().filter(|(_, a)| crate::reach::is_relayed(a)).count();
+        let counts = (connections.len() - relayed, relayed);
         self.reporter.update(|s| {
-            if direct {
-                s.direct.insert(peer)
+            if counts == (0, 0) {
+                s.connections.remove(&peer);
             } else {
-                s.direct.remove(&peer)
-            };
+                s.connections.insert(peer, counts);
+            }
         });
     }
 
