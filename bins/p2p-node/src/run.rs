@@ -37,6 +37,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let local = node.local_peer_id();
     info!(peer = %local, key_file = %key.path.display(), "node started");
 
+    if args.relay_server && args.external_addr.is_empty() {
+        warn!(
+            "--relay-server without --external-addr: reservations are refused until two independent \
+             peers agree on this node's address"
+        );
+    }
     // Operator-given addresses are confirmed from the start; the node reports no event for them.
     for address in node.external_addrs() {
         output::print_line(&output::external(&address));

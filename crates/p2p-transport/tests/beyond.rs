@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Script, TestNode, Transport, spawn_with, within};
+use p2p_transport::libp2p::identity::Keypair;
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
 use p2p_transport::{ExternalAddrConfig, NodeEvent, Path, RequestError};
@@ -21,11 +22,16 @@ fn free_quic_addr() -> Multiaddr {
 }
 
 async fn relay() -> TestNode {
-    let addr = free_quic_addr();
+    relay_at(free_quic_addr(), Keypair::generate_ed25519()).await
+}
+
+async fn relay_at(addr: Multiaddr, key: Keypair) -> TestNode {
     let external =
         ExternalAddrConfig { allow_loopback: true, operator_addrs: vec![addr.clone()], ..Default::default() };
-    spawn_with(Script::new("relay"), Transport::At(addr), |b| b.relay_server(true).external_addrs(external))
-        .await
+    spawn_with(Script::new("relay"), Transport::At(addr), |b| {
+        b.relay_server(true).external_addrs(external).keypair(key)
+    })
+    .await
 }
 
 /// A node on its own loopback host that joins the DHT through `relay`.
@@ -106,4 +112,40 @@ async fn a_relayed_connection_is_punched_to_a_direct_one_and_the_relayed_one_clo
     .await;
     assert_eq!(a.node.path(&b_id), Some(Path::Direct));
     assert_eq!(a.greet(&b, "direct").await.expect("greeted directly").message, "b: direct");
+}
+
+#[tokio::test]
+async fn after_a_relay_restart_the_node_reserves_again_within_ten_seconds() {
+    let (addr, key) = (free_quic_addr(), Keypair::generate_ed25519());
+    let relay = relay_at(addr.clone(), key.clone()).await;
+    let relay_id = relay.peer_id();
+    let mut b = behind("b", 2, &relay).await;
+    let first = reserved(&mut b, relay_id).await;
+
+    relay.node.shutdown().await;
+    drop(relay);
+    b.wait_for(
+        "the relay to go",
+        |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == relay_id),
+    )
+    .await;
+    let restarted = tokio::time::Instant::now();
+    // The old relay's QUIC socket closes in the background: wait for its port.
+    let Some(Protocol::Udp(port)) = addr.iter().nth(1) else { unreachable!() };
+    within("the relay's port to be free", async {
+        while std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let relay = relay_at(addr, key).await;
+    let again = tokio::time::timeout(std::time::Duration::from_secs(10), reserved(&mut b, relay_id))
+        .await
+        .expect("reserved again within 10 s");
+    assert_eq!(again, first, "the same relayed address");
+    eprintln!("reserved again {:?} after the restart", restarted.elapsed());
+
+    // And B is reachable through it again.
+    let a = behind("a", 3, &relay).await;
+    assert_eq!(within("the lookup", a.node.connect_peer(b.peer_id())).await.unwrap(), b.peer_id());
 }
