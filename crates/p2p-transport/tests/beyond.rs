@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{Script, TestNode, Transport, spawn_with, within};
+use common::{Script, TestNode, Transport, connect, spawn_with, within};
 use p2p_transport::libp2p::identity::Keypair;
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
@@ -81,7 +79,6 @@ async fn a_peer_nobody_knows_is_not_found() {
     let a = behind("a", 3, &relay).await;
     let result = within("the lookup", a.node.connect_peer(PeerId::random())).await;
     assert!(matches!(result, Err(RequestError::Unreachable(ref r)) if r.contains("not found")), "{result:?}");
-    let _ = Arc::clone(&a.script);
 }
 
 #[tokio::test]
@@ -148,4 +145,38 @@ async fn after_a_relay_restart_the_node_reserves_again_within_ten_seconds() {
     // And B is reachable through it again.
     let a = behind("a", 3, &relay).await;
     assert_eq!(within("the lookup", a.node.connect_peer(b.peer_id())).await.unwrap(), b.peer_id());
+}
+
+/// With an AutoNAT server known, observers alone confirm nothing: two hosts
+/// that agree on a made-up address of ours get nowhere (it is never dialed
+/// back), while our real address, which the server dials back, is confirmed.
+#[tokio::test]
+async fn with_an_autonat_server_known_an_address_needs_a_dial_back() {
+    let relay = relay().await;
+    let mut p = behind("p", 2, &relay).await;
+    // Identify from the relay: an AutoNAT server is known from here on.
+    p.wait_for("p hears from the relay", |e| matches!(e, NodeEvent::Reachability { .. })).await;
+
+    let Some(Protocol::Udp(port)) = p.addr.iter().nth(1) else { unreachable!() };
+    let lie: Multiaddr = format!("/ip4/127.0.0.9/udp/{port}/quic-v1").parse().unwrap();
+    let mut liars = Vec::new();
+    for host in [3, 4] {
+        let listen: Multiaddr = format!("/ip4/127.0.0.{host}/udp/0/quic-v1").parse().unwrap();
+        let liar = spawn_with(Script::liar("liar", lie.clone()), Transport::At(listen), |b| b).await;
+        connect(&mut p, &liar).await;
+        p.greet(&liar, "where am I?").await.unwrap();
+        liars.push(liar);
+    }
+    let real = strip_p2p(&p.addr);
+    within("the real address confirmed", async {
+        while !p.node.external_addrs().contains(&real) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(p.node.external_addrs(), vec![real], "dialed back; never the lie two observers agree on");
+}
+
+fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
+    addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
 }

@@ -274,4 +274,41 @@ mod tests {
         }
         assert!(!dial_back_allowed(&[], &addr("/ip4/203.0.113.7/tcp/1")), "a client we know no IP of");
     }
+
+    #[test]
+    fn the_server_refuses_a_dial_back_to_another_ip_than_the_clients_connection() {
+        let mut server = AutonatServer::new();
+        let client = PeerId::random();
+        let (inbound, dial_back) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        let local = addr("/ip4/198.51.100.1/udp/4001/quic-v1");
+        server
+            .handle_established_inbound_connection(
+                inbound,
+                client,
+                &local,
+                &addr("/ip4/203.0.113.7/udp/5000/quic-v1"),
+            )
+            .expect("accepted");
+        let pending = |server: &mut AutonatServer, target: &str| {
+            server.dial_backs.insert(dial_back, client); // what `poll` records from the inner server's dial
+            server.handle_pending_outbound_connection(
+                dial_back,
+                Some(client),
+                &[addr(target)],
+                Endpoint::Dialer,
+            )
+        };
+        assert!(pending(&mut server, "/ip4/127.0.0.1/udp/4001/quic-v1").is_err(), "loopback");
+        assert!(pending(&mut server, "/ip4/192.168.1.7/udp/4001/quic-v1").is_err(), "a private target");
+        assert!(pending(&mut server, "/ip4/203.0.113.7/udp/4001/quic-v1").is_ok(), "the client's own IP");
+        // Other dials of this node are none of the filter's business.
+        let other = ConnectionId::new_unchecked(3);
+        let unrelated = server.handle_pending_outbound_connection(
+            other,
+            None,
+            &[addr("/ip4/127.0.0.1/tcp/1")],
+            Endpoint::Dialer,
+        );
+        assert!(unrelated.is_ok());
+    }
 }

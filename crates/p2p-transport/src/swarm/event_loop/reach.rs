@@ -163,12 +163,14 @@ impl EventLoop {
             self.addresses.require_dial_back(true);
         }
         let relay = speaks(relay::HOP_PROTOCOL_NAME.as_ref());
-        if relay && !self.reach.relay_server && !self.reach.reachability.is_public() {
-            if let Some(addr) = self.reach.bootstrap.get(&peer).cloned() {
-                self.update_reachability(true);
-                if let Some(listen) = self.reach.reservations.want(peer, &addr) {
-                    self.reserve(peer, listen);
-                }
+        if relay
+            && !self.reach.relay_server
+            && !self.reach.reachability.is_public()
+            && let Some(addr) = self.reach.bootstrap.get(&peer).cloned()
+        {
+            self.update_reachability(true);
+            if let Some(listen) = self.reach.reservations.want(peer, &addr) {
+                self.reserve(peer, listen);
             }
         }
     }
