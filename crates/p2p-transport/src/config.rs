@@ -85,6 +85,12 @@ pub struct NodeConfig {
     pub reservation_backoff: Duration,
     /// The longest wait between reservation attempts. Default 30 s.
     pub reservation_backoff_max: Duration,
+    /// How long a peer reached only through a relay may go without a direct
+    /// connection before the hole punch is reported failed (libp2p reports
+    /// a failure only on the side that started the punch). Default 10 s:
+    /// nearly every punch that succeeds does so on its first attempt, within
+    /// a few round trips.
+    pub hole_punch_timeout: Duration,
 }
 
 /// The limits of our circuit relay v2 hop (`--relay-server`).
@@ -173,6 +179,7 @@ impl Default for NodeConfig {
             relay: RelayServerConfig::default(),
             reservation_backoff: Duration::from_secs(1),
             reservation_backoff_max: Duration::from_secs(30),
+            hole_punch_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Owns: which addresses of a peer go into the DHT (`dht`), when to reserve
 //! again on a relay (`reservations`, a pure back-off policy), the lookups of
 //! peers known by their id alone (`lookup`), which connections to keep when
-//! a peer has both a direct and a relayed one (`path`), our reachability,
+//! a peer has both a direct and a relayed one (`path`), how long to wait
+//! for a hole punch before reporting it failed (`punch`), our reachability,
 //! and two thin wrappers around libp2p's AutoNAT v2: a server that refuses
 //! dial-back targets that are not the client's own IP, and a client whose
 //! successful dial-backs are reported to `addresses/` instead of confirming
@@ -17,12 +18,14 @@ mod autonat;
 mod dht;
 mod lookup;
 mod path;
+mod punch;
 mod reservations;
 
 pub(crate) use autonat::{AUTONAT_DIAL_REQUEST, AutonatClient, AutonatServer};
 pub(crate) use dht::{KAD_PROTOCOL, dht_addresses};
 pub(crate) use lookup::{LookupDone, Lookups};
 pub(crate) use path::{Closing, is_relayed, relayed_to_close};
+pub(crate) use punch::Punches;
 pub(crate) use reservations::Reservations;
 
 use crate::events::Reachability;

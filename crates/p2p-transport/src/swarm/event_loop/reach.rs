@@ -16,8 +16,8 @@ use tracing::{debug, info, warn};
 use super::EventLoop;
 use crate::events::NodeEvent;
 use crate::reach::{
-    AUTONAT_DIAL_REQUEST, Closing, KAD_PROTOCOL, LookupDone, Lookups, ReachabilityState, Reservations,
-    dht_addresses, relayed_to_close,
+    AUTONAT_DIAL_REQUEST, Closing, KAD_PROTOCOL, LookupDone, Lookups, Punches, ReachabilityState,
+    Reservations, dht_addresses, relayed_to_close,
 };
 use crate::{NodeConfig, RequestError};
 
@@ -36,6 +36,8 @@ pub(super) struct Reach {
     reachability: ReachabilityState,
     /// Peers whose relayed connections close soon (they have a direct one).
     closing: Closing,
+    /// Relayed-only peers waiting for a hole punch.
+    punches: Punches,
 }
 
 impl Reach {
@@ -61,13 +63,21 @@ impl Reach {
             autonat_servers: HashSet::new(),
             reachability: ReachabilityState::default(),
             closing: Closing::default(),
+            punches: Punches::new(config.hole_punch_timeout),
         }
     }
 
     /// When a reservation retry or a relayed connection's close is due.
     pub(super) fn next_due(&self) -> Option<Instant> {
-        [self.reservations.next_due(), self.closing.next_due()].into_iter().flatten().min()
+        [self.reservations.next_due(), self.closing.next_due(), self.punches.next_due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
+}
+
+fn humanize(duration: std::time::Duration) -> String {
+    format!("{}s", duration.as_secs_f64())
 }
 
 /// A bare `/p2p/<peer-id>`: a peer to find rather than an address to dial.
@@ -195,6 +205,16 @@ impl EventLoop {
         for (relay, listen) in self.reach.reservations.due(now) {
             self.reserve(relay, listen);
         }
+        for peer_id in self.reach.punches.due(now) {
+            if self.swarm.is_connected(&peer_id) && self.connections_of(peer_id).0 == 0 {
+                let reason = format!(
+                    "no direct connection within {} of the relayed one",
+                    humanize(self.reach.punches.timeout())
+                );
+                info!(peer = %peer_id, %reason, "hole punch failed");
+                self.reporter.emit(NodeEvent::HolePunchFailed { peer_id, reason });
+            }
+        }
         for peer in self.reach.closing.due(now) {
             let relayed = relayed_to_close(self.peers.connections(&peer).iter().map(|(c, a)| (*c, *a)));
             for connection in relayed {
@@ -231,11 +251,25 @@ impl EventLoop {
         if !relayed_to_close(self.peers.connections(&peer).iter().map(|(c, a)| (*c, *a))).is_empty() {
             self.reach.closing.schedule(peer, Instant::now());
         }
+        match self.connections_of(peer) {
+            (0, _) => self.reach.punches.on_relayed(peer, Instant::now()),
+            _ => drop(self.reach.punches.on_done(&peer)),
+        }
         self.update_direct(peer);
+    }
+
+    /// The peer's direct and relayed connections.
+    fn connections_of(&self, peer: PeerId) -> (usize, usize) {
+        let connections = self.peers.connections(&peer);
+        let relayed = connections.iter().filter(|(_, a)| crate::reach::is_relayed(a)).count();
+        (connections.len() - relayed, relayed)
     }
 
     pub(super) fn on_closed_reach(&mut self, peer: PeerId) {
         self.update_direct(peer);
+        if !self.swarm.is_connected(&peer) {
+            self.reach.punches.on_done(&peer);
+        }
         if !self.swarm.is_connected(&peer) && self.reach.autonat_servers.remove(&peer) {
             self.addresses.require_dial_back(!self.reach.autonat_servers.is_empty());
         }
@@ -246,9 +280,7 @@ impl EventLoop {
     }
 
     fn update_direct(&mut self, peer: PeerId) {
-        let connections = self.peers.connections(&peer);
-        let relayed = connections.iter().filter(|(_, a)| crate::reach::is_relayed(a)).count();
-        let counts = (connections.len() - relayed, relayed);
+        let counts = self.connections_of(peer);
         self.reporter.update(|s| {
             if counts == (0, 0) {
                 s.connections.remove(&peer);
@@ -260,17 +292,20 @@ impl EventLoop {
 
     pub(super) fn on_dcutr(&mut self, event: dcutr::Event) {
         let peer_id = event.remote_peer_id;
+        let waiting = self.reach.punches.on_done(&peer_id);
         match event.result {
             Ok(connection) => {
                 let address = self.direct_addr(peer_id, connection);
                 info!(peer = %peer_id, %address, "hole punched");
                 self.reporter.emit(NodeEvent::HolePunched { peer_id, address });
             }
-            Err(err) => {
+            // Not twice: our own deadline may have reported it already.
+            Err(err) if waiting => {
                 let reason = crate::outbound::one_line(&err.to_string());
                 info!(peer = %peer_id, %reason, "hole punch failed");
                 self.reporter.emit(NodeEvent::HolePunchFailed { peer_id, reason });
             }
+            Err(err) => debug!(peer = %peer_id, %err, "hole punch failed (reported already)"),
         }
     }
 
