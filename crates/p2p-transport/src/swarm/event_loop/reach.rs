@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::ConnectionId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError};
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, identify, kad, relay};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -155,8 +155,10 @@ impl EventLoop {
         if let LookupDone::Dial(peer, addrs) = self.reach.lookups.on_query_done(id, found, connected) {
             let opts =
                 DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::DisconnectedAndNotDialing);
-            if let Err(err) = self.swarm.dial(opts.build()) {
-                self.reach.lookups.on_dial_failed(peer, &err.to_string());
+            match self.swarm.dial(opts.build()) {
+                // Being dialed already (Kademlia's query, say): that dial's outcome counts.
+                Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+                Err(err) => self.reach.lookups.on_dial_failed(peer, &err.to_string()),
             }
         }
     }
