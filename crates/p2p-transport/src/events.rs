@@ -132,10 +132,11 @@ impl std::fmt::Display for Reachability {
 /// How we are connected to a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
-    /// At least one direct connection (requests use it: relayed ones are
-    /// closed once a direct one is up).
+    /// Direct connections only (relayed ones are closed half a second after
+    /// a direct one is up).
     Direct,
-    /// Only through a relay (`/p2p-circuit`).
+    /// Through a relay (`/p2p-circuit`): only, or still besides a new direct
+    /// connection (a request may then take either).
     Relayed,
 }
 

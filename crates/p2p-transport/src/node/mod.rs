@@ -50,18 +50,19 @@ impl Node {
         lock(&self.snapshot).connected.iter().copied().collect()
     }
 
-    /// How we are connected to `peer`: direct if any connection is
-    /// (`None`: not connected).
+    /// How we are connected to `peer` (`None`: not connected): direct only
+    /// once every connection is (a request may take any connection to the
+    /// peer, so while a relayed one is left it is counted as relayed).
     pub fn path(&self, peer: &PeerId) -> Option<Path> {
         match self.connections_to(peer) {
             (0, 0) => None,
-            (0, _) => Some(Path::Relayed),
-            _ => Some(Path::Direct),
+            (_, 0) => Some(Path::Direct),
+            _ => Some(Path::Relayed),
         }
     }
 
     /// How many direct and how many relayed connections we have to `peer`.
-    /// Once a direct one is up, the relayed ones close (a second later).
+    /// Once a direct one is up, the relayed ones close (half a second later).
     pub fn connections_to(&self, peer: &PeerId) -> (usize, usize) {
         lock(&self.snapshot).connections.get(peer).copied().unwrap_or_default()
     }

@@ -9,7 +9,9 @@
 //! would close it under the other side before that side has seen its
 //! direct one (the peer would flap: disconnected, connected). A request in
 //! flight on the relayed connection when it closes fails once (the next one
-//! goes direct).
+//! goes direct). Until the relayed connection is gone a request may take
+//! either, so `Node::path` says "relayed" until then: "direct" is never
+//! claimed for a request that may have gone through the relay.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
 
 /// How long a peer's relayed connections outlive its first direct one.
-pub(crate) const RELAYED_CLOSE_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const RELAYED_CLOSE_DELAY: Duration = Duration::from_millis(500);
 
 /// Peers whose relayed connections are due to close; at most this many wait.
 const MAX_CLOSING: usize = 1024;
