@@ -91,6 +91,9 @@ async fn a_relayed_connection_is_punched_to_a_direct_one_and_the_relayed_one_clo
 
     within("the lookup", a.node.connect_peer(b_id)).await.unwrap();
     assert_eq!(a.node.path(&b_id), Some(Path::Relayed), "first through the relay");
+    // Opens our pipelined stream, most likely on the relayed connection: the
+    // greeting after the relayed connection closed must not fail on it.
+    a.greet(&b, "relayed").await.expect("greeted through the relay");
     // Over QUIC both sides dial: either may report the punch.
     let punched = |peer: PeerId| move |e: &NodeEvent| matches!(e, NodeEvent::HolePunched { peer_id, .. } if *peer_id == peer);
     tokio::select! {

@@ -101,13 +101,12 @@ impl EventLoop {
         }
     }
 
+    fn new_mux(&self, peer_id: PeerId) -> Mux {
+        Mux::new(peer_id, self.streams_control.clone(), self.request_timeout, self.addresses.observations())
+    }
+
     fn on_first_connection(&mut self, peer_id: PeerId, remote: Multiaddr) {
-        let mux = Mux::new(
-            peer_id,
-            self.streams_control.clone(),
-            self.request_timeout,
-            self.addresses.observations(),
-        );
+        let mux = self.new_mux(peer_id);
         self.outbound_peers.connected(peer_id, mux);
         self.lifecycle.on_connected(peer_id, Instant::now());
         debug!(peer = %peer_id, %remote, "connected");
@@ -124,9 +123,17 @@ impl EventLoop {
         cause: Option<ConnectionError>,
     ) {
         self.inbound_peers.disconnected(&connection);
+        let relayed = crate::reach::is_relayed(&self.peers.remote_addr(&peer_id, connection));
         let last = self.peers.on_closed(peer_id, connection);
         self.on_closed_reach(peer_id);
         if !last {
+            // A relayed connection replaced by a direct one: our pipelined
+            // stream may have been on it, so the next request opens a new one
+            // (on what is left) instead of failing on the dead one.
+            if relayed {
+                let mux = self.new_mux(peer_id);
+                self.outbound_peers.renew(peer_id, mux);
+            }
             return; // the peer has other connections
         }
         debug!(peer = %peer_id, ?cause, "disconnected");
