@@ -4,15 +4,16 @@
 //! clap reads them from the library's config types (`NodeConfig::default()`,
 //! `Limits::default()`, `ExternalAddrConfig::default()`), so the two cannot drift.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use p2p_service::Limits;
 use p2p_transport::libp2p::Multiaddr;
 use p2p_transport::{BanConfig, ExternalAddrConfig, NodeConfig};
+
+mod values;
+
+pub(crate) use values::{HumanDuration, parse_peer_addr};
 
 const TOP_EXAMPLES: &str = "\
 Examples:
@@ -354,15 +355,6 @@ impl RunArgs {
     }
 }
 
-/// A peer's address: a multiaddr ending in `/p2p/<peer-id>`.
-pub(crate) fn parse_peer_addr(text: &str) -> Result<Multiaddr, String> {
-    let addr: Multiaddr = text.parse().map_err(|err| format!("{err}"))?;
-    match addr.iter().last() {
-        Some(p2p_transport::libp2p::multiaddr::Protocol::P2p(_)) => Ok(addr),
-        _ => Err("must end with /p2p/<peer-id>".to_owned()),
-    }
-}
-
 /// A connection limit on the command line, where 0 means unlimited.
 fn unlimited_as_zero(limit: Option<u32>) -> u32 {
     limit.unwrap_or(0)
@@ -399,172 +391,5 @@ pub(crate) struct IdArgs {
     pub(crate) key_file: Option<PathBuf>,
 }
 
-/// A duration written and shown the human way: `5s`, `200ms`, `1m 30s`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HumanDuration(pub(crate) Duration);
-
-impl HumanDuration {
-    const fn from_secs(secs: u64) -> Self {
-        Self(Duration::from_secs(secs))
-    }
-
-    /// A limit where `None` (disabled) is written `0s`.
-    fn from_limit(limit: Option<Duration>) -> Self {
-        Self(limit.unwrap_or(Duration::ZERO))
-    }
-}
-
-impl FromStr for HumanDuration {
-    type Err = humantime::DurationError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s).map(Self)
-    }
-}
-
-impl fmt::Display for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_zero() {
-            return f.write_str("0s");
-        }
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    use super::*;
-
-    fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("p2p-node").chain(args.iter().copied())).expect("valid args")
-    }
-
-    #[test]
-    fn the_cli_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    /// Fails if a default shown by the CLI is not the library's: every field
-    /// of the config the CLI builds with no flags is compared.
-    #[test]
-    fn an_external_ttl_not_longer_than_the_interval_is_refused() {
-        assert!(parse(&[]).run.check().is_ok());
-        let err = parse(&["--interval", "60s"]).run.check().unwrap_err().to_string();
-        assert!(err.contains("--external-ttl"), "{err}");
-        assert!(parse(&["--interval", "0s"]).run.check().is_err());
-        assert!(parse(&["--interval", "30s", "--external-ttl", "2m"]).run.check().is_ok());
-    }
-
-    #[test]
-    fn defaults_are_the_libraries_defaults() {
-        let cli = parse(&[]);
-        assert!(cli.command.is_none());
-        assert_eq!(cli.run.service.limits(), Limits::default());
-        assert_eq!(cli.run.node_config(), NodeConfig::default());
-        assert_eq!(cli.run.interval.0, Duration::from_secs(5));
-
-        let greet = match parse(&["greet", "/ip4/127.0.0.1/udp/1/quic-v1"]).command {
-            Some(Command::Greet(greet)) => greet,
-            other => panic!("unexpected {other:?}"),
-        };
-        assert_eq!(greet.timeout.0, NodeConfig::default().request_timeout);
-    }
-
-    #[test]
-    fn flags_reach_the_node_config() {
-        let cli = parse(&[
-            "--no-mdns",
-            "--no-greet-v2",
-            "--idle-timeout",
-            "3s",
-            "--max-connections",
-            "0",
-            "--max-connections-per-peer",
-            "2",
-            "--external-threshold",
-            "5",
-            "--external-allow-loopback",
-            "--external-addr",
-            "/ip4/192.0.2.1/tcp/4001",
-            "--relay-server",
-            "--bootstrap",
-            "/ip4/192.0.2.2/udp/4001/quic-v1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
-        ]);
-        let config = cli.run.node_config();
-        assert!(config.relay_server);
-        assert_eq!(config.bootstrap.len(), 1);
-        assert!(!config.mdns && !config.greet_v2);
-        assert_eq!(config.idle_timeout, Duration::from_secs(3));
-        assert_eq!((config.max_connections, config.max_connections_per_peer), (None, Some(2)));
-        assert_eq!((config.external.threshold, config.external.allow_loopback), (5, true));
-        assert_eq!(
-            config.external.operator_addrs,
-            vec!["/ip4/192.0.2.1/tcp/4001".parse::<Multiaddr>().unwrap()]
-        );
-    }
-
-    /// The debug hooks are in a binary built with `--features debug-hooks`, and in no other.
-    #[test]
-    fn the_debug_flags_exist_only_with_debug_hooks() {
-        let peer = p2p_transport::libp2p::PeerId::random().to_string();
-        let parsed = Cli::try_parse_from(["p2p-node", "run", "--debug-stall-peer", &peer]);
-        assert_eq!(parsed.is_ok(), cfg!(feature = "debug-hooks"), "{parsed:?}");
-        let addr = "/ip4/10.0.0.1/udp/1/quic-v1";
-        let parsed = Cli::try_parse_from(["p2p-node", "run", "--debug-dial-on-usr1", addr]);
-        assert_eq!(parsed.is_ok(), cfg!(feature = "debug-hooks"), "{parsed:?}");
-    }
-
-    #[test]
-    fn run_flags_parse_with_and_without_the_subcommand() {
-        for prefix in [&[][..], &["run"][..]] {
-            let mut args = prefix.to_vec();
-            args.extend([
-                "--no-mdns",
-                "--interval",
-                "200ms",
-                "--listen",
-                "/ip4/127.0.0.1/udp/0/quic-v1",
-                "--handler-timeout",
-                "0s",
-                "--log-format",
-                "json",
-            ]);
-            let cli = parse(&args);
-            let run = match cli.command {
-                Some(Command::Run(run)) => *run,
-                None => cli.run,
-                other => panic!("unexpected {other:?}"),
-            };
-            assert!(run.no_mdns);
-            assert_eq!(run.interval.0, Duration::from_millis(200));
-            assert_eq!(run.listen.len(), 1);
-            assert_eq!(run.service.limits().request_timeout, None);
-            assert_eq!(cli.log_format, LogFormat::Json);
-        }
-    }
-
-    #[test]
-    fn a_bootstrap_address_must_name_its_peer() {
-        let bare = "/ip4/192.0.2.2/udp/4001/quic-v1";
-        assert!(Cli::try_parse_from(["p2p-node", "run", "--bootstrap", bare]).is_err());
-        assert!(
-            Cli::try_parse_from([
-                "p2p-node",
-                "greet",
-                "/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
-                "--bootstrap",
-                bare
-            ])
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn durations_round_trip_through_their_display() {
-        for text in ["0s", "200ms", "5s", "1m 30s"] {
-            assert_eq!(text.parse::<HumanDuration>().unwrap().to_string(), text);
-        }
-    }
-}
+mod tests;
