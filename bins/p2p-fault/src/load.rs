@@ -70,6 +70,7 @@ pub(crate) async fn run(args: LoadArgs) -> Result<()> {
         // Identify tells whether the target speaks greet 2.0.0: wait for it.
         identify: Identify::Required,
         message: "p2p-fault".into(),
+        bootstrap: Vec::new(),
     };
     let client = p2p_load::connect_client(&target, &options, Some(keypair(args.seed)))
         .await

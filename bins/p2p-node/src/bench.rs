@@ -46,9 +46,15 @@ const IDENTIFY_WAIT: Duration = Duration::from_secs(2);
 /// `p2p-node bench`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct BenchArgs {
-    /// The node to load, ending in /p2p/<peer-id>.
+    /// The node to load, ending in /p2p/<peer-id>; a bare /p2p/<peer-id> is looked up in
+    /// the DHT (give --bootstrap).
     #[arg(value_name = "MULTIADDR")]
     pub(crate) address: Multiaddr,
+
+    /// Join the DHT through this peer (repeatable; <multiaddr>/p2p/<peer-id>), to find a
+    /// node given by its peer id alone.
+    #[arg(long, value_name = "MULTIADDR", value_parser = crate::cli::parse_peer_addr)]
+    pub(crate) bootstrap: Vec<Multiaddr>,
 
     /// Requests in flight at once (workers), spread round-robin over the connections.
     #[arg(long, short = 'c', value_name = "N", default_value_t = 64)]
@@ -153,6 +159,7 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<ExitCode> {
             Identify::No
         },
         message: "bench".into(),
+        bootstrap: args.bootstrap.clone(),
     };
     let connecting = Arc::new(AtomicU64::new(0));
     let shown = (progress && args.connections > 1)

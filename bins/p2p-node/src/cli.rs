@@ -4,15 +4,16 @@
 //! clap reads them from the library's config types (`NodeConfig::default()`,
 //! `Limits::default()`, `ExternalAddrConfig::default()`), so the two cannot drift.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use p2p_service::Limits;
 use p2p_transport::libp2p::Multiaddr;
 use p2p_transport::{BanConfig, ExternalAddrConfig, NodeConfig};
+
+mod values;
+
+pub(crate) use values::{HumanDuration, parse_peer_addr};
 
 const TOP_EXAMPLES: &str = "\
 Examples:
@@ -21,7 +22,12 @@ Examples:
   p2p-node --message 'hello from the second node'
 
   # greet a node once (copy the address from its LISTEN line)
-  p2p-node greet /ip4/192.168.1.7/udp/4001/quic-v1/p2p/12D3KooW...";
+  p2p-node greet /ip4/192.168.1.7/udp/4001/quic-v1/p2p/12D3KooW...
+
+  # across NATs: a public relay, and nodes that know only the relay
+  p2p-node run --relay-server --listen /ip4/0.0.0.0/udp/4001/quic-v1 --external-addr /ip4/203.0.113.1/udp/4001/quic-v1
+  p2p-node run --bootstrap /ip4/203.0.113.1/udp/4001/quic-v1/p2p/12D3KooW...
+  p2p-node greet /p2p/12D3KooW... --bootstrap /ip4/203.0.113.1/udp/4001/quic-v1/p2p/12D3KooW...";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -30,13 +36,15 @@ Examples:
       --peer /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW... --interval 1s
 
 Events go to stdout, one per line, keyword first: LISTEN, DISCOVERED, EXPIRED, CONNECTED,
-DISCONNECTED, GREETED, GREET_FAILED, EXTERNAL, EXTERNAL_EXPIRED. Logs go to stderr.";
+DISCONNECTED, GREETED, GREET_FAILED, EXTERNAL, EXTERNAL_EXPIRED, RESERVED, HOLE_PUNCHED,
+HOLE_PUNCH_FAILED, REACHABILITY. Logs go to stderr.";
 
 const GREET_EXAMPLES: &str = "\
 Example:
   p2p-node greet /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW... --message hi --timeout 5s
 
-Prints `GREETED <peer-id> rtt_ms=<n> observed=<our address as they see it> \"<their message>\"`.
+A bare /p2p/<peer-id> is looked up in the DHT joined through --bootstrap.
+Prints `GREETED <peer-id> rtt_ms=<n> path=direct|relayed observed=<our address as they see it> \"<their message>\"`.
 Exits 1 with a one-line reason on stderr if the peer cannot be reached in time or answers
 with an error (its code and message).";
 
@@ -97,9 +105,20 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "MULTIADDR", default_values_t = NodeConfig::default_listen_addrs())]
     pub(crate) listen: Vec<Multiaddr>,
 
-    /// Dial this peer at start (repeatable).
+    /// Dial this peer at start (repeatable). A bare /p2p/<peer-id> is looked up in the DHT.
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) peer: Vec<Multiaddr>,
+
+    /// Join the DHT through this peer (repeatable; <multiaddr>/p2p/<peer-id>). A node that is
+    /// not publicly reachable also reserves a relayed address on it if it is a relay.
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_peer_addr)]
+    pub(crate) bootstrap: Vec<Multiaddr>,
+
+    /// Be a public helper: a circuit relay v2 hop (limits in NodeConfig's RelayServerConfig),
+    /// a DHT server and an AutoNAT v2 server. Give it --external-addr: a relay hands out
+    /// reservations only once it has a confirmed external address.
+    #[arg(long)]
+    pub(crate) relay_server: bool,
 
     /// Do not discover peers (nor announce this node) with mDNS.
     #[arg(long)]
@@ -304,6 +323,8 @@ impl RunArgs {
         let limit = |n: u32| (n > 0).then_some(n);
         let mut config = NodeConfig::default();
         config.listen_addrs = self.listen.clone();
+        config.bootstrap = self.bootstrap.clone();
+        config.relay_server = self.relay_server;
         config.mdns = !self.no_mdns;
         config.greet_v2 = !self.no_greet_v2;
         config.idle_timeout = t.idle_timeout.0;
@@ -342,9 +363,15 @@ fn unlimited_as_zero(limit: Option<u32>) -> u32 {
 /// `p2p-node greet`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct GreetArgs {
-    /// The node to greet, ending in /p2p/<peer-id>.
+    /// The node to greet, ending in /p2p/<peer-id>; a bare /p2p/<peer-id> is looked up in
+    /// the DHT (give --bootstrap).
     #[arg(value_name = "MULTIADDR")]
     pub(crate) address: Multiaddr,
+
+    /// Join the DHT through this peer (repeatable; <multiaddr>/p2p/<peer-id>), to find a
+    /// node given by its peer id alone.
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_peer_addr)]
+    pub(crate) bootstrap: Vec<Multiaddr>,
 
     /// The greeting.
     #[arg(long, default_value = "hello")]
@@ -364,151 +391,5 @@ pub(crate) struct IdArgs {
     pub(crate) key_file: Option<PathBuf>,
 }
 
-/// A duration written and shown the human way: `5s`, `200ms`, `1m 30s`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HumanDuration(pub(crate) Duration);
-
-impl HumanDuration {
-    const fn from_secs(secs: u64) -> Self {
-        Self(Duration::from_secs(secs))
-    }
-
-    /// A limit where `None` (disabled) is written `0s`.
-    fn from_limit(limit: Option<Duration>) -> Self {
-        Self(limit.unwrap_or(Duration::ZERO))
-    }
-}
-
-impl FromStr for HumanDuration {
-    type Err = humantime::DurationError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s).map(Self)
-    }
-}
-
-impl fmt::Display for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_zero() {
-            return f.write_str("0s");
-        }
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    use super::*;
-
-    fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("p2p-node").chain(args.iter().copied())).expect("valid args")
-    }
-
-    #[test]
-    fn the_cli_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    /// Fails if a default shown by the CLI is not the library's: every field
-    /// of the config the CLI builds with no flags is compared.
-    #[test]
-    fn an_external_ttl_not_longer_than_the_interval_is_refused() {
-        assert!(parse(&[]).run.check().is_ok());
-        let err = parse(&["--interval", "60s"]).run.check().unwrap_err().to_string();
-        assert!(err.contains("--external-ttl"), "{err}");
-        assert!(parse(&["--interval", "0s"]).run.check().is_err());
-        assert!(parse(&["--interval", "30s", "--external-ttl", "2m"]).run.check().is_ok());
-    }
-
-    #[test]
-    fn defaults_are_the_libraries_defaults() {
-        let cli = parse(&[]);
-        assert!(cli.command.is_none());
-        assert_eq!(cli.run.service.limits(), Limits::default());
-        assert_eq!(cli.run.node_config(), NodeConfig::default());
-        assert_eq!(cli.run.interval.0, Duration::from_secs(5));
-
-        let greet = match parse(&["greet", "/ip4/127.0.0.1/udp/1/quic-v1"]).command {
-            Some(Command::Greet(greet)) => greet,
-            other => panic!("unexpected {other:?}"),
-        };
-        assert_eq!(greet.timeout.0, NodeConfig::default().request_timeout);
-    }
-
-    #[test]
-    fn flags_reach_the_node_config() {
-        let cli = parse(&[
-            "--no-mdns",
-            "--no-greet-v2",
-            "--idle-timeout",
-            "3s",
-            "--max-connections",
-            "0",
-            "--max-connections-per-peer",
-            "2",
-            "--external-threshold",
-            "5",
-            "--external-allow-loopback",
-            "--external-addr",
-            "/ip4/192.0.2.1/tcp/4001",
-        ]);
-        let config = cli.run.node_config();
-        assert!(!config.mdns && !config.greet_v2);
-        assert_eq!(config.idle_timeout, Duration::from_secs(3));
-        assert_eq!((config.max_connections, config.max_connections_per_peer), (None, Some(2)));
-        assert_eq!((config.external.threshold, config.external.allow_loopback), (5, true));
-        assert_eq!(
-            config.external.operator_addrs,
-            vec!["/ip4/192.0.2.1/tcp/4001".parse::<Multiaddr>().unwrap()]
-        );
-    }
-
-    /// The debug hooks are in a binary built with `--features debug-hooks`, and in no other.
-    #[test]
-    fn the_debug_flags_exist_only_with_debug_hooks() {
-        let peer = p2p_transport::libp2p::PeerId::random().to_string();
-        let parsed = Cli::try_parse_from(["p2p-node", "run", "--debug-stall-peer", &peer]);
-        assert_eq!(parsed.is_ok(), cfg!(feature = "debug-hooks"), "{parsed:?}");
-        let addr = "/ip4/10.0.0.1/udp/1/quic-v1";
-        let parsed = Cli::try_parse_from(["p2p-node", "run", "--debug-dial-on-usr1", addr]);
-        assert_eq!(parsed.is_ok(), cfg!(feature = "debug-hooks"), "{parsed:?}");
-    }
-
-    #[test]
-    fn run_flags_parse_with_and_without_the_subcommand() {
-        for prefix in [&[][..], &["run"][..]] {
-            let mut args = prefix.to_vec();
-            args.extend([
-                "--no-mdns",
-                "--interval",
-                "200ms",
-                "--listen",
-                "/ip4/127.0.0.1/udp/0/quic-v1",
-                "--handler-timeout",
-                "0s",
-                "--log-format",
-                "json",
-            ]);
-            let cli = parse(&args);
-            let run = match cli.command {
-                Some(Command::Run(run)) => *run,
-                None => cli.run,
-                other => panic!("unexpected {other:?}"),
-            };
-            assert!(run.no_mdns);
-            assert_eq!(run.interval.0, Duration::from_millis(200));
-            assert_eq!(run.listen.len(), 1);
-            assert_eq!(run.service.limits().request_timeout, None);
-            assert_eq!(cli.log_format, LogFormat::Json);
-        }
-    }
-
-    #[test]
-    fn durations_round_trip_through_their_display() {
-        for text in ["0s", "200ms", "5s", "1m 30s"] {
-            assert_eq!(text.parse::<HumanDuration>().unwrap().to_string(), text);
-        }
-    }
-}
+mod tests;

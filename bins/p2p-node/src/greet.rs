@@ -8,7 +8,7 @@ use p2p_protocol::{GreetRequest, GreetResponse};
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::PeerId;
 use p2p_transport::libp2p::multiaddr::Protocol;
-use p2p_transport::{Node, NodeBuilder, RequestError};
+use p2p_transport::{Node, NodeBuilder, Path, RequestError};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -21,15 +21,24 @@ pub(crate) async fn greet(args: GreetArgs) -> Result<ExitCode> {
     let Some(Protocol::P2p(peer)) = args.address.iter().last() else {
         bail!("{} does not end with /p2p/<peer-id>", args.address);
     };
+    // A bare /p2p/<peer-id> is found through the bootstrap peers: dial from their family.
+    let dialed = match args.bootstrap.first() {
+        Some(bootstrap) if args.address.iter().nth(1).is_none() => bootstrap,
+        _ => &args.address,
+    };
+    let mut builder = NodeBuilder::for_dialing(dialed).request_timeout(args.timeout.0);
+    for peer in &args.bootstrap {
+        builder = builder.bootstrap(peer.clone());
+    }
     // The events are not needed, but the receiver lives as long as the node.
-    let (node, _events) = NodeBuilder::for_dialing(&args.address)
-        .request_timeout(args.timeout.0)
+    let (node, _events) = builder
         .build(stack(MakeGreeter::new(args.message.clone()), Limits::default()))
         .context("cannot start the node")?;
     let answer = exchange(&node, &args, peer, Instant::now() + args.timeout.0).await;
+    let path = node.path(&peer).unwrap_or(Path::Direct);
     node.shutdown().await;
     let (response, rtt) = answer?;
-    output::print_line(&output::greeted_line(peer, rtt, &response));
+    output::print_line(&output::greeted_line(peer, rtt, path, &response));
     Ok(ExitCode::SUCCESS)
 }
 

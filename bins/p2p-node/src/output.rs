@@ -14,7 +14,7 @@ use p2p_protocol::GreetResponse;
 
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
-use p2p_transport::{GreetOutcome, NodeEvent, RequestError};
+use p2p_transport::{GreetOutcome, NodeEvent, Path, RequestError};
 
 /// The lines an event prints; none for events that are only logged.
 pub(crate) fn event_lines(event: &NodeEvent, local: PeerId) -> Vec<String> {
@@ -35,6 +35,12 @@ pub(crate) fn event_lines(event: &NodeEvent, local: PeerId) -> Vec<String> {
             vec![format!("BANNED {peer_id} {}", humantime::format_duration(*duration))]
         }
         NodeEvent::Unbanned { peer_id } => vec![format!("UNBANNED {peer_id}")],
+        NodeEvent::Reserved { address } => vec![format!("RESERVED {}", with_peer(address, local))],
+        NodeEvent::HolePunched { peer_id, address } => vec![format!("HOLE_PUNCHED {peer_id} {address}")],
+        NodeEvent::HolePunchFailed { peer_id, reason } => {
+            vec![format!("HOLE_PUNCH_FAILED {peer_id} {reason}")]
+        }
+        NodeEvent::Reachability { reachability } => vec![format!("REACHABILITY {reachability}")],
         _ => Vec::new(),
     };
     lines.iter().map(|line| escape_controls(line)).collect()
@@ -45,20 +51,25 @@ pub(crate) fn external(address: &Multiaddr) -> String {
     escape_controls(&format!("EXTERNAL {address}"))
 }
 
-/// `GREETED <peer-id> rtt_ms=<n> "<message>"` or `GREET_FAILED <peer-id> <reason>`.
-pub(crate) fn outcome_line(outcome: &GreetOutcome) -> String {
+/// `GREETED <peer-id> rtt_ms=<n> path=direct|relayed "<message>"` or
+/// `GREET_FAILED <peer-id> <reason>`; `path` is how we are connected to the
+/// peer as the answer is printed.
+pub(crate) fn outcome_line(outcome: &GreetOutcome, path: Path) -> String {
     let peer = outcome.peer_id;
     let line = match &outcome.result {
-        Ok(response) => format!("GREETED {peer} rtt_ms={} {:?}", outcome.rtt.as_millis(), response.message),
+        Ok(response) => {
+            format!("GREETED {peer} rtt_ms={} path={path} {:?}", outcome.rtt.as_millis(), response.message)
+        }
         Err(err) => format!("GREET_FAILED {peer} {}", failure_reason(err)),
     };
     escape_controls(&line)
 }
 
-/// `p2p-node greet`'s answer: `GREETED <peer-id> rtt_ms=<n> observed=<address> "<message>"`.
-pub(crate) fn greeted_line(peer: PeerId, rtt: Duration, response: &GreetResponse) -> String {
+/// `p2p-node greet`'s answer:
+/// `GREETED <peer-id> rtt_ms=<n> path=direct|relayed observed=<address> "<message>"`.
+pub(crate) fn greeted_line(peer: PeerId, rtt: Duration, path: Path, response: &GreetResponse) -> String {
     let line = format!(
-        "GREETED {peer} rtt_ms={} observed={} {:?}",
+        "GREETED {peer} rtt_ms={} path={path} observed={} {:?}",
         rtt.as_millis(),
         response.observed_addr,
         response.message
@@ -122,6 +133,7 @@ mod tests {
     use std::time::Duration;
 
     use p2p_protocol::{ErrorCode, GreetResponse, RemoteError};
+    use p2p_transport::Reachability;
 
     use super::*;
 
@@ -131,6 +143,9 @@ mod tests {
         let peer = PeerId::random();
         let quic: Multiaddr = "/ip4/10.77.0.11/udp/4001/quic-v1".parse().unwrap();
         let tcp: Multiaddr = "/ip4/10.77.0.11/tcp/4001".parse().unwrap();
+        let relay = PeerId::random();
+        let circuit: Multiaddr =
+            format!("/ip4/203.0.113.1/udp/4001/quic-v1/p2p/{relay}/p2p-circuit").parse().unwrap();
         let table = [
             (NodeEvent::Listening { address: quic.clone() }, vec![format!("LISTEN {quic}/p2p/{local}")]),
             (
@@ -153,6 +168,30 @@ mod tests {
                 vec![format!("BANNED {peer} 1m")],
             ),
             (NodeEvent::Unbanned { peer_id: peer }, vec![format!("UNBANNED {peer}")]),
+            (
+                NodeEvent::Reserved { address: circuit.clone() },
+                vec![format!("RESERVED {circuit}/p2p/{local}")],
+            ),
+            (
+                NodeEvent::HolePunched { peer_id: peer, address: quic.clone() },
+                vec![format!("HOLE_PUNCHED {peer} {quic}")],
+            ),
+            (
+                NodeEvent::HolePunchFailed { peer_id: peer, reason: "gave up after 3 attempts".into() },
+                vec![format!("HOLE_PUNCH_FAILED {peer} gave up after 3 attempts")],
+            ),
+            (
+                NodeEvent::Reachability { reachability: Reachability::Private },
+                vec!["REACHABILITY private".to_owned()],
+            ),
+            (
+                NodeEvent::Reachability { reachability: Reachability::Public },
+                vec!["REACHABILITY public".to_owned()],
+            ),
+            (
+                NodeEvent::Connected { peer_id: peer, address: circuit.clone() },
+                vec![format!("CONNECTED {peer} {circuit}")],
+            ),
         ];
         for (event, expected) in table {
             assert_eq!(event_lines(&event, local), expected, "{event:?}");
@@ -170,17 +209,27 @@ mod tests {
                 observed_addr: "/ip4/10.77.0.12/udp/4001/quic-v1".parse().unwrap(),
             }),
         };
-        assert_eq!(outcome_line(&ok), format!(r#"GREETED {peer} rtt_ms=12 "hi \"there\"\n""#));
+        assert_eq!(
+            outcome_line(&ok, Path::Direct),
+            format!(r#"GREETED {peer} rtt_ms=12 path=direct "hi \"there\"\n""#)
+        );
+        assert_eq!(
+            outcome_line(&ok, Path::Relayed),
+            format!(r#"GREETED {peer} rtt_ms=12 path=relayed "hi \"there\"\n""#)
+        );
         let remote = GreetOutcome {
             result: Err(RequestError::Remote(RemoteError::new(ErrorCode::RATE_LIMITED, "slow\ndown"))),
             ..ok.clone()
         };
         assert_eq!(
-            outcome_line(&remote),
+            outcome_line(&remote, Path::Direct),
             format!(r"GREET_FAILED {peer} remote 429 rate limited: slow\ndown")
         );
         let timeout = GreetOutcome { result: Err(RequestError::Timeout), ..ok };
-        assert_eq!(outcome_line(&timeout), format!("GREET_FAILED {peer} timeout: the request timed out"));
+        assert_eq!(
+            outcome_line(&timeout, Path::Relayed),
+            format!("GREET_FAILED {peer} timeout: the request timed out")
+        );
     }
 
     /// What a hostile peer might send: a screen clear, a carriage return that
@@ -205,20 +254,22 @@ mod tests {
         let unreachable = RequestError::Unreachable(HOSTILE.into());
         let discovered = NodeEvent::Discovered { peer_id: peer, addresses: vec![hostile_addr.clone()] };
 
-        let greeted_line = greeted_line(peer, Duration::from_millis(3), &response);
+        let greeted_line = greeted_line(peer, Duration::from_millis(3), Path::Relayed, &response);
         assert_eq!(
             greeted_line,
-            format!("GREETED {peer} rtt_ms=3 observed=/dns4/{ESCAPED}/tcp/4001 \"{ESCAPED}\"")
+            format!("GREETED {peer} rtt_ms=3 path=relayed observed=/dns4/{ESCAPED}/tcp/4001 \"{ESCAPED}\"")
         );
+        let punch_failed = NodeEvent::HolePunchFailed { peer_id: peer, reason: HOSTILE.into() };
         for line in [
-            outcome_line(&greeted),
-            outcome_line(&failed),
+            outcome_line(&greeted, Path::Direct),
+            outcome_line(&failed, Path::Direct),
             failure_reason(&unreachable),
             greeted_line,
             external(&hostile_addr),
         ]
         .into_iter()
         .chain(event_lines(&discovered, PeerId::random()))
+        .chain(event_lines(&punch_failed, PeerId::random()))
         {
             assert_inert(&line);
         }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use p2p_service::{MakeGreeter, stack};
-use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, PeriodicGreeter, Registry};
+use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, Path, PeriodicGreeter, Registry};
 use tracing::{info, warn};
 
 use crate::cli::RunArgs;
@@ -37,6 +37,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let local = node.local_peer_id();
     info!(peer = %local, key_file = %key.path.display(), "node started");
 
+    if args.relay_server && args.external_addr.is_empty() {
+        warn!(
+            "--relay-server without --external-addr: reservations are refused until two independent \
+             peers agree on this node's address"
+        );
+    }
     // Operator-given addresses are confirmed from the start; the node reports no event for them.
     for address in node.external_addrs() {
         output::print_line(&output::external(&address));
@@ -61,7 +67,11 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
                 }
                 None => bail!("the node stopped unexpectedly"),
             },
-            Some(outcome) = outcomes.recv() => output::print_line(&output::outcome_line(&outcome)),
+            Some(outcome) = outcomes.recv() => {
+                // How we are connected as the answer arrives; a peer gone since counts as direct.
+                let path = node.path(&outcome.peer_id).unwrap_or(Path::Direct);
+                output::print_line(&output::outcome_line(&outcome, path));
+            }
             signal = signals.next() => break signal,
         }
     };

@@ -33,6 +33,9 @@ pub struct ClientOptions {
     pub identify: Identify,
     /// What a client node answers should the target greet it.
     pub message: String,
+    /// Peers to join the DHT through: needed to find a target given as a
+    /// bare `/p2p/<peer-id>`.
+    pub bootstrap: Vec<Multiaddr>,
 }
 
 /// Whether a client waits for identify to say the target speaks greet
@@ -150,6 +153,9 @@ async fn connect_by(
         .shutdown_grace(Duration::from_secs(1));
     if let Some(keypair) = keypair {
         builder = builder.keypair(keypair);
+    }
+    for peer in &options.bootstrap {
+        builder = builder.bootstrap(peer.clone());
     }
     let (node, events) = builder
         .build(stack(MakeGreeter::new(options.message.clone()), Limits::default()))

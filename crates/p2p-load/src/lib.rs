@@ -22,6 +22,7 @@
 //!     connect_timeout: Duration::from_secs(60),
 //!     identify: Identify::AtMost(Duration::from_secs(2)),
 //!     message: "load".into(),
+//!     bootstrap: Vec::new(),
 //! };
 //! let clients = connect_clients(&target, 4, &options, Default::default()).await;
 //! let config = LoadConfig { concurrency: 64, rate_per_sec: Some(1000.0), ..LoadConfig::default() };

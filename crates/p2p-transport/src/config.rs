@@ -69,6 +69,76 @@ pub struct NodeConfig {
     /// requests on it failed (ours with `Timeout`) or abandoned (its own).
     /// Default 10 s.
     pub stream_write_timeout: Duration,
+    /// Peers to join the DHT through (`<multiaddr>/p2p/<peer-id>`); those
+    /// that are relays are also where a node that is not publicly reachable
+    /// reserves a relayed address. Default none.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Be a public helper: a circuit relay v2 hop (with [`RelayServerConfig`]'s
+    /// limits), a Kademlia server and an AutoNAT v2 server. Default off.
+    pub relay_server: bool,
+    /// The relay hop's limits, when `relay_server` is on.
+    pub relay: RelayServerConfig,
+    /// The first wait before reserving again on a relay whose reservation
+    /// went away (its listener closed, the relay restarted); it doubles per
+    /// failure up to `reservation_backoff_max`, and is reset by a reservation
+    /// that succeeds. Default 1 s.
+    pub reservation_backoff: Duration,
+    /// The longest wait between reservation attempts. Default 30 s.
+    pub reservation_backoff_max: Duration,
+    /// How long a peer reached only through a relay may go without a direct
+    /// connection before the hole punch is reported failed (libp2p reports
+    /// a failure only on the side that started the punch). Default 10 s:
+    /// nearly every punch that succeeds does so on its first attempt, within
+    /// a few round trips.
+    pub hole_punch_timeout: Duration,
+}
+
+/// The limits of our circuit relay v2 hop (`--relay-server`).
+///
+/// libp2p's defaults (2 minutes and 128 KiB per circuit) are enough for the
+/// hole punch's signalling only; ours carry the greetings of peers that
+/// cannot punch (symmetric NATs) for 10 minutes and 1 MiB per circuit: a
+/// greeting is about 100 bytes each way, so at the default 5 s interval a
+/// circuit carries 120 greetings plus identify and ping in well under
+/// 100 KiB. Reservations stay bounded per peer and per IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayServerConfig {
+    /// Reservations held at once, in total. Default 128.
+    pub max_reservations: usize,
+    /// Reservations one peer may hold at once. Default 2.
+    pub max_reservations_per_peer: usize,
+    /// Reservation requests one peer may make per minute. Default 10.
+    pub reservations_per_peer_per_minute: u32,
+    /// Reservation requests one IP address may make per minute (identities
+    /// cost nothing, addresses do). Default 30.
+    pub reservations_per_ip_per_minute: u32,
+    /// How long a reservation lasts before the client must renew it (libp2p
+    /// renews on its own). Default 1 h.
+    pub reservation_duration: Duration,
+    /// Relayed circuits at once, in total. Default 64.
+    pub max_circuits: usize,
+    /// Relayed circuits one peer may have at once. Default 8.
+    pub max_circuits_per_peer: usize,
+    /// How long one circuit may last. Default 10 min.
+    pub max_circuit_duration: Duration,
+    /// How many bytes one circuit may carry (both ways). Default 1 MiB.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayServerConfig {
+    fn default() -> Self {
+        Self {
+            max_reservations: 128,
+            max_reservations_per_peer: 2,
+            reservations_per_peer_per_minute: 10,
+            reservations_per_ip_per_minute: 30,
+            reservation_duration: Duration::from_secs(60 * 60),
+            max_circuits: 64,
+            max_circuits_per_peer: 8,
+            max_circuit_duration: Duration::from_secs(10 * 60),
+            max_circuit_bytes: 1 << 20,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -104,6 +174,12 @@ impl Default for NodeConfig {
             stream_idle_timeout: Duration::from_secs(15),
             inbound_stream_idle_timeout: Duration::from_secs(30),
             stream_write_timeout: Duration::from_secs(10),
+            bootstrap: Vec::new(),
+            relay_server: false,
+            relay: RelayServerConfig::default(),
+            reservation_backoff: Duration::from_secs(1),
+            reservation_backoff_max: Duration::from_secs(30),
+            hole_punch_timeout: Duration::from_secs(10),
         }
     }
 }

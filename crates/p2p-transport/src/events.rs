@@ -84,6 +84,69 @@ pub enum NodeEvent {
         /// The address.
         address: Multiaddr,
     },
+    /// A relay accepted our reservation: peers can reach us at this relayed
+    /// address (`<relay>/p2p-circuit`), which identify and the DHT now carry.
+    Reserved {
+        /// The address, without our `/p2p/`.
+        address: Multiaddr,
+    },
+    /// A relayed connection was upgraded to a direct one (DCUtR).
+    HolePunched {
+        /// The peer.
+        peer_id: PeerId,
+        /// The direct connection's remote address.
+        address: Multiaddr,
+    },
+    /// Hole punching to a peer failed; requests keep using the relay.
+    HolePunchFailed {
+        /// The peer.
+        peer_id: PeerId,
+        /// Why, in a line.
+        reason: String,
+    },
+    /// Whether the node is publicly reachable changed.
+    Reachability {
+        /// Public: it has a confirmed external address; private: it has none.
+        reachability: Reachability,
+    },
+}
+
+/// Whether others can dial a node directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// A confirmed external address: others can dial us.
+    Public,
+    /// None: others reach us only through a relay.
+    Private,
+}
+
+impl std::fmt::Display for Reachability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Public => "public",
+            Self::Private => "private",
+        })
+    }
+}
+
+/// How we are connected to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Direct connections only (relayed ones are closed half a second after
+    /// a direct one is up).
+    Direct,
+    /// Through a relay (`/p2p-circuit`): only, or still besides a new direct
+    /// connection (a request may then take either).
+    Relayed,
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Direct => "direct",
+            Self::Relayed => "relayed",
+        })
+    }
 }
 
 /// The stream of [`NodeEvent`]s.
@@ -119,6 +182,8 @@ pub(crate) struct Snapshot {
     pub(crate) listen_addrs: Vec<Multiaddr>,
     pub(crate) external_addrs: Vec<Multiaddr>,
     pub(crate) connected: BTreeSet<PeerId>,
+    /// Each connected peer's direct and relayed connections.
+    pub(crate) connections: std::collections::BTreeMap<PeerId, (usize, usize)>,
 }
 
 impl NodeEvents {

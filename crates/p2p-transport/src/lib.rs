@@ -40,6 +40,7 @@ mod config;
 mod inbound;
 mod outbound;
 mod peers;
+mod reach;
 
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -49,11 +50,12 @@ mod swarm;
 mod node;
 
 pub use addresses::{
-    ADDRS_PER_ORIGIN, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses, MAX_CONFIRMED, MAX_ORIGINS,
+    ADDRS_PER_ORIGIN, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses, MAX_CONFIRMED,
+    MAX_DIALED_BACK, MAX_ORIGINS,
 };
-pub use config::NodeConfig;
+pub use config::{NodeConfig, RelayServerConfig};
 pub use error::{BuildError, RequestError};
-pub use events::{NodeEvent, NodeEvents};
+pub use events::{NodeEvent, NodeEvents, Path, Reachability};
 pub use gate::BanConfig;
 #[cfg(feature = "metrics")]
 pub use metrics::NodeMetrics;

@@ -1,6 +1,6 @@
 //! Which of our addresses the outside world agrees on: pure logic, no swarm.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -19,7 +19,8 @@ pub struct ExternalAddrConfig {
     /// this time expires. Default 60 s: well over the greeting interval (5 s)
     /// and identify's, so a confirmed address does not flap.
     pub ttl: Duration,
-    /// Accept loopback addresses (for tests on 127.0.0.1). Default `false`.
+    /// Accept loopback addresses (for tests on 127.0.0.1): as external
+    /// addresses, and as peers' addresses in the DHT. Default `false`.
     pub allow_loopback: bool,
     /// Addresses the operator vouches for: confirmed at once, never expire.
     pub operator_addrs: Vec<Multiaddr>,
@@ -113,7 +114,18 @@ pub struct ExternalAddresses {
     /// Origin → the addresses it reported lately, with when.
     reports: HashMap<Origin, Vec<(Multiaddr, Instant)>>,
     confirmed: HashSet<Multiaddr>,
+    /// An AutoNAT server is known: an address needs a dial-back as well as
+    /// its observers.
+    dial_back_required: bool,
+    /// Addresses an AutoNAT server dialed back successfully, oldest first.
+    dialed_back: VecDeque<Multiaddr>,
 }
+
+/// Addresses remembered as dialed back; the oldest makes room beyond this.
+/// AutoNAT v2 tests a candidate once and never again (rust-libp2p #6203), so
+/// a dial-back is remembered while its address comes and goes; whether it is
+/// confirmed still depends on the observers (our TTL).
+pub const MAX_DIALED_BACK: usize = 16;
 
 /// An observer may see us at a few addresses at once (one per transport it
 /// reaches us on); its oldest report makes room for a new one beyond this.
@@ -129,7 +141,49 @@ impl ExternalAddresses {
     /// A collector with `config`; operator addresses are confirmed from the start.
     pub fn new(config: ExternalAddrConfig) -> Self {
         let confirmed = config.operator_addrs.iter().cloned().collect();
-        Self { config, listeners: Vec::new(), reports: HashMap::new(), confirmed }
+        Self {
+            config,
+            listeners: Vec::new(),
+            reports: HashMap::new(),
+            confirmed,
+            dial_back_required: false,
+            dialed_back: VecDeque::new(),
+        }
+    }
+
+    /// Whether an address also needs a successful dial-back (AutoNAT v2)
+    /// before it is confirmed: true while an AutoNAT server is known. On a
+    /// LAN with none, the observers alone decide. Addresses already
+    /// confirmed stay so.
+    pub fn require_dial_back(&mut self, required: bool) {
+        self.dial_back_required = required;
+    }
+
+    /// An AutoNAT server dialed us back at `addr`: it is confirmed now if
+    /// enough observers agree on it (else once they do).
+    pub fn dial_back_succeeded(&mut self, addr: &Multiaddr, now: Instant) -> Option<ExternalAddrChange> {
+        let addr = self.usable(addr.clone())?;
+        if !self.dialed_back.contains(&addr) {
+            if self.dialed_back.len() >= MAX_DIALED_BACK {
+                self.dialed_back.pop_front();
+            }
+            self.dialed_back.push_back(addr.clone());
+        }
+        self.try_confirm(addr, now)
+    }
+
+    /// Confirms `addr` if its observers, its dial-back and the cap allow.
+    fn try_confirm(&mut self, addr: Multiaddr, now: Instant) -> Option<ExternalAddrChange> {
+        let from_reports = self.confirmed.iter().filter(|a| !self.config.operator_addrs.contains(a)).count();
+        let dialed_back = !self.dial_back_required || self.dialed_back.contains(&addr);
+        if dialed_back
+            && self.votes(&addr, now) >= self.config.threshold.max(1)
+            && from_reports < MAX_CONFIRMED
+            && self.confirmed.insert(addr.clone())
+        {
+            return Some(ExternalAddrChange::Confirmed(addr));
+        }
+        None
     }
 
     /// We listen on `addr`: reports of its transport and port may count.
@@ -183,14 +237,7 @@ impl ExternalAddresses {
             reported.remove(0); // the oldest
         }
         reported.push((observed.clone(), now));
-        let from_reports = self.confirmed.iter().filter(|a| !self.config.operator_addrs.contains(a)).count();
-        if self.votes(&observed, now) >= self.config.threshold.max(1)
-            && from_reports < MAX_CONFIRMED
-            && self.confirmed.insert(observed.clone())
-        {
-            return Some(ExternalAddrChange::Confirmed(observed));
-        }
-        None
+        self.try_confirm(observed, now)
     }
 
     /// Distinct origins that reported `addr` within the TTL.

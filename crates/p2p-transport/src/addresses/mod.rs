@@ -13,7 +13,8 @@ mod external;
 use std::time::Duration;
 
 pub use external::{
-    ADDRS_PER_ORIGIN, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses, MAX_CONFIRMED, MAX_ORIGINS,
+    ADDRS_PER_ORIGIN, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses, MAX_CONFIRMED,
+    MAX_DIALED_BACK, MAX_ORIGINS,
 };
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Multiaddr, PeerId, Swarm};
@@ -100,6 +101,27 @@ impl AddressBook {
 
     pub(crate) fn remove_listener(&mut self, addr: &Multiaddr) {
         self.external.remove_listener(addr);
+    }
+
+    /// While an AutoNAT server is known, addresses need its dial-back too.
+    pub(crate) fn require_dial_back(&mut self, required: bool) {
+        self.external.require_dial_back(required);
+    }
+
+    /// An AutoNAT server dialed us back at `addr`.
+    pub(crate) fn dial_back_succeeded<B: NetworkBehaviour>(
+        &mut self,
+        swarm: &mut Swarm<B>,
+        addr: &Multiaddr,
+    ) {
+        if let Some(change) = self.external.dial_back_succeeded(addr, Instant::now()) {
+            self.apply(swarm, change);
+        }
+    }
+
+    /// We have a confirmed external address (operator-given ones included).
+    pub(crate) fn has_confirmed(&self) -> bool {
+        self.external.confirmed().next().is_some()
     }
 
     pub(crate) fn expire<B: NetworkBehaviour>(&mut self, swarm: &mut Swarm<B>) {

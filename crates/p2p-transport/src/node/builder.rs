@@ -189,6 +189,20 @@ impl NodeBuilder {
         self
     }
 
+    /// Joins the DHT through this peer (`<multiaddr>/p2p/<peer-id>`;
+    /// repeatable). A node that is not publicly reachable also reserves a
+    /// relayed address on it if it is a relay.
+    pub fn bootstrap(mut self, address: Multiaddr) -> Self {
+        self.config.bootstrap.push(address);
+        self
+    }
+
+    /// Be a public helper: relay hop, Kademlia server, AutoNAT v2 server. Default off.
+    pub fn relay_server(mut self, enabled: bool) -> Self {
+        self.config.relay_server = enabled;
+        self
+    }
+
     /// Records libp2p's metrics and the answered requests in `metrics`. Off by default.
     #[cfg(feature = "metrics")]
     pub fn metrics(mut self, metrics: NodeMetrics) -> Self {

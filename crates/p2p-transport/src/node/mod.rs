@@ -10,7 +10,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::Command;
-use crate::events::Snapshot;
+use crate::events::{Path, Snapshot};
 use crate::lock::lock;
 use crate::peers::{PeerDiscover, PeerSet};
 use crate::{Client, MakePeerClient, RequestError};
@@ -50,6 +50,23 @@ impl Node {
         lock(&self.snapshot).connected.iter().copied().collect()
     }
 
+    /// How we are connected to `peer` (`None`: not connected): direct only
+    /// once every connection is (a request may take any connection to the
+    /// peer, so while a relayed one is left it is counted as relayed).
+    pub fn path(&self, peer: &PeerId) -> Option<Path> {
+        match self.connections_to(peer) {
+            (0, 0) => None,
+            (_, 0) => Some(Path::Direct),
+            _ => Some(Path::Relayed),
+        }
+    }
+
+    /// How many direct and how many relayed connections we have to `peer`.
+    /// Once a direct one is up, the relayed ones close (half a second later).
+    pub fn connections_to(&self, peer: &PeerId) -> (usize, usize) {
+        lock(&self.snapshot).connections.get(peer).copied().unwrap_or_default()
+    }
+
     /// The connected peers that identify says speak the greet protocol.
     pub fn greet_peers(&self) -> Vec<PeerId> {
         self.greet_peers.borrow().iter().copied().collect()
@@ -66,7 +83,10 @@ impl Node {
     /// Connects to `address` and resolves once a connection is established,
     /// with the peer's id, or with the reason the dial failed.
     ///
-    /// With `/p2p/<peer-id>` at the end, an existing connection to that peer
+    /// A bare `/p2p/<peer-id>` means "find it": the node looks the peer up in
+    /// the DHT (joined through [`NodeConfig::bootstrap`](crate::NodeConfig::bootstrap))
+    /// and dials what it finds, directly or through a relay (see
+    /// [`Node::connect_peer`]). With `/p2p/<peer-id>` at the end of an address, an existing connection to that peer
     /// counts and the remote must prove that identity; without it, any peer
     /// at the address will do. There is no deadline of its own beyond the
     /// transports' handshake timeouts: wrap it in `tokio::time::timeout`.
@@ -74,6 +94,14 @@ impl Node {
         let (reply, done) = oneshot::channel();
         self.command(Command::Connect { address, reply }).await?;
         done.await.unwrap_or(Err(RequestError::Shutdown))
+    }
+
+    /// Connects to `peer` known by its id alone: an existing connection
+    /// counts; otherwise the DHT is asked for its addresses (a relayed one if
+    /// it is behind a NAT), and what is found is dialed. Fails with
+    /// [`RequestError::Unreachable`] when the lookup finds nothing to dial.
+    pub async fn connect_peer(&self, peer: PeerId) -> Result<PeerId, RequestError> {
+        self.connect(Multiaddr::empty().with(libp2p::multiaddr::Protocol::P2p(peer))).await
     }
 
     /// The outbound side as a `Service<(PeerId, GreetRequest)>`.

@@ -37,6 +37,14 @@ impl OutboundPeers {
         lock(&self.peers).insert(peer, Entry { mux: Arc::new(mux), speaks_v2: false });
     }
 
+    /// A new pipelined client for a peer still connected (its stream may
+    /// have been on a connection that closed), keeping what identify said.
+    pub(crate) fn renew(&self, peer: PeerId, mux: Mux) {
+        if let Some(entry) = lock(&self.peers).get_mut(&peer) {
+            entry.mux = Arc::new(mux);
+        }
+    }
+
     pub(crate) fn set_speaks_v2(&self, peer: &PeerId, speaks_v2: bool) {
         if let Some(entry) = lock(&self.peers).get_mut(peer) {
             entry.speaks_v2 = speaks_v2;

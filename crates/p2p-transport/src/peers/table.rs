@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::watch;
@@ -64,9 +65,17 @@ impl PeerTable {
         }
     }
 
-    /// The remote address of one of the peer's connections.
+    /// The remote address of one of the peer's *direct* connections (a
+    /// relayed one says nothing about where the peer is).
     pub(crate) fn any_remote_addr(&self, peer: &PeerId) -> Option<Multiaddr> {
-        self.peers.get(peer).and_then(|p| p.connections.values().next().cloned())
+        self.peers.get(peer).and_then(|p| {
+            p.connections.values().find(|a| !a.iter().any(|p| p == Protocol::P2pCircuit)).cloned()
+        })
+    }
+
+    /// Each of the peer's connections with its remote address.
+    pub(crate) fn connections(&self, peer: &PeerId) -> Vec<(ConnectionId, &Multiaddr)> {
+        self.peers.get(peer).map(|p| p.connections.iter().map(|(c, a)| (*c, a)).collect()).unwrap_or_default()
     }
 
     pub(crate) fn speaks_greet(&self, peer: &PeerId) -> Option<bool> {

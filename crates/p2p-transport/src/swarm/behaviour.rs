@@ -1,11 +1,13 @@
 //! The composed libp2p behaviour: what the swarm speaks.
 
+use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{allow_block_list, connection_limits, identify, mdns, request_response};
+use libp2p::{allow_block_list, connection_limits, dcutr, identify, kad, mdns, relay, request_response};
 
 use crate::gate::PerIpLimit;
 use crate::inbound::Acceptor;
+use crate::reach::{AutonatClient, AutonatServer};
 use crate::wire::GreetCodec;
 
 use super::ping::Ping;
@@ -27,4 +29,16 @@ pub(crate) struct Behaviour {
     /// Accepts them (off for a 1.0.0-only node).
     pub(crate) pipelined: Toggle<Acceptor>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Our DHT (`/p2p-node/kad/1.0.0`), its mode set explicitly.
+    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    /// Every node can reserve on a relay and dial through one.
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// The relay hop (`--relay-server` only).
+    pub(crate) relay: Toggle<relay::Behaviour>,
+    /// Upgrades relayed connections to direct ones.
+    pub(crate) dcutr: dcutr::Behaviour,
+    /// Asks AutoNAT servers to dial our candidates back.
+    pub(crate) autonat: AutonatClient,
+    /// Dials back others' candidates (`--relay-server` only).
+    pub(crate) autonat_server: Toggle<AutonatServer>,
 }

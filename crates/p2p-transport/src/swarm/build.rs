@@ -2,20 +2,33 @@
 
 use std::time::Duration;
 
+use libp2p::autonat::v2::client as autonat_client;
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
+use libp2p::kad::store::MemoryStore;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, Swarm, allow_block_list, connection_limits, identify, mdns, noise, tcp, yamux};
+use libp2p::{
+    PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, dcutr, identify, kad, mdns, noise,
+    relay, tcp, yamux,
+};
 use p2p_protocol::PROTOCOL_NAME;
 
 use super::behaviour::Behaviour;
+use super::ping::Ping;
 use crate::gate::PerIpLimit;
 use crate::inbound::Acceptor;
+use crate::reach::{AutonatClient, AutonatServer, KAD_PROTOCOL};
 use crate::wire::GreetCodec;
+use crate::{BuildError, NodeConfig, RelayServerConfig};
 
-use super::ping::Ping;
-use crate::{BuildError, NodeConfig};
+/// How often the AutoNAT client asks a server to dial back an untested
+/// candidate (libp2p's default is 5 s): a public node's address is then
+/// confirmed within about a second of its observers agreeing.
+const AUTONAT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a DHT lookup may take (libp2p's default is 60 s).
+const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The identify protocol version every p2p-node announces.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/p2p-node/1.0.0";
@@ -42,7 +55,9 @@ pub(super) const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(15);
 const MDNS_BACKSTOP_INTERVAL: Duration = Duration::from_secs(3 * 15);
 const MDNS_TTL: Duration = Duration::from_secs(4 * 15);
 
-/// QUIC and TCP (Noise, Yamux), with every behaviour of [`Behaviour`];
+/// QUIC and TCP (Noise, Yamux; TCP dials from the listening port, which
+/// libp2p-tcp 0.45 does by default, and QUIC from its one socket, as hole
+/// punching needs) and the relay client transport, with every behaviour of [`Behaviour`];
 /// `acceptor` serves greet 2.0.0 (none: a 1.0.0-only node).
 pub(crate) fn build_swarm(
     config: &NodeConfig,
@@ -72,7 +87,9 @@ pub(crate) fn build_swarm(
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_quic()
-        .with_behaviour(|key| Behaviour {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|err| BuildError::Transport(err.to_string()))?
+        .with_behaviour(|key, relay_client| Behaviour {
             limits: connection_limits::Behaviour::new(limits),
             per_ip: PerIpLimit::new(config.max_incoming_per_ip),
             banned: allow_block_list::Behaviour::default(),
@@ -83,17 +100,60 @@ pub(crate) fn build_swarm(
             ),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
-                    .with_agent_version(format!("p2p-node/{}", env!("CARGO_PKG_VERSION"))),
+                    .with_agent_version(format!("p2p-node/{}", env!("CARGO_PKG_VERSION")))
+                    // A new relayed address reaches the relay (and its DHT) at once.
+                    .with_push_listen_addr_updates(true),
             ),
             ping: Ping::default(),
             streams: libp2p_stream::Behaviour::new(),
             pipelined: Toggle::from(acceptor),
             mdns: Toggle::from(mdns),
+            kad: kademlia(local_peer_id, config.relay_server),
+            relay_client,
+            relay: Toggle::from(config.relay_server.then(|| relay_hop(local_peer_id, &config.relay))),
+            dcutr: dcutr::Behaviour::new(local_peer_id),
+            autonat: AutonatClient::new(
+                autonat_client::Config::default().with_probe_interval(AUTONAT_PROBE_INTERVAL),
+            ),
+            autonat_server: Toggle::from(config.relay_server.then(AutonatServer::new)),
         })
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build();
     Ok(swarm)
+}
+
+/// Kademlia on our own protocol name, in server mode only for a relay
+/// server (others switch when their reachability does: never on libp2p's
+/// own rule, which trusts any confirmed address).
+fn kademlia(local: PeerId, server: bool) -> kad::Behaviour<MemoryStore> {
+    let mut config = kad::Config::new(KAD_PROTOCOL);
+    config.set_query_timeout(KAD_QUERY_TIMEOUT);
+    let mut kad = kad::Behaviour::with_config(local, MemoryStore::new(local), config);
+    kad.set_mode(Some(if server { kad::Mode::Server } else { kad::Mode::Client }));
+    kad
+}
+
+/// The relay hop with our limits (see [`RelayServerConfig`]); it advertises
+/// hop whether or not it has a confirmed address yet.
+fn relay_hop(local: PeerId, limits: &RelayServerConfig) -> relay::Behaviour {
+    let per_minute = |n: u32| std::num::NonZeroU32::new(n.max(1)).expect("at least 1");
+    let config = relay::Config {
+        max_reservations: limits.max_reservations,
+        max_reservations_per_peer: limits.max_reservations_per_peer,
+        reservation_duration: limits.reservation_duration,
+        reservation_rate_limiters: Vec::new(),
+        max_circuits: limits.max_circuits,
+        max_circuits_per_peer: limits.max_circuits_per_peer,
+        max_circuit_duration: limits.max_circuit_duration,
+        max_circuit_bytes: limits.max_circuit_bytes,
+        ..relay::Config::default()
+    }
+    .reservation_rate_per_peer(per_minute(limits.reservations_per_peer_per_minute), Duration::from_secs(60))
+    .reservation_rate_per_ip(per_minute(limits.reservations_per_ip_per_minute), Duration::from_secs(60));
+    let mut hop = relay::Behaviour::new(local, config);
+    hop.set_status(Some(relay::Status::Enable));
+    hop
 }
 
 /// Starts every listener of `config`.

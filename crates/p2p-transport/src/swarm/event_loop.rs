@@ -28,6 +28,7 @@ use crate::peers::{Announced, Lifecycle, PeerTable};
 use crate::shutdown::Shutdown;
 
 mod events;
+mod reach;
 
 /// At most this many queued commands are taken per wake-up, so the swarm
 /// itself is still polled often under load.
@@ -62,6 +63,8 @@ pub(super) struct EventLoop {
     refusals: mpsc::Receiver<PeerId>,
     /// Peers announced in mDNS *answers* (js-libp2p's way); closed without mDNS.
     announced: mpsc::Receiver<Announced>,
+    /// The DHT, relay reservations, lookups, reachability.
+    reach: reach::Reach,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::NodeMetrics>,
 }
@@ -107,6 +110,7 @@ impl EventLoop {
             bans: Bans::new(config.bans.clone()),
             refusals,
             announced,
+            reach: reach::Reach::new(config),
             #[cfg(feature = "metrics")]
             metrics,
         }
@@ -117,7 +121,9 @@ impl EventLoop {
     }
 
     pub(super) async fn run(mut self) {
+        self.start_reach();
         loop {
+            let next_reach = self.reach.next_due();
             let next_redial = self.lifecycle.next_due();
             let next_unban = self.bans.next_due();
             tokio::select! {
@@ -141,8 +147,12 @@ impl EventLoop {
                 },
                 due = self.addresses.next_due() => match due {
                     Due::Observation(peer, observed) => self.observe(peer, observed),
-                    Due::Expiry => self.addresses.expire(&mut self.swarm),
+                    Due::Expiry => {
+                        self.addresses.expire(&mut self.swarm);
+                        self.update_reachability(false);
+                    }
                 },
+                () = sleep_until(next_reach), if next_reach.is_some() => self.on_reach_due(),
                 () = sleep_until(next_redial), if next_redial.is_some() => {
                     for decision in self.lifecycle.due(Instant::now()) {
                         self.apply(decision);
@@ -186,10 +196,19 @@ impl EventLoop {
                 let speaks = self.peers.speaks_greet(&peer);
                 self.outbound.send(&mut self.swarm.behaviour_mut().greet, peer, request, reply, speaks);
             }
-            Command::Dial { address, reply } => {
-                let _ = reply.send(self.dials.dial(&mut self.swarm, address));
-            }
-            Command::Connect { address, reply } => self.dials.connect(&mut self.swarm, address, reply),
+            Command::Dial { address, reply } => match reach::bare_peer(&address) {
+                Some(peer) => {
+                    self.find_peer(peer, None);
+                    let _ = reply.send(Ok(()));
+                }
+                None => {
+                    let _ = reply.send(self.dials.dial(&mut self.swarm, address));
+                }
+            },
+            Command::Connect { address, reply } => match reach::bare_peer(&address) {
+                Some(peer) => self.find_peer(peer, Some(reply)),
+                None => self.dials.connect(&mut self.swarm, address, reply),
+            },
         }
     }
 
@@ -199,6 +218,7 @@ impl EventLoop {
             // Listeners stay up while draining; new requests are answered 503.
             self.outbound.shut_down();
             self.dials.shut_down();
+            self.shut_down_reach();
         }
     }
 }

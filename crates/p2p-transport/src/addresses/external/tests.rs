@@ -168,3 +168,36 @@ fn operator_addresses_are_confirmed_at_once_and_never_expire() {
     assert_eq!(ext.confirmed().collect::<Vec<_>>(), vec![&op]);
     assert!(ext.expire(Instant::now() + Duration::from_secs(3600)).is_empty());
 }
+
+#[test]
+fn with_an_autonat_server_known_observers_alone_do_not_confirm() {
+    let mut ext = collector(ExternalAddrConfig::default());
+    ext.require_dial_back(true);
+    let now = Instant::now();
+    assert_eq!(ext.observe(&observer(1), addr(A), now), None);
+    assert_eq!(ext.observe(&observer(2), addr(A), now), None, "two observers but no dial-back yet");
+    assert_eq!(ext.confirmed().count(), 0);
+    assert_eq!(ext.dial_back_succeeded(&addr(A), now), Some(ExternalAddrChange::Confirmed(addr(A))));
+}
+
+#[test]
+fn a_dial_back_alone_does_not_confirm_either() {
+    let mut ext = collector(ExternalAddrConfig::default());
+    ext.require_dial_back(true);
+    let now = Instant::now();
+    assert_eq!(ext.dial_back_succeeded(&addr(A), now), None, "no observer yet");
+    assert_eq!(ext.observe(&observer(1), addr(A), now), None, "one observer");
+    assert_eq!(ext.observe(&observer(2), addr(A), now), Some(ExternalAddrChange::Confirmed(addr(A))));
+    // Expiry stays ours: the dial-back does not keep an address nobody reports.
+    let later = now + ExternalAddrConfig::default().ttl;
+    assert_eq!(ext.expire(later), vec![ExternalAddrChange::Expired(addr(A))]);
+}
+
+#[test]
+fn without_an_autonat_server_the_observers_decide() {
+    let mut ext = collector(ExternalAddrConfig::default());
+    ext.require_dial_back(false);
+    let now = Instant::now();
+    assert_eq!(ext.observe(&observer(1), addr(A), now), None);
+    assert_eq!(ext.observe(&observer(2), addr(A), now), Some(ExternalAddrChange::Confirmed(addr(A))));
+}

@@ -28,6 +28,14 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Pipelined(SpeaksV2(peer))) => {
                 self.on_greeted_by(peer, true)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => self.on_relay_client(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.on_dcutr(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.on_autonat(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => debug!(?event, "relay"),
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatServer(event)) => {
+                debug!(client = %event.client, tested = %event.tested_addr, ok = event.result.is_ok(), "AutoNAT dial-back");
+            }
             SwarmEvent::Behaviour(
                 BehaviourEvent::Ping(_)
                 | BehaviourEvent::Limits(_)
@@ -35,11 +43,26 @@ impl EventLoop {
                 | BehaviourEvent::Banned(_)
                 | BehaviourEvent::Streams(_),
             ) => {}
+            SwarmEvent::NewListenAddr { address, .. } if crate::reach::is_relayed(&address) => {
+                info!(%address, "reserved a relayed address");
+                self.reporter.update(|s| s.listen_addrs.push(address.clone()));
+                self.reporter.emit(NodeEvent::Reserved { address });
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.addresses.add_listener(&address);
                 self.reporter.update(|s| s.listen_addrs.push(address.clone()));
                 self.reporter.emit(NodeEvent::Listening { address });
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                let reason = match reason {
+                    Ok(()) => "closed".to_owned(),
+                    Err(err) => crate::outbound::one_line(&err.to_string()),
+                };
+                self.on_listener_closed(listener_id, reason);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } if crate::reach::is_relayed(&address) => {
+                self.reporter.update(|s| s.listen_addrs.retain(|a| a != &address));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.addresses.remove_listener(&address);
@@ -52,6 +75,7 @@ impl EventLoop {
                 if self.peers.on_established(peer_id, connection_id, remote.clone()) {
                     self.on_first_connection(peer_id, remote);
                 }
+                self.on_established_reach(peer_id);
                 // Last: whoever awaits `connect` then finds the peer connected everywhere.
                 self.dials.on_established(connection_id, peer_id);
             }
@@ -64,11 +88,12 @@ impl EventLoop {
                 // Not a failure for anyone: the peer is connected or being dialed already.
                 if !matches!(error, DialError::DialPeerConditionFalse(_)) {
                     let line = crate::outbound::one_line(&error.to_string());
-                    self.reporter.emit(NodeEvent::DialFailed { peer_id, error: line });
+                    self.reporter.emit(NodeEvent::DialFailed { peer_id, error: line.clone() });
                     if let Some(peer_id) = peer_id
                         && !self.swarm.is_connected(&peer_id)
                     {
                         self.lifecycle.on_dial_failed(peer_id, Instant::now());
+                        self.on_dial_failed_reach(peer_id, &line);
                     }
                 }
             }
@@ -79,14 +104,18 @@ impl EventLoop {
         }
     }
 
-    fn on_first_connection(&mut self, peer_id: PeerId, remote: Multiaddr) {
-        let mux = Mux::new(
+    fn new_mux(&self, peer_id: PeerId) -> Mux {
+        Mux::new(
             peer_id,
             self.streams_control.clone(),
             self.request_timeout,
             self.addresses.observations(),
             self.connection_wakers.clone(),
-        );
+        )
+    }
+
+    fn on_first_connection(&mut self, peer_id: PeerId, remote: Multiaddr) {
+        let mux = self.new_mux(peer_id);
         self.outbound_peers.connected(peer_id, mux);
         self.lifecycle.on_connected(peer_id, Instant::now());
         debug!(peer = %peer_id, %remote, "connected");
@@ -103,7 +132,17 @@ impl EventLoop {
         cause: Option<ConnectionError>,
     ) {
         self.inbound_peers.disconnected(&connection);
-        if !self.peers.on_closed(peer_id, connection) {
+        let relayed = crate::reach::is_relayed(&self.peers.remote_addr(&peer_id, connection));
+        let last = self.peers.on_closed(peer_id, connection);
+        self.on_closed_reach(peer_id);
+        if !last {
+            // A relayed connection replaced by a direct one: our pipelined
+            // stream may have been on it, so the next request opens a new one
+            // (on what is left) instead of failing on the dead one.
+            if relayed {
+                let mux = self.new_mux(peer_id);
+                self.outbound_peers.renew(peer_id, mux);
+            }
             return; // the peer has other connections
         }
         debug!(peer = %peer_id, ?cause, "disconnected");
@@ -168,6 +207,7 @@ impl EventLoop {
             }
             identify::Event::Sent { .. } => return,
         };
+        self.on_identify_reach(peer_id, &info);
         self.observe(peer_id, info.observed_addr);
         let speaks_v1 = info.protocols.iter().any(|p| p.as_ref() == PROTOCOL_NAME);
         let speaks_v2 = info.protocols.iter().any(|p| p.as_ref() == v2::PROTOCOL_NAME);
@@ -277,6 +317,7 @@ impl EventLoop {
     pub(super) fn observe(&mut self, peer: PeerId, observed: Multiaddr) {
         if let Some(observer) = self.peers.any_remote_addr(&peer) {
             self.addresses.observe(&mut self.swarm, &observer, observed);
+            self.update_reachability(false);
         }
     }
 
@@ -293,9 +334,17 @@ impl EventLoop {
     }
 }
 
+/// The connection's remote address; for an inbound relayed connection
+/// (whose send-back address is only `/p2p/<peer>`), the relay's circuit
+/// address and the peer, so that relayed connections always show `/p2p-circuit`.
 fn remote_address(endpoint: &ConnectedPoint) -> Multiaddr {
     match endpoint {
         ConnectedPoint::Dialer { address, .. } => address.clone(),
+        ConnectedPoint::Listener { local_addr, send_back_addr }
+            if endpoint.is_relayed() && !crate::reach::is_relayed(send_back_addr) =>
+        {
+            local_addr.iter().chain(send_back_addr.iter()).collect()
+        }
         ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
     }
 }
