@@ -323,28 +323,30 @@ probe() { # probe NS ARGS...: one nat-probe.py line, bounded in time
 }
 
 PUNCH_PORT=30000
-# `punch_test LABEL WAIT_A_MS`: a UDP hole punch by hand between A and B through the
-# routers as they are now, rendezvous on the relay; sets PUNCH_A, PUNCH_B (the lines).
+# `punch_test udp|tcp LABEL WAIT_A_MS`: a hole punch by hand between A and B through the
+# routers as they are now, rendezvous on the relay; sets PUNCH_A, PUNCH_B (their lines).
 punch_test() {
-    local wait_a=$2 secs=4 rv_port
+    local proto=$1 wait_a=$3 secs=4 rv_port
     PUNCH_PORT=$((PUNCH_PORT + 1))
     rv_port=$((3478 + PUNCH_PORT - 30000))
-    timeout --kill-after=2 $((secs + 5)) ip netns exec "$RELAY_NS" python3 "$PROBE" udp-rendezvous "$rv_port" $((secs + 3)) \
+    timeout --kill-after=2 $((secs + 5)) ip netns exec "$RELAY_NS" python3 "$PROBE" "$proto-rendezvous" "$rv_port" $((secs + 3)) \
         >"$WORK/rv$PUNCH_PORT.out" 2>&1 &
     PIDS[rv]=$!
     sleep 0.3
-    timeout --kill-after=2 $((secs + 5)) ip netns exec "${NODE_NS[a]}" python3 "$PROBE" udp-punch A "$PUNCH_PORT" "$RELAY_IP" "$rv_port" "$secs" "$wait_a" \
+    timeout --kill-after=2 $((secs + 5)) ip netns exec "${NODE_NS[a]}" python3 "$PROBE" "$proto-punch" A "$PUNCH_PORT" "$RELAY_IP" "$rv_port" "$secs" "$wait_a" \
         >"$WORK/punch-a$PUNCH_PORT.out" 2>&1 &
     PIDS[punch_a]=$!
-    timeout --kill-after=2 $((secs + 5)) ip netns exec "${NODE_NS[b]}" python3 "$PROBE" udp-punch B "$PUNCH_PORT" "$RELAY_IP" "$rv_port" "$secs" 0 \
+    timeout --kill-after=2 $((secs + 5)) ip netns exec "${NODE_NS[b]}" python3 "$PROBE" "$proto-punch" B "$PUNCH_PORT" "$RELAY_IP" "$rv_port" "$secs" 0 \
         >"$WORK/punch-b$PUNCH_PORT.out" 2>&1 &
     PIDS[punch_b]=$!
-    wait "${PIDS[punch_a]}" "${PIDS[punch_b]}" "${PIDS[rv]}" 2>/dev/null
+    wait "${PIDS[punch_a]}" "${PIDS[punch_b]}" 2>/dev/null
+    kill "${PIDS[rv]}" 2>/dev/null
+    wait "${PIDS[rv]}" 2>/dev/null
     PIDS[punch_a]="" PIDS[punch_b]="" PIDS[rv]=""
     PUNCH_A=$(tail -n 1 "$WORK/punch-a$PUNCH_PORT.out")
     PUNCH_B=$(tail -n 1 "$WORK/punch-b$PUNCH_PORT.out")
-    figure "$1: A: $PUNCH_A"
-    figure "$1: B: $PUNCH_B"
+    figure "$proto, $2: A: $PUNCH_A"
+    figure "$proto, $2: B: $PUNCH_B"
 }
 observed_port() { sed -n 's/.*observed=[0-9.]*:\([0-9]*\).*/\1/p' <<<"$1"; }
 
@@ -402,29 +404,32 @@ selftest() {
     check "input chain: an unsolicited TCP SYN from the relay to router a (${WAN_IP[a]}:22) is dropped, no reset ($line)" \
         grep -q '^TIMEOUT' <<<"$line"
 
-    # UDP hole punching by hand.
-    local dropped0 dropped1
-    set_nat cone
-    punch_test "cone, both at once" 0
-    check "punch: cone NATs, both punching at once: both sides get through" \
-        eval 'grep -q ^PUNCHED <<<"$PUNCH_A" && grep -q ^PUNCHED <<<"$PUNCH_B"'
-    check "punch: cone NATs keep the port (endpoint-independent mapping): observed ports $(observed_port "$PUNCH_A"), $(observed_port "$PUNCH_B") = bound $PUNCH_PORT" \
-        eval '[[ $(observed_port "$PUNCH_A") == $PUNCH_PORT && $(observed_port "$PUNCH_B") == $PUNCH_PORT ]]'
-    dropped0=$(nft_counter a "router itself")
-    punch_test "cone, B punches 1 s before A" 1000
-    dropped1=$(nft_counter a "router itself")
-    check "punch: cone NATs, B's packets reach router a 1 s before A sends: both sides still get through (router a's input chain dropped $((dropped1 - dropped0)) early packets)" \
-        eval 'grep -q ^PUNCHED <<<"$PUNCH_A" && grep -q ^PUNCHED <<<"$PUNCH_B"'
-    set_nat cone-noinput
-    punch_test "cone without the input chain, B 1 s before A" 1000
-    check "punch: the same WITHOUT the input chain fails, as issue 15 says (B's early packets leave a conntrack entry on router a; masquerade moves A's mapping)" \
-        eval '! grep -q ^PUNCHED <<<"$PUNCH_A" || ! grep -q ^PUNCHED <<<"$PUNCH_B"'
-    set_nat symmetric
-    punch_test "symmetric (fully-random)" 0
-    check "punch: symmetric NATs (masquerade fully-random): nobody gets through" \
-        eval '! grep -q ^PUNCHED <<<"$PUNCH_A" && ! grep -q ^PUNCHED <<<"$PUNCH_B"'
-    check "punch: symmetric NATs pick random ports: observed $(observed_port "$PUNCH_A"), $(observed_port "$PUNCH_B") for bound $PUNCH_PORT" \
-        eval '[[ -n $(observed_port "$PUNCH_A") && $(observed_port "$PUNCH_A") != $PUNCH_PORT && $(observed_port "$PUNCH_B") != $PUNCH_PORT ]]'
+    # Hole punching by hand, over UDP and over TCP (simultaneous open from the port of
+    # the rendezvous connection).
+    local dropped0 dropped1 proto
+    for proto in udp tcp; do
+        set_nat cone
+        punch_test "$proto" "cone, both at once" 0
+        check "punch $proto: cone NATs, both punching at once: both sides get through" \
+            eval 'grep -q ^PUNCHED <<<"$PUNCH_A" && grep -q ^PUNCHED <<<"$PUNCH_B"'
+        check "punch $proto: cone NATs keep the port (endpoint-independent mapping): observed ports $(observed_port "$PUNCH_A"), $(observed_port "$PUNCH_B") = bound $PUNCH_PORT" \
+            eval '[[ $(observed_port "$PUNCH_A") == $PUNCH_PORT && $(observed_port "$PUNCH_B") == $PUNCH_PORT ]]'
+        dropped0=$(nft_counter a "router itself")
+        punch_test "$proto" "cone, B punches 1 s before A" 1000
+        dropped1=$(nft_counter a "router itself")
+        check "punch $proto: cone NATs, B's packets reach router a 1 s before A sends: both sides still get through (router a's input chain dropped $((dropped1 - dropped0)) early packets)" \
+            eval 'grep -q ^PUNCHED <<<"$PUNCH_A" && grep -q ^PUNCHED <<<"$PUNCH_B"'
+        set_nat cone-noinput
+        punch_test "$proto" "cone without the input chain, B 1 s before A" 1000
+        check "punch $proto: the same WITHOUT the input chain fails, as issue 15 says (B's early packets leave a conntrack entry on router a; masquerade moves A's mapping to another port)" \
+            eval '! grep -q ^PUNCHED <<<"$PUNCH_A" || ! grep -q ^PUNCHED <<<"$PUNCH_B"'
+        set_nat symmetric
+        punch_test "$proto" "symmetric (fully-random)" 0
+        check "punch $proto: symmetric NATs (masquerade fully-random): nobody gets through" \
+            eval '! grep -q ^PUNCHED <<<"$PUNCH_A" && ! grep -q ^PUNCHED <<<"$PUNCH_B"'
+        check "punch $proto: symmetric NATs pick random ports: observed $(observed_port "$PUNCH_A"), $(observed_port "$PUNCH_B") for bound $PUNCH_PORT" \
+            eval '[[ -n $(observed_port "$PUNCH_A") && $(observed_port "$PUNCH_A") != $PUNCH_PORT && $(observed_port "$PUNCH_B") != $PUNCH_PORT ]]'
+    done
     set_nat cone
 }
 
@@ -615,12 +620,13 @@ trial() {
     local connected
     connected=$(line_of "$a" "^CONNECTED $id_b ")
     figure "$tag: B reserved +${reserved} ms; from A's start: relayed greeting $relayed, punched $punched" \
-        "(A:$(rel "$punched_a" "$t0") B:$(rel "$punched_b" "$t0")), direct greeting $direct, punch failed $failed ms" \
-        "${note:+[$note]}"
+        "(A:$(rel "$punched_a" "$t0") B:$(rel "$punched_b" "$t0")), direct greeting $direct, punch failed $failed (ms)" \
+        "${note:+[${note% }]}"
     [[ $greeted == 0 || ($kind == cone && $direct == -) ]] &&
         figure "    A's lines: $(cut -d' ' -f2- "$(out "$a")" | grep -v "^GREETED $RELAY_ID" | head -n 12 | cut -c1-160 | tr '\n' '|')"
     [[ -n $connected ]] && [[ $n == 1 ]] && figure "    A's first connection to B: ${connected#CONNECTED $id_b }"
     [[ -n $failed && $failed != - ]] && figure "    $(line_of "$a" "^HOLE_PUNCH_FAILED $id_b" | cut -c1-200)"
+    note=${note% }
     echo "$kind-$t $n $reserved $relayed $punched $direct $failed $greeted ${note// /,}" >>"$RESULTS"
     stop "$a" "$b"
 }
@@ -762,6 +768,9 @@ summary() {
                 check "$s: every trial greets over the relay ($relayed of $trials)" test "$relayed" -eq "$trials"
                 check "$s: A prints HOLE_PUNCH_FAILED within $((SYM_FAIL_MS / 1000)) s of its start in every trial ($sym_failed of $trials)" \
                     test "$sym_failed" -eq "$trials"
+                # Not a target of the issue: a sanity check of the test itself.
+                direct=$((trials - $(count "$s" 6 -)))
+                check "$s: no trial went direct through two symmetric NATs ($direct of $trials did)" test "$direct" -eq 0
                 ;;
         esac
     done

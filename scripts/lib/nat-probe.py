@@ -11,6 +11,11 @@ without p2p-node. Every command is bounded in time and prints one line.
       the peer's, waits WAIT_MS, then sends a packet to the peer's observed
       address every 50 ms: "PUNCHED observed=<ip:port> peer=<ip:port> after_ms=N"
       (exit 0) once a packet of the peer arrives, else "NO_PUNCH observed=..." (exit 1).
+  nat-probe.py tcp-rendezvous PORT SECS
+  nat-probe.py tcp-punch NAME BIND_PORT SERVER_IP SERVER_PORT SECS [WAIT_MS]
+      the same over TCP: the rendezvous connection and the punches share BIND_PORT
+      (SO_REUSEPORT), the punch is a simultaneous open, retried every 0.5 s; the
+      line also counts the resets (connection refused) and timeouts seen.
 """
 
 import os
@@ -171,6 +176,94 @@ def udp_punch(name, bind_port, server_ip, server_port, secs, wait_ms=0):
     return 0
 
 
+def tcp_rendezvous(port, secs):
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port))
+    srv.listen(4)
+    conns = {}  # name -> (socket, observed address)
+    pending = []
+    deadline = now() + secs
+    while now() < deadline:
+        ready, _, _ = select.select([srv] + pending, [], [], max(0.0, deadline - now()))
+        if not ready:
+            break
+        for sock in ready:
+            if sock is srv:
+                conn, _ = srv.accept()
+                pending.append(conn)
+                continue
+            data = sock.recv(256)
+            pending.remove(sock)
+            words = data.decode(errors="replace").split()
+            if len(words) != 2 or words[0] != "REGISTER":
+                sock.close()
+                continue
+            conns[words[1]] = (sock, sock.getpeername())
+            if len(conns) == 2:
+                (na, (sa, aa)), (nb, (sb, ab)) = conns.items()
+                sa.sendall(("YOU %s %d PEER %s %d\n" % (aa + ab)).encode())
+                sb.sendall(("YOU %s %d PEER %s %d\n" % (ab + aa)).encode())
+    print("RENDEZVOUS clients=%s" % ",".join("%s=%s:%d" % (n, c[1][0], c[1][1]) for n, c in sorted(conns.items())))
+    return 0
+
+
+def reuse_socket(port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("0.0.0.0", port))
+    return sock
+
+
+def tcp_punch(name, bind_port, server_ip, server_port, secs, wait_ms=0):
+    """TCP simultaneous open from the port the rendezvous connection uses (port reuse,
+    as libp2p does): connects to the peer's observed address again and again until a
+    connection is up and a line of the peer's came over it."""
+    start = now()
+    deadline = start + secs
+    reg = reuse_socket(bind_port)
+    reg.settimeout(secs)
+    try:
+        reg.connect((server_ip, server_port))
+        reg.sendall(("REGISTER %s" % name).encode())
+        line = reg.makefile().readline().split()
+    except OSError as err:
+        print("NO_PEER %s" % err)
+        return 1
+    if len(line) != 6:
+        print("NO_PEER")
+        return 1
+    observed = "%s:%s" % (line[1], line[2])
+    peer = (line[4], int(line[5]))
+    time.sleep(wait_ms / 1000.0)
+    punch_start = now()
+    resets = timeouts = 0
+    while now() < deadline:
+        sock = reuse_socket(bind_port)
+        sock.settimeout(min(0.5, max(0.05, deadline - now())))
+        try:
+            sock.connect(peer)
+            sock.sendall(("HELLO %s\n" % name).encode())
+            got = sock.makefile().readline()
+            if got.startswith("HELLO "):
+                print("PUNCHED observed=%s peer=%s:%d got=%s after_ms=%d resets=%d timeouts=%d" % (
+                    observed, peer[0], peer[1], got.split()[1], (now() - punch_start) * 1000, resets, timeouts))
+                time.sleep(0.3)
+                return 0
+        except ConnectionRefusedError:
+            resets += 1
+            time.sleep(0.05)
+        except (socket.timeout, TimeoutError):
+            timeouts += 1
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            sock.close()
+    print("NO_PUNCH observed=%s peer=%s:%d resets=%d timeouts=%d" % (observed, peer[0], peer[1], resets, timeouts))
+    return 1
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "ping":
@@ -183,6 +276,11 @@ def main(argv):
         return udp_rendezvous(int(args[0]), float(args[1]))
     if cmd == "udp-punch":
         return udp_punch(args[0], int(args[1]), args[2], int(args[3]), float(args[4]),
+                         int(args[5]) if len(args) > 5 else 0)
+    if cmd == "tcp-rendezvous":
+        return tcp_rendezvous(int(args[0]), float(args[1]))
+    if cmd == "tcp-punch":
+        return tcp_punch(args[0], int(args[1]), args[2], int(args[3]), float(args[4]),
                          int(args[5]) if len(args) > 5 else 0)
     print(__doc__, file=sys.stderr)
     return 2
