@@ -64,7 +64,7 @@
 # Knobs (environment): P2P_NODE_BIN (else `cargo build -p p2p-node`, debug, under
 # $CARGO_TARGET_DIR or target/; the script runs a copy), CONE_TRIALS (20),
 # SYM_TRIALS (5), TRANSPORTS ("quic tcp"), NAT_DELAY (10ms; 0 for none),
-# INTERVAL (the nodes' --interval, 200ms), TRIAL_SECS (30), SYM_SECS (25),
+# INTERVAL (the nodes' --interval, 200ms), TRIAL_SECS (30), SYM_SECS (22),
 # RELAY_KILL_SIGNAL (TERM), KEEP_LOGS=1 (keep the logs; they are kept on failure).
 # Prints one PASS/FAIL line per check, a summary table, and `<n> passed, <m>
 # failed`; exits non-zero if any check failed. Needs root, iproute2, nftables
@@ -103,7 +103,7 @@ fi
 NAT_DELAY=${NAT_DELAY:-10ms}     # one way, on each router's WAN side
 INTERVAL=${INTERVAL:-200ms}      # the nodes' --interval: a direct path is greeted at the next tick
 TRIAL_SECS=${TRIAL_SECS:-30}     # a cone trial ends at A's first direct greeting or after this
-SYM_SECS=${SYM_SECS:-25}         # a symmetric trial ends at A's HOLE_PUNCH_FAILED + relayed greeting, or after this
+SYM_SECS=${SYM_SECS:-22}         # a symmetric trial ends at A's HOLE_PUNCH_FAILED + relayed greeting, or after this
 RESERVE_SECS=${RESERVE_SECS:-20} # B's RESERVED before A starts
 # Trials start at least this far apart: every trial's A and B reserve on the relay, each
 # from its router's one address, and the relay takes 30 reservations per IP per minute
@@ -570,7 +570,10 @@ rel() { # rel T FROM: T - FROM, or "-" when T is empty
 # ---- trials ------------------------------------------------------------------------------------
 
 TRIAL_PORT=20000
-RESULTS=$WORK/results # one line per trial: scenario n reserved relayed punched direct failed greeted note
+# One line per trial: scenario n, then ms: B's RESERVED from its start, from A's start: A's
+# first relayed greeting, the first HOLE_PUNCHED, A's first direct greeting, A's and B's
+# HOLE_PUNCH_FAILED ("-": none), then greeted (0/1) and notes.
+RESULTS=$WORK/results
 
 # `trial cone|symmetric quic|tcp N`
 trial() {
@@ -584,11 +587,11 @@ trial() {
     : >"$(out "$a")"
     : >"$(out "$b")"
     start_node "$b" "${NODE_NS[b]}" "$WORK/$b.key" --listen "$(listen_addr b "$t" "$port")" --bootstrap "$(relay_addr "$t")"
-    local reserved="" relayed="" punched="" punched_a="" punched_b="" direct="" failed="" greeted="" note=""
+    local reserved="" relayed="" punched="" punched_a="" punched_b="" direct="" failed="" failed_b="" greeted="" note=""
     if ! within "$RESERVE_SECS" has "$b" "^RESERVED .*/p2p-circuit"; then
         note="B:no-RESERVED-in-${RESERVE_SECS}s"
         stop "$b"
-        echo "$kind-$t $n - - - - - 0 $note" >>"$RESULTS"
+        echo "$kind-$t $n - - - - - - 0 $note" >>"$RESULTS"
         figure "$tag: B printed no RESERVED within ${RESERVE_SECS}s: $(tail -n 3 "$(out "$b")" | tr '\n' '|')"
         return
     fi
@@ -597,18 +600,21 @@ trial() {
         --peer "/p2p/$id_b"
     t0=${STARTED_AT[$a]}
     if [[ $kind == cone ]]; then secs=$TRIAL_SECS; else secs=$SYM_SECS; fi
-    # Done: cone at the first direct greeting; either kind once A greeted over the relay
-    # and reported the punch failed (2 s later, for a retry to show).
+    # Done: at A's first direct greeting; or once A greeted over the relay and the punch
+    # was reported failed (2 s later, for a retry to show): by A, or in a cone trial by
+    # either side (a symmetric trial waits for A's own report, which is what it checks).
     trial_done() {
         has "$a" "^GREETED $id_b .*path=direct" && return 0
         local f
         f=$(first "$a" "^HOLE_PUNCH_FAILED $id_b")
+        [[ -z $f && $kind == cone ]] && f=$(first "$b" "^HOLE_PUNCH_FAILED $id_a")
         [[ -n $f ]] && has "$a" "^GREETED $id_b .*path=relayed" && (($(now_ms) >= f + 2000))
     }
     within "$secs" trial_done
     relayed=$(rel "$(first "$a" "^GREETED $id_b .*path=relayed")" "$t0")
     direct=$(rel "$(first "$a" "^GREETED $id_b .*path=direct")" "$t0")
     failed=$(rel "$(first "$a" "^HOLE_PUNCH_FAILED $id_b")" "$t0")
+    failed_b=$(rel "$(first "$b" "^HOLE_PUNCH_FAILED $id_a")" "$t0")
     punched_a=$(first "$a" "^HOLE_PUNCHED $id_b")
     punched_b=$(first "$b" "^HOLE_PUNCHED $id_a")
     if [[ -n $punched_a && -n $punched_b ]]; then
@@ -624,14 +630,24 @@ trial() {
     local connected
     connected=$(line_of "$a" "^CONNECTED $id_b ")
     figure "$tag: B reserved +${reserved} ms; from A's start: relayed greeting $relayed, punched $punched" \
-        "(A:$(rel "$punched_a" "$t0") B:$(rel "$punched_b" "$t0")), direct greeting $direct, punch failed $failed (ms)" \
+        "(A:$(rel "$punched_a" "$t0") B:$(rel "$punched_b" "$t0")), direct greeting $direct, punch failed A:$failed B:$failed_b (ms)" \
         "${note:+[${note% }]}"
     [[ $greeted == 0 || ($kind == cone && $direct == -) ]] &&
         figure "    A's lines: $(cut -d' ' -f2- "$(out "$a")" | grep -v "^GREETED $RELAY_ID" | head -n 12 | cut -c1-160 | tr '\n' '|')"
     [[ -n $connected ]] && [[ $n == 1 ]] && figure "    A's first connection to B: ${connected#CONNECTED $id_b }"
-    [[ -n $failed && $failed != - ]] && figure "    $(line_of "$a" "^HOLE_PUNCH_FAILED $id_b" | cut -c1-200)"
+    [[ $failed != - ]] && figure "    A: $(line_of "$a" "^HOLE_PUNCH_FAILED $id_b" | cut -c1-200)"
+    [[ $failed_b != - && $n == 1 ]] && figure "    B: $(line_of "$b" "^HOLE_PUNCH_FAILED $id_a" | cut -c1-200)"
+    # Which transport A's relayed and direct connections to B used (A and B listen on one,
+    # but B's RESERVED lists every address of the relay, and A may dial any of them).
+    local via_relay via_direct
+    via_relay=$(line_of "$a" "^CONNECTED $id_b .*/p2p-circuit" | awk '{ print ($3 ~ /\/quic-v1\// ? "quic" : $3 ~ /\/tcp\// ? "tcp" : "other") }')
+    via_direct=$(line_of "$a" "^CONNECTED $id_b /ip4/$PUB_NET" | awk '{ print ($3 ~ /\/quic-v1/ ? "quic" : $3 ~ /\/tcp\// ? "tcp" : "other") }')
+    echo "$kind-$t ${via_relay:-none} ${via_direct:-none}" >>"$WORK/paths"
+    # A peer that is still there, reported gone (e.g. between the relayed connection's
+    # close and the direct one's CONNECTED): counted for the summary.
+    has "$a" "^DISCONNECTED $id_b" && echo "$tag $(first "$a" "^DISCONNECTED $id_b") $(first "$a" "^CONNECTED $id_b /ip4/$PUB_NET")" >>"$WORK/disconnects"
     note=${note% }
-    echo "$kind-$t $n $reserved $relayed $punched $direct $failed $greeted ${note// /,}" >>"$RESULTS"
+    echo "$kind-$t $n $reserved $relayed $punched $direct $failed $failed_b $greeted ${note// /,}" >>"$RESULTS"
     stop "$a" "$b"
 }
 
@@ -741,27 +757,27 @@ address_checks() {
 SCENARIOS=()
 summary() {
     header "summary (ms from A's start; median / p90 over the trials that got there)"
-    printf '  %-16s %6s %8s %8s %7s %6s %6s %14s %14s %14s %14s\n' scenario trials reserved greeted punched direct failed \
-        relayed-greet hole-punched direct-greet punch-failed
+    printf '  %-16s %6s %8s %7s %7s %6s %8s %8s %14s %14s %14s %14s %14s\n' scenario trials reserved greeted punched direct \
+        failed-A failed-B relayed-greet hole-punched direct-greet punch-fail-A punch-fail-B
     local entry s trials col st
     for entry in "${SCENARIOS[@]}"; do
         s=${entry%%:*}
         trials=${entry##*:}
         local cols=()
-        for col in 4 5 6 7; do
+        for col in 4 5 6 7 8; do
             read -r -a st < <(stats "$s" "$col")
             cols+=("${st[1]}/${st[2]}")
         done
-        printf '  %-16s %6d %8d %8d %7d %6d %6d %14s %14s %14s %14s\n' "$s" "$trials" \
-            $((trials - $(count "$s" 3 -))) "$(count "$s" 8 1)" $((trials - $(count "$s" 5 -))) \
-            $((trials - $(count "$s" 6 -))) $((trials - $(count "$s" 7 -))) "${cols[@]}"
+        printf '  %-16s %6d %8d %7d %7d %6d %8d %8d %14s %14s %14s %14s %14s\n' "$s" "$trials" \
+            $((trials - $(count "$s" 3 -))) "$(count "$s" 9 1)" $((trials - $(count "$s" 5 -))) \
+            $((trials - $(count "$s" 6 -))) $((trials - $(count "$s" 7 -))) $((trials - $(count "$s" 8 -))) "${cols[@]}"
     done
     echo
     for entry in "${SCENARIOS[@]}"; do
         s=${entry%%:*}
         trials=${entry##*:}
         local greeted direct med sym_failed relayed
-        greeted=$(count "$s" 8 1)
+        greeted=$(count "$s" 9 1)
         case $s in
             cone-*)
                 direct=$((trials - $(count "$s" 6 -)))
@@ -777,14 +793,22 @@ summary() {
                 check "$s: every trial greets over the relay ($relayed of $trials)" test "$relayed" -eq "$trials"
                 check "$s: A prints HOLE_PUNCH_FAILED within $((SYM_FAIL_MS / 1000)) s of its start in every trial ($sym_failed of $trials)" \
                     test "$sym_failed" -eq "$trials"
+                figure "$s: either side printed HOLE_PUNCH_FAILED within $((SYM_FAIL_MS / 1000)) s of A's start in $(awk -v s="$s" -v m="$SYM_FAIL_MS" '$1 == s && (($7 != "-" && $7 <= m) || ($8 != "-" && $8 <= m))' "$RESULTS" | wc -l) of $trials trials (B, which holds the inbound relayed connection, drives DCUtR)"
                 # Not a target of the issue: a sanity check of the test itself.
                 direct=$((trials - $(count "$s" 6 -)))
                 check "$s: no trial went direct through two symmetric NATs ($direct of $trials did)" test "$direct" -eq 0
                 ;;
         esac
     done
+    for entry in "${SCENARIOS[@]}"; do
+        s=${entry%%:*}
+        figure "$s: A's relayed connection to B over the relay's $(awk -v s="$s" '$1 == s { n[$2]++ } END { for (k in n) printf "%s x%d ", k, n[k] }' "$WORK/paths")address;" \
+            "its direct one $(awk -v s="$s" '$1 == s { n[$3]++ } END { for (k in n) printf "%s x%d ", k, n[k] }' "$WORK/paths")"
+    done
+    [[ -s $WORK/disconnects ]] && figure "A printed DISCONNECTED B while both ran in $(wc -l <"$WORK/disconnects") trial(s)" \
+        "(DISCONNECTED then direct CONNECTED, ms apart: $(awk '$3 != "" { printf "%s:%d ", $1, $3 - $2 }' "$WORK/disconnects" | cut -c1-300))"
     local notes
-    notes=$(awk '$9 != "" { print "    " $1 " #" $2 ": " $9 }' "$RESULTS")
+    notes=$(awk '$10 != "" { print "    " $1 " #" $2 ": " $10 }' "$RESULTS")
     [[ -n $notes ]] && { figure "notes:"; echo "$notes"; }
 }
 
