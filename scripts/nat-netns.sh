@@ -65,7 +65,8 @@
 # $CARGO_TARGET_DIR or target/; the script runs a copy), CONE_TRIALS (20),
 # SYM_TRIALS (5), TRANSPORTS ("quic tcp"), NAT_DELAY (10ms; 0 for none),
 # INTERVAL (the nodes' --interval, 200ms), TRIAL_SECS (30), SYM_SECS (22),
-# RELAY_KILL_SIGNAL (TERM), KEEP_LOGS=1 (keep the logs; they are kept on failure).
+# RELAY_KILL_SIGNAL (TERM), FRESH_RELAY=1 (a relay started afresh for each trial, see
+# below), MIN_TRIAL_MS (2500), KEEP_LOGS=1 (keep the logs; they are kept on failure).
 # Prints one PASS/FAIL line per check, a summary table, and `<n> passed, <m>
 # failed`; exits non-zero if any check failed. Needs root, iproute2, nftables
 # (installed with apt-get when missing) and python3. Namespaces and processes
@@ -109,6 +110,10 @@ RESERVE_SECS=${RESERVE_SECS:-20} # B's RESERVED before A starts
 # from its router's one address, and the relay takes 30 reservations per IP per minute
 # (RelayServerConfig's default): 2.5 s keeps a run of quick trials at 24 a minute.
 MIN_TRIAL_MS=${MIN_TRIAL_MS:-2500}
+# FRESH_RELAY=1: every trial gets a relay started afresh (same key and address, an empty
+# DHT, --external-addr given), instead of one relay for the whole run that sees every
+# earlier trial's nodes come and go; it isolates the punch from the DHT's churn.
+FRESH_RELAY=${FRESH_RELAY:-}
 RELAY_KILL_SIGNAL=${RELAY_KILL_SIGNAL:-TERM}
 DIRECT_MEDIAN_MS=1000            # the targets
 DIRECT_SHARE=95
@@ -515,10 +520,11 @@ listen_addr() { # listen_addr a|b quic|tcp PORT
 RELAY_ID=""
 RELAY_KEY=$WORK/relay.key
 RELAY_RUN=0
+# `start_relay [ARGS...]`: the relay, always with the same key and addresses.
 start_relay() {
     RELAY_RUN=$((RELAY_RUN + 1))
     start_node "relay$RELAY_RUN" "$RELAY_NS" "$RELAY_KEY" --relay-server \
-        --listen "/ip4/$RELAY_IP/udp/$RELAY_PORT/quic-v1" --listen "/ip4/$RELAY_IP/tcp/$RELAY_PORT"
+        --listen "/ip4/$RELAY_IP/udp/$RELAY_PORT/quic-v1" --listen "/ip4/$RELAY_IP/tcp/$RELAY_PORT" "$@"
     RELAY_NAME=relay$RELAY_RUN
     within 10 has "$RELAY_NAME" '^LISTEN ' || die "the relay printed no LISTEN line: $(tail -n 5 "$(err "$RELAY_NAME")")"
 }
@@ -584,6 +590,12 @@ trial() {
     a=$tag-a b=$tag-b
     NAT_NODES+=("$a" "$b")
     id_a=$(node_id "$WORK/$a.key") && id_b=$(node_id "$WORK/$b.key") || die "cannot create keys"
+    if [[ -n $FRESH_RELAY ]]; then
+        # A relay of its own for this trial (same key and address, so an empty DHT),
+        # told its address: with no observers yet it would not hand out reservations.
+        stop "$RELAY_NAME"
+        start_relay --external-addr "/ip4/$RELAY_IP/udp/$RELAY_PORT/quic-v1" --external-addr "/ip4/$RELAY_IP/tcp/$RELAY_PORT"
+    fi
     : >"$(out "$a")"
     : >"$(out "$b")"
     start_node "$b" "${NODE_NS[b]}" "$WORK/$b.key" --listen "$(listen_addr b "$t" "$port")" --bootstrap "$(relay_addr "$t")"
@@ -632,8 +644,13 @@ trial() {
     figure "$tag: B reserved +${reserved} ms; from A's start: relayed greeting $relayed, punched $punched" \
         "(A:$(rel "$punched_a" "$t0") B:$(rel "$punched_b" "$t0")), direct greeting $direct, punch failed A:$failed B:$failed_b (ms)" \
         "${note:+[${note% }]}"
-    [[ $greeted == 0 || ($kind == cone && $direct == -) ]] &&
+    if [[ $greeted == 0 || ($kind == cone && $direct == -) ]]; then
         figure "    A's lines: $(cut -d' ' -f2- "$(out "$a")" | grep -v "^GREETED $RELAY_ID" | head -n 12 | cut -c1-160 | tr '\n' '|')"
+        # From the node's log (its wording, not a contract): what became of its dials.
+        figure "    A's log: $(grep -c 'dial failed' "$(err "$a")") failed dials to $(grep 'dial failed' "$(err "$a")" | grep -o 'PeerId("[^"]*")' | sort -u | wc -l) peers" \
+            "($(grep -c "PeerId(\"$id_b\")" <(grep 'dial failed' "$(err "$a")")) to B);" \
+            "$(grep -c 'resource limit exceeded' "$(err "$a")") say 'resource limit exceeded', $(grep -c 'has no reservation' "$(err "$a")") 'no reservation for destination'"
+    fi
     [[ -n $connected ]] && [[ $n == 1 ]] && figure "    A's first connection to B: ${connected#CONNECTED $id_b }"
     [[ $failed != - ]] && figure "    A: $(line_of "$a" "^HOLE_PUNCH_FAILED $id_b" | cut -c1-200)"
     [[ $failed_b != - && $n == 1 ]] && figure "    B: $(line_of "$b" "^HOLE_PUNCH_FAILED $id_a" | cut -c1-200)"
@@ -835,7 +852,7 @@ done
 [[ $MODE == full ]] && relay_restart
 address_checks
 summary
-figure "$NETEM_NOTE; nodes' --interval $INTERVAL; binary $BUILT_BIN"
+figure "$NETEM_NOTE; nodes' --interval $INTERVAL; ${FRESH_RELAY:+a fresh relay per trial (FRESH_RELAY=1); }binary $BUILT_BIN"
 say "took $((($(now_ms) - RUN_AT) / 1000)) s"
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))
