@@ -163,7 +163,8 @@ NAMESPACES=()
 PASSED=0
 FAILED=0
 
-trap 'netns_cleanup PIDS' EXIT
+# Logs are kept when a check failed (netns_cleanup) and when the script stopped early.
+trap 'rc=$?; ((rc != 0)) && KEEP_LOGS=1; netns_cleanup PIDS' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
