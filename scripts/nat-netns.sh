@@ -657,13 +657,15 @@ trial() {
     [[ $failed_b != - && $n == 1 ]] && figure "    B: $(line_of "$b" "^HOLE_PUNCH_FAILED $id_a" | cut -c1-200)"
     # Which transport A's relayed and direct connections to B used (A and B listen on one,
     # but B's RESERVED lists every address of the relay, and A may dial any of them).
-    local via_relay via_direct
+    local via_relay via_direct direct_conn
+    # A direct connection's address: a public IP, a transport, and no /p2p-circuit.
+    direct_conn="^CONNECTED $id_b /ip4/$PUB_NET[.][0-9]+/(udp/[0-9]+/quic-v1|tcp/[0-9]+)(/p2p/[^/]+)?\$"
     via_relay=$(line_of "$a" "^CONNECTED $id_b .*/p2p-circuit" | awk '{ print ($3 ~ /\/quic-v1\// ? "quic" : $3 ~ /\/tcp\// ? "tcp" : "other") }')
-    via_direct=$(line_of "$a" "^CONNECTED $id_b /ip4/$PUB_NET" | awk '{ print ($3 ~ /\/quic-v1/ ? "quic" : $3 ~ /\/tcp\// ? "tcp" : "other") }')
+    via_direct=$(line_of "$a" "$direct_conn" | awk '{ print ($3 ~ /\/quic-v1/ ? "quic" : $3 ~ /\/tcp\// ? "tcp" : "other") }')
     echo "$kind-$t ${via_relay:-none} ${via_direct:-none}" >>"$WORK/paths"
     # A peer that is still there, reported gone (e.g. between the relayed connection's
     # close and the direct one's CONNECTED): counted for the summary.
-    has "$a" "^DISCONNECTED $id_b" && echo "$tag $(first "$a" "^DISCONNECTED $id_b") $(first "$a" "^CONNECTED $id_b /ip4/$PUB_NET")" >>"$WORK/disconnects"
+    has "$a" "^DISCONNECTED $id_b" && echo "$tag $(first "$a" "^DISCONNECTED $id_b") $(first "$a" "$direct_conn")" >>"$WORK/disconnects"
     note=${note% }
     echo "$kind-$t $n $reserved $relayed $punched $direct $failed $failed_b $greeted ${note// /,}" >>"$RESULTS"
     stop "$a" "$b"
