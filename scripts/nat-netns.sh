@@ -342,7 +342,7 @@ punch_test() {
     timeout --kill-after=2 $((secs + 5)) ip netns exec "$RELAY_NS" python3 "$PROBE" "$proto-rendezvous" "$rv_port" $((secs + 3)) \
         >"$WORK/rv$PUNCH_PORT.out" 2>&1 &
     PIDS[rv]=$!
-    sleep 0.3
+    within 5 grep -q READY "$WORK/rv$PUNCH_PORT.out" || say "the rendezvous server is not ready after 5 s"
     timeout --kill-after=2 $((secs + 5)) ip netns exec "${NODE_NS[a]}" python3 "$PROBE" "$proto-punch" A "$PUNCH_PORT" "$RELAY_IP" "$rv_port" "$secs" "$wait_a" \
         >"$WORK/punch-a$PUNCH_PORT.out" 2>&1 &
     PIDS[punch_a]=$!

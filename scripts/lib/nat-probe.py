@@ -11,6 +11,7 @@ without p2p-node. Every command is bounded in time and prints one line.
       the peer's, waits WAIT_MS, then sends a packet to the peer's observed
       address every 50 ms: "PUNCHED observed=<ip:port> peer=<ip:port> after_ms=N"
       (exit 0) once a packet of the peer arrives, else "NO_PUNCH observed=..." (exit 1).
+      The rendezvous servers print READY once they listen.
   nat-probe.py tcp-rendezvous PORT SECS
   nat-probe.py tcp-punch NAME BIND_PORT SERVER_IP SERVER_PORT SECS [WAIT_MS]
       the same over TCP: the rendezvous connection and the punches share BIND_PORT
@@ -106,6 +107,7 @@ def tcp_connect(ip, port, secs=2.0):
 def udp_rendezvous(port, secs):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", port))
+    print("READY", flush=True)
     clients = {}
     deadline = now() + secs
     while now() < deadline:
@@ -181,6 +183,7 @@ def tcp_rendezvous(port, secs):
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("0.0.0.0", port))
     srv.listen(4)
+    print("READY", flush=True)
     conns = {}  # name -> (socket, observed address)
     pending = []
     deadline = now() + secs
