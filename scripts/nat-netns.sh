@@ -658,10 +658,13 @@ trial() {
     # Which transport A's relayed and direct connections to B used (A and B listen on one,
     # but B's RESERVED lists every address of the relay, and A may dial any of them).
     local via_relay via_direct direct_conn
-    # A direct connection's address: a public IP, a transport, and no /p2p-circuit.
+    # A direct connection's address: a public IP, a transport, and no /p2p-circuit (for the
+    # DISCONNECTED check below).
     direct_conn="^CONNECTED $id_b /ip4/$PUB_NET[.][0-9]+/(udp/[0-9]+/quic-v1|tcp/[0-9]+)(/p2p/[^/]+)?\$"
     via_relay=$(line_of "$a" "^CONNECTED $id_b .*/p2p-circuit" | awk '{ print ($3 ~ /\/quic-v1\// ? "quic" : $3 ~ /\/tcp\// ? "tcp" : "other") }')
-    via_direct=$(line_of "$a" "$direct_conn" | awk '{ print ($3 ~ /\/quic-v1/ ? "quic" : $3 ~ /\/tcp\// ? "tcp" : "other") }')
+    # The direct one: from the HOLE_PUNCHED line (CONNECTED is printed once per peer).
+    via_direct=$({ line_of "$a" "^HOLE_PUNCHED $id_b "; line_of "$b" "^HOLE_PUNCHED $id_a "; } | head -n 1 |
+        awk '{ print ($3 ~ /\/quic-v1/ ? "quic" : $3 ~ /\/tcp\// ? "tcp" : "other") }')
     echo "$kind-$t ${via_relay:-none} ${via_direct:-none}" >>"$WORK/paths"
     # A peer that is still there, reported gone (e.g. between the relayed connection's
     # close and the direct one's CONNECTED): counted for the summary.
@@ -823,7 +826,7 @@ summary() {
     for entry in "${SCENARIOS[@]}"; do
         s=${entry%%:*}
         figure "$s: A's relayed connection to B over the relay's $(awk -v s="$s" '$1 == s { n[$2]++ } END { for (k in n) printf "%s x%d ", k, n[k] }' "$WORK/paths")address;" \
-            "its direct one $(awk -v s="$s" '$1 == s { n[$3]++ } END { for (k in n) printf "%s x%d ", k, n[k] }' "$WORK/paths")"
+            "the punched one $(awk -v s="$s" '$1 == s { n[$3]++ } END { for (k in n) printf "%s x%d ", k, n[k] }' "$WORK/paths")"
     done
     [[ -s $WORK/disconnects ]] && figure "A printed DISCONNECTED B while both ran in $(wc -l <"$WORK/disconnects") trial(s)" \
         "(DISCONNECTED then direct CONNECTED, ms apart: $(awk '$3 != "" { printf "%s:%d ", $1, $3 - $2 }' "$WORK/disconnects" | cut -c1-300))"
