@@ -50,10 +50,16 @@
 # --peer /p2p/<B's PeerId>`; measured from A's start: its first greeting of B
 # over the relay (GREETED ... path=relayed), the first HOLE_PUNCHED of either
 # side (over QUIC both sides dial, so either may report it first), A's first
-# greeting of B with path=direct, A's HOLE_PUNCH_FAILED. One transport per
-# trial: A and B listen on QUIC only or TCP only and bootstrap with the relay's
-# address of that transport (the relay listens on both). Each trial uses fresh
-# ports, so no conntrack entry of an earlier trial helps it.
+# greeting of B with path=direct, A's (and B's) HOLE_PUNCH_FAILED. One
+# transport per trial, as far as the node lets a script choose: A and B listen
+# on QUIC only or TCP only and bootstrap with the relay's address of that
+# transport (the relay listens on both), but B's RESERVED lists both of the
+# relay's addresses and the node dials with both transports, so the relayed
+# and the punched connection may use the other one; the summary counts which.
+# Each trial uses fresh ports, so no conntrack entry of an earlier trial helps
+# it. One relay serves the whole run (it sees every earlier trial's nodes come
+# and go: churn); FRESH_RELAY=1 starts one afresh per trial instead, with
+# --external-addr, which isolates the punch from the DHT's state.
 # Targets (issue 15): cone: every trial greets, >= 95 % go direct, median from
 # A's start to its first direct greeting <= 1 s. Symmetric: every trial greets
 # over the relay and A prints HOLE_PUNCH_FAILED within 20 s. Relay restart: B
