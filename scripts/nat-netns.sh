@@ -528,8 +528,10 @@ RELAY_ID=""
 RELAY_KEY=$WORK/relay.key
 RELAY_RUN=0
 # `start_relay [ARGS...]`: the relay, always with the same key and addresses.
+RELAY_EXTRA=()
 start_relay() {
     RELAY_RUN=$((RELAY_RUN + 1))
+    RELAY_EXTRA=("$@")
     start_node "relay$RELAY_RUN" "$RELAY_NS" "$RELAY_KEY" --relay-server \
         --listen "/ip4/$RELAY_IP/udp/$RELAY_PORT/quic-v1" --listen "/ip4/$RELAY_IP/tcp/$RELAY_PORT" "$@"
     RELAY_NAME=relay$RELAY_RUN
@@ -733,12 +735,13 @@ relay_restart() {
     # The restart.
     local old=$RELAY_NAME killed_at
     killed_at=$(now_ms)
+    local extra=("${RELAY_EXTRA[@]}") # started again with the flags it had
     kill "-$RELAY_KILL_SIGNAL" "${PIDS[$old]}" 2>/dev/null
     within "$STOP_SECS" eval "! kill -0 ${PIDS[$old]} 2>/dev/null" || kill -KILL "${PIDS[$old]}" 2>/dev/null
     wait "${PIDS[$old]}" 2>/dev/null
     PIDS[$old]=""
-    figure "relay: SIG$RELAY_KILL_SIGNAL, gone after $(($(now_ms) - killed_at)) ms, started again"
-    start_relay
+    figure "relay: SIG$RELAY_KILL_SIGNAL, gone after $(($(now_ms) - killed_at)) ms, started again${extra[*]:+ with ${extra[*]}}"
+    start_relay "${extra[@]}"
     restart_at=${STARTED_AT[$RELAY_NAME]}
     local relay_id
     relay_id=$(line_of "$RELAY_NAME" '^LISTEN .*/p2p/' | sed 's|.*/p2p/||')
