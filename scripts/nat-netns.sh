@@ -161,6 +161,13 @@ need_pkg nft nftables
 command -v python3 >/dev/null || die "needs python3 (for scripts/lib/nat-probe.py)"
 say "$(ip -V); $(nft --version); mode $MODE"
 
+# The namespace names are fixed, and making them removes what a killed run left: a second
+# run at the same time would tear down the first one's network. One at a time.
+command -v flock >/dev/null && {
+    exec 9>"/run/lock/$PREFIX-netns.lock" 2>/dev/null || exec 9>"${TMPDIR:-/tmp}/$PREFIX-netns.lock"
+    flock -n 9 || die "another nat-netns.sh run is under way (it holds the lock on fd 9's file); one at a time"
+}
+
 # ---- state and cleanup ----------------------------------------------------------------
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/p2pnat.XXXXXX")
