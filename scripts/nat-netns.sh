@@ -480,7 +480,7 @@ start_node() {
     # `ip netns exec` execs the node, so $! is the node itself.
     RUST_LOG=${RUST_LOG:-info} ip netns exec "$ns" "$BIN" run "${NO_MDNS[@]}" --key-file "$key" \
         --message "$name" --interval "$INTERVAL" "$@" \
-        > >(stamp >>"$(out "$name")") 2>>"$(err "$name")" </dev/null 9>&- &
+        9>&- > >(stamp >>"$(out "$name")") 2>>"$(err "$name")" </dev/null &
     PIDS[$name]=$!
 }
 
