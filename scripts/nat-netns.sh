@@ -112,9 +112,12 @@ INTERVAL=${INTERVAL:-200ms}      # the nodes' --interval: a direct path is greet
 TRIAL_SECS=${TRIAL_SECS:-30}     # a cone trial ends at A's first direct greeting or after this
 SYM_SECS=${SYM_SECS:-22}         # a symmetric trial ends at A's HOLE_PUNCH_FAILED + relayed greeting, or after this
 RESERVE_SECS=${RESERVE_SECS:-20} # B's RESERVED before A starts
-# Trials start at least this far apart: every trial's A and B reserve on the relay, each
-# from its router's one address, and the relay takes 30 reservations per IP per minute
-# (RelayServerConfig's default): 2.5 s keeps a run of quick trials at 24 a minute.
+# Trials start at least this far apart (every trial's A and B reserve on the relay, each
+# from its router's one address). Note libp2p's relay rate limiters are token buckets
+# refilled ONE token per interval: RelayServerConfig's "30 per IP per minute" is a
+# bucket of 30 refilled one a minute, so with one relay a run of more than about 30
+# trials plus one per minute is refused reservations whatever the pacing (FRESH_RELAY=1
+# starts each trial with full buckets).
 MIN_TRIAL_MS=${MIN_TRIAL_MS:-2500}
 # FRESH_RELAY=1: every trial gets a relay started afresh (same key and address, an empty
 # DHT, --external-addr given), instead of one relay for the whole run that sees every
