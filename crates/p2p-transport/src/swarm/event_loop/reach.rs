@@ -38,6 +38,10 @@ pub(super) struct Reach {
     closing: Closing,
     /// Relayed-only peers waiting for a hole punch.
     punches: Punches,
+    /// Connected peers in our DHT table by their relayed addresses only (they
+    /// do not serve the DHT): taken out when they leave, so that a relay does
+    /// not hand out circuits to peers long gone.
+    relayed_entries: HashSet<PeerId>,
 }
 
 impl Reach {
@@ -64,6 +68,7 @@ impl Reach {
             reachability: ReachabilityState::default(),
             closing: Closing::default(),
             punches: Punches::new(config.hole_punch_timeout),
+            relayed_entries: HashSet::new(),
         }
     }
 
@@ -166,10 +171,12 @@ impl EventLoop {
     /// What identify said, for the DHT, AutoNAT and relays.
     pub(super) fn on_identify_reach(&mut self, peer: PeerId, info: &identify::Info) {
         let speaks = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
-        for addr in
-            dht_addresses(speaks(KAD_PROTOCOL.as_ref()), &info.listen_addrs, self.reach.allow_loopback)
-        {
+        let speaks_kad = speaks(KAD_PROTOCOL.as_ref());
+        for addr in dht_addresses(speaks_kad, &info.listen_addrs, self.reach.allow_loopback) {
             self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+            if !speaks_kad && self.swarm.is_connected(&peer) {
+                self.reach.relayed_entries.insert(peer);
+            }
         }
         if speaks(AUTONAT_DIAL_REQUEST) && self.reach.autonat_servers.insert(peer) {
             self.addresses.require_dial_back(true);
@@ -271,6 +278,9 @@ impl EventLoop {
         self.update_direct(peer);
         if !self.swarm.is_connected(&peer) {
             self.reach.punches.on_done(&peer);
+            if self.reach.relayed_entries.remove(&peer) {
+                self.swarm.behaviour_mut().kad.remove_peer(&peer);
+            }
         }
         if !self.swarm.is_connected(&peer) && self.reach.autonat_servers.remove(&peer) {
             self.addresses.require_dial_back(!self.reach.autonat_servers.is_empty());
