@@ -123,6 +123,10 @@ pub struct RelayServerConfig {
     pub max_circuit_duration: Duration,
     /// How many bytes one circuit may carry (both ways). Default 1 MiB.
     pub max_circuit_bytes: u64,
+    /// Circuits one peer may open through us per minute. Default 30.
+    pub circuits_per_peer_per_minute: u32,
+    /// Circuits one IP address may open through us per minute. Default 60.
+    pub circuits_per_ip_per_minute: u32,
 }
 
 impl Default for RelayServerConfig {
@@ -137,6 +141,8 @@ impl Default for RelayServerConfig {
             max_circuits_per_peer: 8,
             max_circuit_duration: Duration::from_secs(10 * 60),
             max_circuit_bytes: 1 << 20,
+            circuits_per_peer_per_minute: 30,
+            circuits_per_ip_per_minute: 60,
         }
     }
 }

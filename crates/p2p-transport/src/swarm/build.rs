@@ -137,7 +137,6 @@ fn kademlia(local: PeerId, server: bool) -> kad::Behaviour<MemoryStore> {
 /// The relay hop with our limits (see [`RelayServerConfig`]); it advertises
 /// hop whether or not it has a confirmed address yet.
 fn relay_hop(local: PeerId, limits: &RelayServerConfig) -> relay::Behaviour {
-    let per_minute = |n: u32| std::num::NonZeroU32::new(n.max(1)).expect("at least 1");
     let config = relay::Config {
         max_reservations: limits.max_reservations,
         max_reservations_per_peer: limits.max_reservations_per_peer,
@@ -147,13 +146,34 @@ fn relay_hop(local: PeerId, limits: &RelayServerConfig) -> relay::Behaviour {
         max_circuits_per_peer: limits.max_circuits_per_peer,
         max_circuit_duration: limits.max_circuit_duration,
         max_circuit_bytes: limits.max_circuit_bytes,
+        circuit_src_rate_limiters: Vec::new(),
         ..relay::Config::default()
-    }
-    .reservation_rate_per_peer(per_minute(limits.reservations_per_peer_per_minute), Duration::from_secs(60))
-    .reservation_rate_per_ip(per_minute(limits.reservations_per_ip_per_minute), Duration::from_secs(60));
+    };
+    let per_minute = |config: relay::Config, n: u32, per_ip: bool| {
+        let (limit, interval) = per_minute_bucket(n);
+        if per_ip {
+            config.reservation_rate_per_ip(limit, interval)
+        } else {
+            config.reservation_rate_per_peer(limit, interval)
+        }
+    };
+    let config = per_minute(config, limits.reservations_per_peer_per_minute, false);
+    let config = per_minute(config, limits.reservations_per_ip_per_minute, true);
+    let (limit, interval) = per_minute_bucket(limits.circuits_per_peer_per_minute);
+    let config = config.circuit_src_per_peer(limit, interval);
+    let (limit, interval) = per_minute_bucket(limits.circuits_per_ip_per_minute);
+    let config = config.circuit_src_per_ip(limit, interval);
     let mut hop = relay::Behaviour::new(local, config);
     hop.set_status(Some(relay::Status::Enable));
     hop
+}
+
+/// `n` a minute as libp2p-relay's token bucket sees it: at most `n` at once,
+/// and one more every minute / `n` (its `interval` is the time per *token*:
+/// `(n, 60 s)` would be `n` once and then one a minute).
+fn per_minute_bucket(n: u32) -> (std::num::NonZeroU32, Duration) {
+    let n = std::num::NonZeroU32::new(n.max(1)).expect("at least 1");
+    (n, Duration::from_secs(60) / n.get())
 }
 
 /// Starts every listener of `config`.
@@ -170,4 +190,16 @@ pub(crate) fn listen(
                 .map_err(|err| BuildError::Listen { addr: addr.clone(), reason: err.to_string() })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_a_minute_is_a_bucket_of_n_refilled_every_minute_over_n() {
+        let (limit, interval) = per_minute_bucket(30);
+        assert_eq!((limit.get(), interval), (30, Duration::from_secs(2)));
+        assert_eq!(per_minute_bucket(0).0.get(), 1, "never zero");
+    }
 }
