@@ -147,7 +147,6 @@ fn relay_hop(local: PeerId, limits: &RelayServerConfig) -> relay::Behaviour {
         max_circuit_duration: limits.max_circuit_duration,
         max_circuit_bytes: limits.max_circuit_bytes,
         circuit_src_rate_limiters: Vec::new(),
-        ..relay::Config::default()
     };
     let per_minute = |config: relay::Config, n: u32, per_ip: bool| {
         let (limit, interval) = per_minute_bucket(n);
