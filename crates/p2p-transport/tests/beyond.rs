@@ -180,6 +180,37 @@ async fn with_an_autonat_server_known_an_address_needs_a_dial_back() {
     assert_eq!(p.node.external_addrs(), vec![real], "dialed back; never the lie two observers agree on");
 }
 
+#[tokio::test]
+async fn once_an_autonat_server_was_known_its_leaving_does_not_let_observers_alone_confirm() {
+    let relay = relay().await;
+    let mut p = behind("p", 2, &relay).await;
+    p.wait_for("p hears from the relay", |e| matches!(e, NodeEvent::Reachability { .. })).await;
+    let relay_id = relay.peer_id();
+    relay.node.shutdown().await;
+    p.wait_for(
+        "the relay to go",
+        |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == relay_id),
+    )
+    .await;
+
+    let Some(Protocol::Udp(port)) = p.addr.iter().nth(1) else { unreachable!() };
+    let lie: Multiaddr = format!("/ip4/127.0.0.9/udp/{port}/quic-v1").parse().unwrap();
+    let mut liars = Vec::new();
+    for host in [3, 4] {
+        let listen: Multiaddr = format!("/ip4/127.0.0.{host}/udp/0/quic-v1").parse().unwrap();
+        let liar = spawn_with(Script::liar("liar", lie.clone()), Transport::At(listen), |b| b).await;
+        connect(&mut p, &liar).await;
+        p.greet(&liar, "where am I?").await.unwrap();
+        liars.push(liar);
+    }
+    // Two observers agree, and no server is left to dial back: nothing is
+    // confirmed (without a server ever known, this lie is confirmed at once).
+    for _ in 0..20 {
+        assert!(!p.node.external_addrs().contains(&lie), "confirmed on two observers alone");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
     addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
 }
