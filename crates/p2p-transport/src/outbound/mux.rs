@@ -170,8 +170,10 @@ impl Mux {
                 Err(TryAcquireError::Closed) => return Err(RequestError::Shutdown),
                 Err(TryAcquireError::NoPermits) => {
                     let permits = Arc::clone(&self.permits);
-                    within(deadline, async { permits.acquire_owned().await.map_err(|_| RequestError::Shutdown) })
-                        .await?
+                    within(deadline, async {
+                        permits.acquire_owned().await.map_err(|_| RequestError::Shutdown)
+                    })
+                    .await?
                 }
             };
             self.send(permit, request, timeouts, deadline).await
@@ -218,7 +220,11 @@ impl Mux {
     }
 
     /// A call registered on the live stream, opening one if there is none.
-    async fn register(self: &Arc<Self>, timeouts: StreamTimeouts, deadline: Instant) -> Result<Call, RequestError> {
+    async fn register(
+        self: &Arc<Self>,
+        timeouts: StreamTimeouts,
+        deadline: Instant,
+    ) -> Result<Call, RequestError> {
         loop {
             let pipe = self.pipe(timeouts).await?;
             // None: the stream retired (idle) between our look and now.
@@ -261,7 +267,9 @@ impl Mux {
         tokio::spawn(async move {
             let protocol = StreamProtocol::new(v2::PROTOCOL_NAME);
             let opened = match tokio::time::timeout(open_timeout, control.open_stream(peer, protocol)).await {
-                Ok(Ok(stream)) => Ok(Pipe::start(stream, peer, observations, timeouts, connections, request_timeout)),
+                Ok(Ok(stream)) => {
+                    Ok(Pipe::start(stream, peer, observations, timeouts, connections, request_timeout))
+                }
                 Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
                     Err(RequestError::UnsupportedProtocol)
                 }

@@ -382,9 +382,9 @@ pub(super) async fn read_answers<R>(
                 }
                 if let Some(observed) = observed {
                     let now = Instant::now();
-                    let fresh = last_observed
-                        .as_ref()
-                        .is_none_or(|(addr, at)| addr != &observed || now.duration_since(*at) >= OBSERVATION_INTERVAL);
+                    let fresh = last_observed.as_ref().is_none_or(|(addr, at)| {
+                        addr != &observed || now.duration_since(*at) >= OBSERVATION_INTERVAL
+                    });
                     // A candidate only; dropped when the swarm task is busy.
                     if fresh && observations.try_send((peer, observed.clone())).is_ok() {
                         last_observed = Some((observed, now));
