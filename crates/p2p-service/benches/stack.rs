@@ -4,17 +4,28 @@
 //! fresh clone of the service per request (as the transport calls them). The
 //! stack has the default limits except a rate high enough never to refuse, so
 //! every layer does its full work on every request. No tracing subscriber is
-//! installed. Run with `cargo bench -p p2p-service`; the last line is a summary.
+//! installed. Run with `cargo bench -p p2p-service`; the last lines are a
+//! summary and each layer's share (the stack built up one layer at a time,
+//! innermost first, each row the cost of one request through it).
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use libp2p_identity::PeerId;
 use p2p_protocol::GreetRequest;
+use p2p_service::in_flight::InFlightLimitLayer;
+use p2p_service::rate_limit::RateLimitLayer;
+use p2p_service::remote_error::MapRemoteErrorLayer;
+use p2p_service::shed_unready::ShedUnreadyLayer;
+use p2p_service::trace::TraceLayer;
 use p2p_service::{Greeter, Limits, MakeGreeter, PeerContext, PeerService, stack};
 use tokio::runtime::Runtime;
-use tower::{Service, ServiceExt};
+use tokio::sync::Semaphore;
+use tower::timeout::TimeoutLayer;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt};
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
@@ -64,6 +75,41 @@ where
     })
 }
 
+/// The stack built up one layer at a time, as `stack` orders them (innermost
+/// first), with concrete types; prints ns per request at each step.
+fn layer_shares(rt: &Runtime, n: u32) {
+    let ctx = context();
+    let peer = ctx.peer_id;
+    let best = |measure: &dyn Fn() -> f64| (0..3).map(|_| measure()).fold(f64::INFINITY, f64::min);
+    let greeter = Greeter::new(ctx, "hi");
+    let shed = ShedUnreadyLayer::new().layer(greeter.clone());
+    let timeout = TimeoutLayer::new(Duration::from_secs(10)).layer(shed.clone());
+    let in_flight =
+        InFlightLimitLayer::new(64).with_shared(Arc::new(Semaphore::new(1024))).layer(timeout.clone());
+    let rate = RateLimitLayer::new(1_000_000_000, 1_000_000_000).layer(in_flight.clone());
+    let remote = MapRemoteErrorLayer::new().layer(rate.clone());
+    let trace = TraceLayer::new(peer).layer(remote.clone());
+    let boxed = BoxCloneSyncService::new(trace.clone());
+    let boxed_twice = BoxCloneSyncService::new(boxed.clone());
+    let rows = [
+        ("greeter", best(&|| ns_per_request(rt, &greeter, n))),
+        ("+ shed_unready", best(&|| ns_per_request(rt, &shed, n))),
+        ("+ timeout", best(&|| ns_per_request(rt, &timeout, n))),
+        ("+ in_flight (per-peer and shared)", best(&|| ns_per_request(rt, &in_flight, n))),
+        ("+ rate_limit", best(&|| ns_per_request(rt, &rate, n))),
+        ("+ remote_error", best(&|| ns_per_request(rt, &remote, n))),
+        ("+ trace (no subscriber)", best(&|| ns_per_request(rt, &trace, n))),
+        ("+ BoxCloneSyncService (PeerService)", best(&|| ns_per_request(rt, &boxed, n))),
+        ("+ a second box (as the transport had)", best(&|| ns_per_request(rt, &boxed_twice, n))),
+    ];
+    println!("layer shares (ns/req, cumulative; the step's own cost in brackets):");
+    let mut last = 0.0;
+    for (name, ns) in rows {
+        println!("  {name:<40} {ns:>6.0}  (+{:.0})", ns - last);
+        last = ns;
+    }
+}
+
 fn main() {
     let rt = runtime();
     let stacked = peer_service(&rt);
@@ -89,4 +135,5 @@ fn main() {
         stack_ns - bare_ns,
         stack_ns / bare_ns
     );
+    layer_shares(&rt, n);
 }

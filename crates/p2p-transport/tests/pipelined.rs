@@ -38,6 +38,37 @@ async fn a_held_request_does_not_delay_later_ones_on_the_same_stream() {
     assert_eq!(within("the held request", held).await.unwrap().unwrap().message, "s: hold");
 }
 
+/// The responder polls a stream's requests in its own task: a handler that
+/// keeps its thread busy (CPU work, no yield) holds up its own stream, but
+/// every other stream is served by other tasks, on the other worker thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_bound_handler_on_one_stream_does_not_delay_other_streams() {
+    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
+    let mut b = spawn_node(Script::new("b"), Transport::Quic).await;
+    connect(&mut a, &s).await;
+    connect(&mut b, &s).await;
+    let from_a = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
+    let from_b = b.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
+    // B's stream is open and served before the spin starts.
+    within("B's first request", from_b.clone().oneshot(GreetRequest::new("first"))).await.unwrap();
+
+    let spinning = tokio::spawn(from_a.oneshot(GreetRequest::new("spin")));
+    s.script.next_spinner().await;
+    for i in 0..10 {
+        let response = within("B's request", from_b.clone().oneshot(GreetRequest::new(format!("fast {i}"))))
+            .await
+            .expect("B is answered while A's handler spins");
+        assert_eq!(response.message, format!("s: fast {i}"));
+    }
+    assert!(!spinning.is_finished(), "A's handler still spins");
+    assert!(!s.script.spun_out());
+
+    s.script.stop_spinning();
+    assert_eq!(within("the spinner", spinning).await.unwrap().unwrap().message, "s: spin");
+    assert!(!s.script.spun_out(), "the spinner was stopped, it did not run out its bound");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_frame_closes_only_its_stream() {
     let s = spawn_node(Script::new("s"), Transport::Quic).await;

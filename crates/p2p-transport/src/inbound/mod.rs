@@ -5,8 +5,9 @@
 //!
 //! Owns: the peers' service cells, the v1 answer channel and its drain
 //! accounting, the v2 acceptor and responders.
-//! Must never: await a handler on the swarm task (every request runs in a
-//! task of its own), or let user code (an error, a panic) go unanswered.
+//! Must never: await a handler on the swarm task (a 1.0.0 request runs in a
+//! task of its own, a 2.0.0 request in its stream's responder task), or let
+//! user code (an error, a panic) go unanswered.
 
 mod acceptor;
 mod peers;

@@ -9,16 +9,18 @@
 //! abandons its requests; and once shutdown begins, whatever is left at the
 //! end of the grace period is dropped.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::io::BufReader;
+use futures::stream::FuturesUnordered;
 use futures::{AsyncReadExt, StreamExt};
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
 use p2p_protocol::{DecodeError, ErrorCode, GreetResult, RemoteError, decode, encode, try_read_frame};
 use p2p_service::PeerContext;
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -31,6 +33,10 @@ use crate::wire::{answer_body, write_bodies};
 
 /// How long a stream waits for the swarm task to register its connection.
 const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+
+/// The read buffer of a served stream: a burst of pipelined requests is
+/// read in a few reads, not two or more per request.
+const READ_BUFFER: usize = 4096;
 
 /// What bounds one served stream (from [`NodeConfig`]).
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +92,14 @@ pub(crate) fn accept_loop(
 /// Serves one stream until the requester closes its write half, goes idle,
 /// stops reading, or the node shuts down; then answers what it has read
 /// (unless the requester stopped reading) and closes.
+///
+/// The stream's requests run inside this task, in a `FuturesUnordered`
+/// bounded by the in-flight limit, each answered as soon as it is ready: a
+/// request that *waits* (on I/O, a timer, a lock) never holds up the others,
+/// and each stream has a task of its own, so nothing on one stream holds up
+/// another. A handler that keeps its thread busy without yielding (CPU work
+/// inside `poll`) does hold up the other requests of its own stream for that
+/// long: such work belongs in `spawn_blocking` or a task of its own.
 async fn serve(
     stream: InboundStream,
     ctx: PeerContext,
@@ -94,13 +108,16 @@ async fn serve(
     limits: Limits,
     mut shutdown: Stop,
 ) {
-    let (mut reader, writer) = stream.split();
+    let (reader, writer) = stream.split();
     let (bodies, ready) = mpsc::channel(limits.max_in_flight);
     let mut writer = tokio::spawn(write_bodies(writer, ready, limits.write));
     let stop_writer = writer.abort_handle();
     // Dropped with this function: a request still running when the stream
-    // closes early is abandoned, not left holding its task.
-    let mut requests = JoinSet::new();
+    // closes early is abandoned.
+    let mut requests = FuturesUnordered::new();
+    // Answers ready while the writer's queue was full, oldest first; they
+    // count against the in-flight bound until queued.
+    let mut unsent: VecDeque<Vec<u8>> = VecDeque::new();
     // The last frame, a stream-level error, sent once reading has stopped.
     let mut farewell = None;
     // Set when the writer ended before we stopped reading: it failed.
@@ -109,72 +126,108 @@ async fn serve(
     let peer = ctx.peer_id;
     match service::peer_service(&cell, &make, ctx).await {
         Ok(service) => {
-            let permits = Arc::new(Semaphore::new(limits.max_in_flight));
-            let others = u32::try_from(limits.max_in_flight - 1).unwrap_or(u32::MAX);
+            // The frames as a stream: a read in progress survives the other
+            // branches of the loop below (a partly read frame is kept).
+            let reader = BufReader::with_capacity(READ_BUFFER, reader);
+            let mut frames = Box::pin(futures::stream::unfold(reader, |mut reader| async move {
+                let frame = try_read_frame(&mut reader).await;
+                Some((frame, reader))
+            }));
+            let mut stop = shutdown.clone();
+            let mut stopped = std::pin::pin!(async move {
+                let _ = stop.wait_for(Option::is_some).await;
+            });
+            // One timer for the stream's idleness, re-armed only when it fires.
+            let mut idle_since = Some(Instant::now());
+            let idle_timer = tokio::time::sleep(limits.idle);
+            tokio::pin!(idle_timer);
             loop {
-                while requests.try_join_next().is_some() {}
-                // At the bound, stop reading: the transport's flow control
-                // then pushes back on the requester; nothing queues here.
-                let permit = tokio::select! {
-                    permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
-                    _ = shutdown.wait_for(Option::is_some) => break,
+                let in_flight = requests.len() + unsent.len();
+                tokio::select! {
+                    biased;
+                    () = &mut stopped => break,
                     written = &mut writer => { write_failed = Some(written); break }
-                };
-                // Cancelling the read loses a partly read frame: fine, the
-                // stream is closing whenever another branch wins.
-                let frame = tokio::select! {
-                    frame = try_read_frame(&mut reader) => frame,
-                    _ = shutdown.wait_for(Option::is_some) => break,
-                    written = &mut writer => { write_failed = Some(written); break }
-                    () = idle(&permits, others, limits.idle) => {
-                        debug!(%peer, "pipelined stream idle; closing it");
-                        break;
+                    permit = bodies.reserve(), if !unsent.is_empty() => {
+                        // (An error: the writer ended, and its branch says why.)
+                        if let Ok(permit) = permit {
+                            permit.send(unsent.pop_front().expect("not empty"));
+                            if requests.is_empty() && unsent.is_empty() {
+                                idle_since = Some(Instant::now());
+                            }
+                        }
                     }
-                };
-                let request = match frame {
-                    Ok(Some(body)) => decode::<Request>(&body),
-                    Ok(None) => break, // the requester is done
-                    Err(DecodeError::Io(err)) => {
-                        debug!(%peer, %err, "pipelined stream failed");
-                        break;
+                    Some((id, result)) = requests.next(), if !requests.is_empty() => {
+                        let body = response_body(id, result);
+                        // In order behind the answers that already wait.
+                        if !unsent.is_empty() {
+                            unsent.push_back(body);
+                        } else if let Err(mpsc::error::TrySendError::Full(body)) = bodies.try_send(body) {
+                            unsent.push_back(body);
+                        }
+                        if requests.is_empty() && unsent.is_empty() {
+                            idle_since = Some(Instant::now());
+                        }
                     }
-                    Err(err) => Err(err),
-                };
-                match request {
-                    Ok(Request { id, request }) if id != STREAM_ERROR_ID => {
-                        let service = service.clone();
-                        let bodies = bodies.clone();
-                        // A task per request: a slow one never holds up the rest.
-                        requests.spawn(async move {
-                            let result = service::answer(service, peer, request).await;
-                            let _ = bodies.send(response_body(id, result)).await;
-                            drop(permit);
-                        });
+                    // At the bound, stop reading: the transport's flow control
+                    // then pushes back on the requester; nothing queues here.
+                    frame = frames.next(), if in_flight < limits.max_in_flight => {
+                        let request = match frame.expect("an endless stream") {
+                            Ok(Some(body)) => decode::<Request>(&body),
+                            Ok(None) => break, // the requester is done
+                            Err(DecodeError::Io(err)) => {
+                                debug!(%peer, %err, "pipelined stream failed");
+                                break;
+                            }
+                            Err(err) => Err(err),
+                        };
+                        match request {
+                            Ok(Request { id, request }) if id != STREAM_ERROR_ID => {
+                                let service = service.clone();
+                                idle_since = None;
+                                requests.push(async move { (id, service::answer(service, peer, request).await) });
+                            }
+                            Ok(_) => {
+                                let err = RemoteError::new(ErrorCode::BAD_REQUEST, "request id 0 is reserved");
+                                farewell = Some(response_body(STREAM_ERROR_ID, Err(err)));
+                                break;
+                            }
+                            Err(err) => {
+                                debug!(%peer, %err, "undecodable pipelined frame; closing the stream");
+                                let err = RemoteError::new(err.code(), err.to_string());
+                                farewell = Some(response_body(STREAM_ERROR_ID, Err(err)));
+                                break;
+                            }
+                        }
                     }
-                    Ok(_) => {
-                        let err = RemoteError::new(ErrorCode::BAD_REQUEST, "request id 0 is reserved");
-                        farewell = Some(response_body(STREAM_ERROR_ID, Err(err)));
-                        break;
-                    }
-                    Err(err) => {
-                        debug!(%peer, %err, "undecodable pipelined frame; closing the stream");
-                        let err = RemoteError::new(err.code(), err.to_string());
-                        farewell = Some(response_body(STREAM_ERROR_ID, Err(err)));
-                        break;
+                    // Nothing in flight: idle since `idle_since`; a request
+                    // must also arrive whole within the idle timeout.
+                    () = &mut idle_timer, if in_flight == 0 => {
+                        let since = *idle_since.get_or_insert_with(Instant::now);
+                        if Instant::now() >= since + limits.idle {
+                            debug!(%peer, "pipelined stream idle; closing it");
+                            break;
+                        }
+                        idle_timer.as_mut().reset(since + limits.idle);
                     }
                 }
             }
+            drop(frames); // the read half
         }
         Err(err) => farewell = Some(response_body(STREAM_ERROR_ID, Err(err))),
     }
-    drop(reader);
 
     let written = match write_failed {
         Some(written) => written,
         None => {
-            // The writer ends once the requests still in flight have sent
-            // their answers; each write is bounded, and so is the drain.
+            // What is still in flight is answered, then the farewell; each
+            // write is bounded, and so is the drain.
             let finish = async {
+                for body in unsent.drain(..) {
+                    let _ = bodies.send(body).await;
+                }
+                while let Some((id, result)) = requests.next().await {
+                    let _ = bodies.send(response_body(id, result)).await;
+                }
                 if let Some(body) = farewell {
                     let _ = bodies.send(body).await;
                 }
@@ -194,15 +247,6 @@ async fn serve(
     if let Ok(Err(err)) = written {
         debug!(%peer, %err, "writing pipelined answers failed; closing the stream");
     }
-}
-
-/// Resolves once no request of the stream has been in flight for `idle`.
-/// `others` is how many permits are free when none is: all but the one held
-/// for the frame being read. No request can start meanwhile (only a read
-/// starts one), so the wait is not interrupted by one.
-async fn idle(permits: &Semaphore, others: u32, idle: Duration) {
-    drop(permits.acquire_many(others).await);
-    tokio::time::sleep_until(Instant::now() + idle).await;
 }
 
 /// Resolves at the end of the shutdown grace period; never before shutdown

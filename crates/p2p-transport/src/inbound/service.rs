@@ -25,8 +25,18 @@ pub(crate) type MakePeerService =
     Arc<dyn Fn(PeerContext) -> BoxFuture<'static, Result<PeerService, BoxError>> + Send + Sync>;
 
 /// `service`, reporting each refusal it answers `peer` with to `refusals`
-/// (for the ban policy; never waits).
-pub(crate) fn noting_refusals(service: PeerService, peer: PeerId, refusals: Refusals) -> PeerService {
+/// (for the ban policy; never waits), type-erased: the user's service is
+/// boxed once, here, not once more for the erasure and again for the noting
+/// (each box is an allocation per request, for its clone and its future).
+pub(crate) fn noting_refusals<S>(service: S, peer: PeerId, refusals: Refusals) -> PeerService
+where
+    S: tower::Service<GreetRequest, Response = GreetResult, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     BoxCloneSyncService::new(service.map_response(move |result| {
         refusals.note(peer, &result);
         result

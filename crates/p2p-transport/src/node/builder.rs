@@ -9,7 +9,6 @@ use libp2p::identity::Keypair;
 use p2p_protocol::{GreetRequest, GreetResult};
 use p2p_service::{BoxError, PeerContext};
 use tokio::sync::{mpsc, watch};
-use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
 use super::Node;
@@ -243,7 +242,7 @@ impl NodeBuilder {
             #[cfg(feature = "metrics")]
             let metrics = metrics.clone();
             Box::pin(async move {
-                let service = BoxCloneSyncService::new(make.oneshot(ctx).await.map_err(Into::into)?);
+                let service = make.oneshot(ctx).await.map_err(Into::into)?;
                 let service = noting_refusals(service, peer, refusals);
                 #[cfg(feature = "metrics")]
                 let service = match metrics {

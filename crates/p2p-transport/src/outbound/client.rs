@@ -193,11 +193,23 @@ impl PeerClient {
     }
 
     fn pipelined_mux(&self) -> Option<Arc<Mux>> {
-        match self.version {
-            GreetVersion::V1 => None,
-            GreetVersion::Auto if !self.client.pipelining => None,
-            GreetVersion::Auto => self.client.peers.v2_mux(&self.peer_id),
-            GreetVersion::V2 => self.client.peers.any_mux(&self.peer_id),
+        let needs_identify = match self.version {
+            GreetVersion::V1 => return None,
+            GreetVersion::Auto if !self.client.pipelining => return None,
+            GreetVersion::Auto => true,
+            GreetVersion::V2 => false,
+        };
+        // The mux in hand while it is still the peer's: no registry lock per call.
+        if let Some((mux, _)) = &self.slots
+            && mux.is_current()
+            && (!needs_identify || mux.speaks_v2())
+        {
+            return Some(Arc::clone(mux));
+        }
+        if needs_identify {
+            self.client.peers.v2_mux(&self.peer_id)
+        } else {
+            self.client.peers.any_mux(&self.peer_id)
         }
     }
 }

@@ -4,7 +4,10 @@
 //! Every call has one deadline, `request_timeout` from `call`: waiting for a
 //! slot, for the stream to open, for room in the writer's queue and for the
 //! answer all count against it, so one wedged peer never holds a caller
-//! longer than that.
+//! longer than that. Once a call is registered on the open stream (at once,
+//! when one is open) its deadline is kept by the stream's reaper, one timer
+//! per stream; only the waits before that (a slot, an open) have a timer
+//! each.
 //!
 //! A stream is opened by a task of its own, once for all the callers waiting
 //! at the time: when the open fails (or times out) they all fail with its
@@ -19,13 +22,14 @@
 //! (not even ping) would otherwise keep it open for good.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use p2p_protocol::v2::{self};
 use p2p_protocol::{GreetRequest, GreetResponse};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -35,7 +39,7 @@ use crate::{NodeConfig, RequestError};
 
 mod pipe;
 
-use pipe::Pipe;
+use pipe::{Call, Pipe};
 
 /// Requests one peer's pipelined stream holds in flight; more wait for a slot
 /// (in `poll_ready`, for a `PeerClient`).
@@ -80,6 +84,11 @@ pub(crate) struct Mux {
     connections: ConnectionWakers,
     /// The stream, or how far opening one has got.
     slot: Mutex<Slot>,
+    /// Still the peer's mux in the registry: a `PeerClient` keeps using the
+    /// one it has while this holds, without looking it up per call.
+    current: AtomicBool,
+    /// Identify says the peer speaks `/p2p-node/greet/2.0.0` (and we do too).
+    speaks_v2: AtomicBool,
 }
 
 enum Slot {
@@ -119,7 +128,27 @@ impl Mux {
             observations,
             connections,
             slot: Mutex::new(Slot::Empty),
+            current: AtomicBool::new(true),
+            speaks_v2: AtomicBool::new(false),
         }
+    }
+
+    /// Still the peer's mux (its connections are up).
+    pub(crate) fn is_current(&self) -> bool {
+        self.current.load(Ordering::Acquire)
+    }
+
+    /// The registry dropped it: the peer's last connection closed.
+    pub(crate) fn retire(&self) {
+        self.current.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn speaks_v2(&self) -> bool {
+        self.speaks_v2.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_speaks_v2(&self, speaks_v2: bool) {
+        self.speaks_v2.store(speaks_v2, Ordering::Release);
     }
 
     /// The in-flight slots of this peer's stream.
@@ -135,12 +164,20 @@ impl Mux {
         timeouts: StreamTimeouts,
     ) -> impl Future<Output = Result<GreetResponse, RequestError>> + Send + 'static {
         let deadline = Instant::now() + self.request_timeout;
-        let call = async move {
-            let permit =
-                Arc::clone(&self.permits).acquire_owned().await.map_err(|_| RequestError::Shutdown)?;
-            self.send(permit, request, timeouts).await
-        };
-        within(deadline, call)
+        async move {
+            let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::Closed) => return Err(RequestError::Shutdown),
+                Err(TryAcquireError::NoPermits) => {
+                    let permits = Arc::clone(&self.permits);
+                    within(deadline, async {
+                        permits.acquire_owned().await.map_err(|_| RequestError::Shutdown)
+                    })
+                    .await?
+                }
+            };
+            self.send(permit, request, timeouts, deadline).await
+        }
     }
 
     /// Sends `request` in the slot `permit` holds. The deadline starts now.
@@ -151,25 +188,50 @@ impl Mux {
         timeouts: StreamTimeouts,
     ) -> impl Future<Output = Result<GreetResponse, RequestError>> + Send + 'static {
         let deadline = Instant::now() + self.request_timeout;
-        within(deadline, async move { self.send(permit, request, timeouts).await })
+        self.send(permit, request, timeouts, deadline)
     }
 
+    /// Registers the call on the open stream, then waits for its answer. A
+    /// timer bounds only the waits before the call is registered (for the
+    /// stream to open); once it is, the stream's reaper keeps its deadline.
     async fn send(
         self: Arc<Self>,
         permit: OwnedSemaphorePermit,
         request: GreetRequest,
         timeouts: StreamTimeouts,
+        deadline: Instant,
     ) -> Result<GreetResponse, RequestError> {
-        let call = loop {
-            let pipe = self.pipe(timeouts).await?;
-            // None: the stream retired (idle) between our look and now.
-            if let Some(call) = pipe.register()? {
-                break call;
-            }
+        let open = self.open_pipe().map(|pipe| pipe.register(deadline)).transpose()?.flatten();
+        let call = match open {
+            Some(call) => call,
+            None => within(deadline, self.register(timeouts, deadline)).await?,
         };
         let result = call.send(request).await;
         drop(permit);
         result
+    }
+
+    /// The open, usable stream, if there is one now.
+    fn open_pipe(&self) -> Option<Arc<Pipe>> {
+        match &*lock(&self.slot) {
+            Slot::Open(pipe) if pipe.is_usable() => Some(Arc::clone(pipe)),
+            _ => None,
+        }
+    }
+
+    /// A call registered on the live stream, opening one if there is none.
+    async fn register(
+        self: &Arc<Self>,
+        timeouts: StreamTimeouts,
+        deadline: Instant,
+    ) -> Result<Call, RequestError> {
+        loop {
+            let pipe = self.pipe(timeouts).await?;
+            // None: the stream retired (idle) between our look and now.
+            if let Some(call) = pipe.register(deadline)? {
+                return Ok(call);
+            }
+        }
     }
 
     /// The live stream, opening one if there is none.
@@ -201,10 +263,13 @@ impl Mux {
         let (mut control, peer, observations) = (self.control.clone(), self.peer, self.observations.clone());
         let connections = self.connections.clone();
         let open_timeout = self.request_timeout;
+        let request_timeout = self.request_timeout;
         tokio::spawn(async move {
             let protocol = StreamProtocol::new(v2::PROTOCOL_NAME);
             let opened = match tokio::time::timeout(open_timeout, control.open_stream(peer, protocol)).await {
-                Ok(Ok(stream)) => Ok(Pipe::start(stream, peer, observations, timeouts, connections)),
+                Ok(Ok(stream)) => {
+                    Ok(Pipe::start(stream, peer, observations, timeouts, connections, request_timeout))
+                }
                 Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
                     Err(RequestError::UnsupportedProtocol)
                 }

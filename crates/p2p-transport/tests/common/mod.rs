@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,7 +40,18 @@ pub struct Script {
     pub live: tokio::sync::watch::Sender<usize>,
     /// Report this instead of the caller's real address.
     lie: Option<Multiaddr>,
+    /// Requests carrying "spin" keep their thread busy, never yielding, until
+    /// `stop_spinning` (or for `SPIN_BOUND` at most, which sets `spun_out`).
+    spin_stop: AtomicBool,
+    spun_out: AtomicBool,
+    /// Each spinner announces itself here, waking no task (a task woken by
+    /// the spinning thread could sit in its runtime worker's LIFO slot).
+    spin_started: std::sync::mpsc::SyncSender<()>,
+    spin_starts: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
 }
+
+/// The longest a "spin" request keeps its thread busy.
+pub const SPIN_BOUND: Duration = Duration::from_secs(60);
 
 impl Script {
     pub fn new(name: &'static str) -> Arc<Self> {
@@ -52,6 +64,7 @@ impl Script {
 
     pub fn build(name: &'static str, lie: Option<Multiaddr>) -> Arc<Self> {
         let (arrived, arrivals) = mpsc::channel(64);
+        let (spin_started, spin_starts) = std::sync::mpsc::sync_channel(64);
         Arc::new(Self {
             name,
             held_peer: Mutex::new(None),
@@ -62,6 +75,10 @@ impl Script {
             calls: Mutex::new(HashMap::new()),
             live: tokio::sync::watch::Sender::new(0),
             lie,
+            spin_stop: AtomicBool::new(false),
+            spun_out: AtomicBool::new(false),
+            spin_started,
+            spin_starts: Arc::new(Mutex::new(spin_starts)),
         })
     }
 
@@ -75,6 +92,22 @@ impl Script {
 
     pub async fn next_held_arrival(&self) -> PeerId {
         within("a held request to arrive", async { self.arrivals.lock().await.recv().await.unwrap() }).await
+    }
+
+    /// Waits (on a blocking thread) until a "spin" request has started spinning.
+    pub async fn next_spinner(&self) {
+        let starts = Arc::clone(&self.spin_starts);
+        let started = tokio::task::spawn_blocking(move || starts.lock().unwrap().recv_timeout(DEADLINE));
+        started.await.unwrap().expect("a spinner started");
+    }
+
+    pub fn stop_spinning(&self) {
+        self.spin_stop.store(true, Ordering::Release);
+    }
+
+    /// A spinner ran for the whole `SPIN_BOUND` without being stopped.
+    pub fn spun_out(&self) -> bool {
+        self.spun_out.load(Ordering::Acquire)
     }
 
     pub fn calls_from(&self, peer: PeerId) -> usize {
@@ -145,6 +178,18 @@ impl Service<GreetRequest> for Handler {
             }
             if request.message == "panic" {
                 panic!("a handler bug");
+            }
+            if request.message == "spin" {
+                // CPU work in `poll`: the thread stays busy, nothing yields.
+                let _ = script.spin_started.try_send(());
+                let start = std::time::Instant::now();
+                while !script.spin_stop.load(Ordering::Acquire) {
+                    if start.elapsed() > SPIN_BOUND {
+                        script.spun_out.store(true, Ordering::Release);
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
             }
             if request.message == "fail" {
                 return Err("the database is on fire at 10.1.2.3".into());

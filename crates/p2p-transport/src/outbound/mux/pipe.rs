@@ -2,15 +2,19 @@
 //! requests and the reader of answers.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncReadExt};
+use futures::io::BufReader;
+use futures::{AsyncRead, AsyncReadExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
 use p2p_protocol::{GreetRequest, GreetResponse, decode, encode, try_read_frame};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -22,6 +26,11 @@ use crate::wire::write_bodies;
 
 use super::{OBSERVATION_INTERVAL, StreamTimeouts, WRITE_QUEUE};
 
+/// The read buffer of the answers: a burst of them is read in a few reads.
+const READ_BUFFER: usize = 4096;
+
+type Answer = Result<GreetResponse, RequestError>;
+
 /// One open stream: the requests awaiting answers and the writer's queue.
 /// Dropping the last handle closes the write half; the peer then answers what
 /// it has and closes, which ends the reader.
@@ -31,7 +40,9 @@ pub(super) struct Pipe {
 }
 
 pub(super) struct Pending {
-    calls: HashMap<u64, oneshot::Sender<Result<GreetResponse, RequestError>>>,
+    /// The calls on the stream, by id, until each is dropped: no allocation
+    /// per call (no channel), the table's room is reused.
+    calls: HashMap<u64, Waiter>,
     /// The writer's queue; gone once the stream retires or fails, which
     /// closes the write half when the last clone (a call sending) is dropped.
     bodies: Option<mpsc::Sender<Vec<u8>>>,
@@ -41,16 +52,51 @@ pub(super) struct Pending {
     closed: Option<RequestError>,
     /// Cancelled when the stream fails: the reader stops waiting.
     dead: CancellationToken,
+    /// When the reaper (in the reader's task) looks at the deadlines next; a
+    /// call due earlier moves it there and wakes it through `reaper`.
+    reap_at: Instant,
+    reaper: Arc<Notify>,
+}
+
+/// A call waiting for its answer.
+struct Waiter {
+    /// The call's deadline: the reaper answers it `Timeout` then.
+    deadline: Instant,
+    answer: Option<Answer>,
+    waker: Option<Waker>,
 }
 
 impl Pending {
-    /// Takes `id`'s waiter (an answer came, or the call gave up).
-    pub(super) fn take(&mut self, id: u64) -> Option<oneshot::Sender<Result<GreetResponse, RequestError>>> {
-        let waiter = self.calls.remove(&id);
+    /// Forgets `id`'s call (it has its answer, or gave up).
+    fn remove(&mut self, id: u64) {
+        self.calls.remove(&id);
         if self.calls.is_empty() && self.idle_since.is_none() {
             self.idle_since = Some(Instant::now());
         }
-        waiter
+    }
+
+    /// Gives `id`'s call its answer; `None` if no call of ours waits for it
+    /// (an unsolicited id, or a call that gave up), else the waker to wake.
+    fn answer(&mut self, id: u64, answer: Answer) -> Option<Option<Waker>> {
+        let waiter = self.calls.get_mut(&id).filter(|waiter| waiter.answer.is_none())?;
+        waiter.answer = Some(answer);
+        Some(waiter.waker.take())
+    }
+
+    /// Answers `Timeout` to every call past its deadline (their wakers go to
+    /// `woken`); sets and returns when to look again.
+    fn reap(&mut self, now: Instant, every: Duration, woken: &mut Vec<Waker>) -> Instant {
+        let mut next = now + every;
+        for waiter in self.calls.values_mut().filter(|waiter| waiter.answer.is_none()) {
+            if waiter.deadline <= now {
+                waiter.answer = Some(Err(RequestError::Timeout));
+                woken.extend(waiter.waker.take());
+            } else {
+                next = next.min(waiter.deadline);
+            }
+        }
+        self.reap_at = next;
+        next
     }
 }
 
@@ -61,6 +107,7 @@ impl Pipe {
         observations: mpsc::Sender<(PeerId, Multiaddr)>,
         timeouts: StreamTimeouts,
         connections: ConnectionWakers,
+        request_timeout: Duration,
     ) -> Arc<Self> {
         let (reader, writer) = stream.split();
         // Dropped by whichever half ends last, after it dropped its half.
@@ -73,13 +120,15 @@ impl Pipe {
             idle_since: Some(Instant::now()),
             closed: None,
             dead: CancellationToken::new(),
+            reap_at: Instant::now() + request_timeout,
+            reaper: Arc::new(Notify::new()),
         }));
         let write = write_requests(writer, queue, Arc::clone(&pending), timeouts);
         tokio::spawn(async move {
             write.await;
             drop(ended);
         });
-        let read = read_answers(reader, Arc::clone(&pending), peer, observations);
+        let read = read_answers(reader, Arc::clone(&pending), peer, observations, request_timeout);
         tokio::spawn(async move {
             read.await;
             drop(reader_ended);
@@ -93,12 +142,12 @@ impl Pipe {
         pending.closed.is_none() && pending.bodies.is_some()
     }
 
-    /// A call on this stream, its id registered; `None` if the stream has
-    /// retired (the caller opens a new one), an error if it failed.
-    pub(super) fn register(&self) -> Result<Option<Call>, RequestError> {
+    /// A call on this stream, its id registered with its `deadline`; `None`
+    /// if the stream has retired (the caller opens a new one), an error if it
+    /// failed.
+    pub(super) fn register(&self, deadline: Instant) -> Result<Option<Call>, RequestError> {
         // Ids start at 1 (0 is the stream-level error) and never repeat on a stream.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (reply, answer) = oneshot::channel();
         let mut pending = lock(&self.pending);
         if let Some(err) = &pending.closed {
             return Err(err.clone());
@@ -106,9 +155,19 @@ impl Pipe {
         // Registered under the same lock as the retirement's check, so a
         // stream never retires with a call about to use it.
         let Some(bodies) = pending.bodies.clone() else { return Ok(None) };
-        pending.calls.insert(id, reply);
+        pending.calls.insert(id, Waiter { deadline, answer: None, waker: None });
         pending.idle_since = None;
-        Ok(Some(Call { id, bodies: Some(bodies), answer, pending: Arc::clone(&self.pending) }))
+        // Calls come due in about the order they are made: the reaper is
+        // woken only by one due before it would look anyway.
+        let reaper = (deadline < pending.reap_at).then(|| {
+            pending.reap_at = deadline;
+            Arc::clone(&pending.reaper)
+        });
+        drop(pending);
+        if let Some(reaper) = reaper {
+            reaper.notify_one();
+        }
+        Ok(Some(Call { id, bodies: Some(bodies), pending: Arc::clone(&self.pending) }))
     }
 }
 
@@ -119,32 +178,62 @@ impl Drop for Pipe {
     }
 }
 
-/// A request registered on a stream. Dropped (answered, or given up on at
-/// the deadline), it leaves the stream's table.
+/// A request registered on a stream. Dropped (answered, or given up on),
+/// it leaves the stream's table. Its deadline is the reaper's to keep.
 pub(super) struct Call {
     id: u64,
     /// The writer's queue, held only until the request is queued: a call
     /// waiting for its answer must not keep the write half open.
     bodies: Option<mpsc::Sender<Vec<u8>>>,
-    answer: oneshot::Receiver<Result<GreetResponse, RequestError>>,
     pending: Arc<Mutex<Pending>>,
 }
 
 impl Call {
-    pub(super) async fn send(mut self, request: GreetRequest) -> Result<GreetResponse, RequestError> {
+    pub(super) async fn send(mut self, request: GreetRequest) -> Answer {
         let body = encode(&Request { id: self.id, request });
         let bodies = self.bodies.take().expect("sent once");
-        if bodies.send(body).await.is_err() {
-            return Err(lock(&self.pending).closed.clone().unwrap_or(RequestError::ConnectionClosed));
+        match bodies.try_send(body) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return Err(self.closed()),
+            // The queue is full: wait for room, or for the call's end (its
+            // deadline, the stream's failure), whichever comes first.
+            Err(TrySendError::Full(body)) => tokio::select! {
+                biased;
+                answer = self.answer() => return answer,
+                sent = bodies.send(body) => if sent.is_err() {
+                    return Err(self.closed());
+                },
+            },
         }
         drop(bodies);
-        (&mut self.answer).await.unwrap_or(Err(RequestError::ConnectionClosed))
+        self.answer().await
+    }
+
+    fn closed(&self) -> RequestError {
+        lock(&self.pending).closed.clone().unwrap_or(RequestError::ConnectionClosed)
+    }
+
+    /// The call's answer: from the reader, the reaper, or the stream's failure.
+    fn answer(&self) -> impl Future<Output = Answer> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut pending = lock(&self.pending);
+            let Some(waiter) = pending.calls.get_mut(&self.id) else {
+                return Poll::Ready(Err(RequestError::ConnectionClosed));
+            };
+            if let Some(answer) = waiter.answer.take() {
+                return Poll::Ready(answer);
+            }
+            if !waiter.waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+                waiter.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
     }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
-        lock(&self.pending).take(self.id);
+        lock(&self.pending).remove(self.id);
     }
 }
 
@@ -224,22 +313,50 @@ pub(super) async fn done_when_idle(pending: &Mutex<Pending>, idle: Duration) {
 }
 
 /// Matches answers to waiting calls until the stream ends (or fails), then
-/// fails the rest.
+/// fails the rest; meanwhile reaps the calls past their deadlines (one timer
+/// per stream, not one per call).
 pub(super) async fn read_answers<R>(
-    mut reader: R,
+    reader: R,
     pending: Arc<Mutex<Pending>>,
     peer: PeerId,
     observations: mpsc::Sender<(PeerId, Multiaddr)>,
+    request_timeout: Duration,
 ) where
     R: AsyncRead + Unpin,
 {
-    let dead = lock(&pending).dead.clone();
+    let (dead, reaper, reap_at) = {
+        let pending = lock(&pending);
+        (pending.dead.clone(), Arc::clone(&pending.reaper), pending.reap_at)
+    };
+    let mut dead = std::pin::pin!(dead.cancelled());
+    let mut moved = std::pin::pin!(reaper.notified());
+    let reap = tokio::time::sleep_until(reap_at);
+    tokio::pin!(reap);
+    let mut woken = Vec::new();
+    // A read in progress survives the other branches (a partly read frame is kept).
+    let reader = BufReader::with_capacity(READ_BUFFER, reader);
+    let mut frames = Box::pin(futures::stream::unfold(reader, |mut reader| async move {
+        let frame = try_read_frame(&mut reader).await;
+        Some((frame, reader))
+    }));
     let mut last_observed: Option<(Multiaddr, Instant)> = None;
     let reason = loop {
         let frame = tokio::select! {
-            frame = try_read_frame(&mut reader) => frame,
+            biased;
             // The writer failed: the stream is being dropped, nothing more is read.
-            () = dead.cancelled() => return,
+            () = &mut dead => return,
+            () = &mut reap => {
+                let next = lock(&pending).reap(Instant::now(), request_timeout, &mut woken);
+                woken.drain(..).for_each(Waker::wake);
+                reap.as_mut().reset(next);
+                continue;
+            }
+            () = &mut moved => {
+                moved.set(reaper.notified());
+                reap.as_mut().reset(lock(&pending).reap_at);
+                continue;
+            }
+            frame = frames.next() => frame.expect("an endless stream"),
         };
         let response = match frame {
             Ok(Some(body)) => decode::<Response>(&body),
@@ -254,20 +371,25 @@ pub(super) async fn read_answers<R>(
                 };
             }
             Ok(Response { id, result }) => {
+                let observed = result.as_ref().ok().map(|answer| answer.observed_addr.clone());
                 // Only an answer to a request of ours says anything: an
                 // unsolicited id is ignored, observed address and all.
-                let Some(waiter) = lock(&pending).take(id) else { continue };
-                if let Ok(answer) = &result {
+                let Some(waker) = lock(&pending).answer(id, result.map_err(RequestError::Remote)) else {
+                    continue;
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+                if let Some(observed) = observed {
                     let now = Instant::now();
                     let fresh = last_observed.as_ref().is_none_or(|(addr, at)| {
-                        addr != &answer.observed_addr || now.duration_since(*at) >= OBSERVATION_INTERVAL
+                        addr != &observed || now.duration_since(*at) >= OBSERVATION_INTERVAL
                     });
                     // A candidate only; dropped when the swarm task is busy.
-                    if fresh && observations.try_send((peer, answer.observed_addr.clone())).is_ok() {
-                        last_observed = Some((answer.observed_addr.clone(), now));
+                    if fresh && observations.try_send((peer, observed.clone())).is_ok() {
+                        last_observed = Some((observed, now));
                     }
                 }
-                let _ = waiter.send(result.map_err(RequestError::Remote));
             }
             Err(err) => break RequestError::Io(format!("undecodable answer: {err}")),
         }
@@ -279,11 +401,16 @@ pub(super) async fn read_answers<R>(
 /// The stream failed (or ended): every call on it fails, later ones too, and
 /// both halves stop.
 pub(super) fn fail_all(pending: &Mutex<Pending>, reason: RequestError) {
-    let mut pending = lock(pending);
-    let reason = pending.closed.get_or_insert(reason).clone();
-    for (_, waiter) in pending.calls.drain() {
-        let _ = waiter.send(Err(reason.clone()));
+    let mut woken = Vec::new();
+    {
+        let mut pending = lock(pending);
+        let reason = pending.closed.get_or_insert(reason).clone();
+        for waiter in pending.calls.values_mut().filter(|waiter| waiter.answer.is_none()) {
+            waiter.answer = Some(Err(reason.clone()));
+            woken.extend(waiter.waker.take());
+        }
+        pending.bodies = None;
+        pending.dead.cancel();
     }
-    pending.bodies = None;
-    pending.dead.cancel();
+    woken.into_iter().for_each(Waker::wake);
 }
