@@ -745,7 +745,12 @@ relay_restart() {
     # The restart.
     local old=$RELAY_NAME killed_at
     killed_at=$(now_ms)
-    local extra=("${RELAY_EXTRA[@]}") # started again with the flags it had
+    # Started again the way an operator runs a relay: with its address given. Left to its
+    # observers, a restarted relay has one per transport here (A over QUIC, B over TCP) and
+    # confirms nothing (an address needs two independent observers), so it refuses every
+    # reservation ("Failed to get Reservation."). The first relay's own confirmation by
+    # its observers is checked above.
+    local extra=(--external-addr "/ip4/$RELAY_IP/udp/$RELAY_PORT/quic-v1" --external-addr "/ip4/$RELAY_IP/tcp/$RELAY_PORT")
     kill "-$RELAY_KILL_SIGNAL" "${PIDS[$old]}" 2>/dev/null
     within "$STOP_SECS" eval "! kill -0 ${PIDS[$old]} 2>/dev/null" || kill -KILL "${PIDS[$old]}" 2>/dev/null
     wait "${PIDS[$old]}" 2>/dev/null
