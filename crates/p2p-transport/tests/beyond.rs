@@ -160,16 +160,7 @@ async fn with_an_autonat_server_known_an_address_needs_a_dial_back() {
     // Identify from the relay: an AutoNAT server is known from here on.
     p.wait_for("p hears from the relay", |e| matches!(e, NodeEvent::Reachability { .. })).await;
 
-    let Some(Protocol::Udp(port)) = p.addr.iter().nth(1) else { unreachable!() };
-    let lie: Multiaddr = format!("/ip4/127.0.0.9/udp/{port}/quic-v1").parse().unwrap();
-    let mut liars = Vec::new();
-    for host in [3, 4] {
-        let listen: Multiaddr = format!("/ip4/127.0.0.{host}/udp/0/quic-v1").parse().unwrap();
-        let liar = spawn_with(Script::liar("liar", lie.clone()), Transport::At(listen), |b| b).await;
-        connect(&mut p, &liar).await;
-        p.greet(&liar, "where am I?").await.unwrap();
-        liars.push(liar);
-    }
+    let (_lie, _liars) = two_observers_agree_on_a_lie(&mut p).await;
     let real = strip_p2p(&p.addr);
     within("the real address confirmed", async {
         while !p.node.external_addrs().contains(&real) {
@@ -193,22 +184,30 @@ async fn once_an_autonat_server_was_known_its_leaving_does_not_let_observers_alo
     )
     .await;
 
-    let Some(Protocol::Udp(port)) = p.addr.iter().nth(1) else { unreachable!() };
-    let lie: Multiaddr = format!("/ip4/127.0.0.9/udp/{port}/quic-v1").parse().unwrap();
-    let mut liars = Vec::new();
-    for host in [3, 4] {
-        let listen: Multiaddr = format!("/ip4/127.0.0.{host}/udp/0/quic-v1").parse().unwrap();
-        let liar = spawn_with(Script::liar("liar", lie.clone()), Transport::At(listen), |b| b).await;
-        connect(&mut p, &liar).await;
-        p.greet(&liar, "where am I?").await.unwrap();
-        liars.push(liar);
-    }
+    let (lie, _liars) = two_observers_agree_on_a_lie(&mut p).await;
     // Two observers agree, and no server is left to dial back: nothing is
     // confirmed (without a server ever known, this lie is confirmed at once).
     for _ in 0..20 {
         assert!(!p.node.external_addrs().contains(&lie), "confirmed on two observers alone");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Two peers on other hosts that each tell `p` it is at our port on a made-up
+/// IP (127.0.0.9): two independent observers agreeing. Returns the lie and
+/// the liars (kept alive by the caller).
+async fn two_observers_agree_on_a_lie(p: &mut TestNode) -> (Multiaddr, Vec<TestNode>) {
+    let Some(Protocol::Udp(port)) = p.addr.iter().nth(1) else { unreachable!() };
+    let lie: Multiaddr = format!("/ip4/127.0.0.9/udp/{port}/quic-v1").parse().unwrap();
+    let mut liars = Vec::new();
+    for host in [3, 4] {
+        let listen: Multiaddr = format!("/ip4/127.0.0.{host}/udp/0/quic-v1").parse().unwrap();
+        let liar = spawn_with(Script::liar("liar", lie.clone()), Transport::At(listen), |b| b).await;
+        connect(p, &liar).await;
+        p.greet(&liar, "where am I?").await.unwrap();
+        liars.push(liar);
+    }
+    (lie, liars)
 }
 
 fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
