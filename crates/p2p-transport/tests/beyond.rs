@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Script, TestNode, Transport, connect, spawn_with, within};
+use futures::FutureExt;
 use p2p_transport::libp2p::identity::Keypair;
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
@@ -79,6 +80,34 @@ async fn a_peer_nobody_knows_is_not_found() {
     let a = behind("a", 3, &relay).await;
     let result = within("the lookup", a.node.connect_peer(PeerId::random())).await;
     assert!(matches!(result, Err(RequestError::Unreachable(ref r)) if r.contains("not found")), "{result:?}");
+}
+
+/// A relay hands out only what is still there: once B has left, the relay's
+/// DHT no longer holds B's relayed address, so a lookup of B says "not found"
+/// instead of dialing a dead circuit.
+#[tokio::test]
+async fn a_peer_that_left_its_relay_is_not_found_through_it() {
+    let mut relay = relay().await;
+    let mut b = behind("b", 2, &relay).await;
+    reserved(&mut b, relay.peer_id()).await;
+    let b_id = b.peer_id();
+    // Found while it is there: the relay's DHT has its relayed address.
+    let a = behind("a", 3, &relay).await;
+    assert_eq!(within("the lookup", a.node.connect_peer(b_id)).await.unwrap(), b_id);
+
+    b.node.shutdown().await;
+    drop(b);
+    relay.wait_for("b to go", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == b_id)).await;
+    let mut late = behind("late", 4, &relay).await;
+    let result = within("the lookup", late.node.connect_peer(b_id)).await;
+    assert!(matches!(result, Err(RequestError::Unreachable(ref r)) if r.contains("not found")), "{result:?}");
+    // Kademlia's own query leaves out a peer it could not reach, so what
+    // shows the relay's table is whether the lookup dialed B's old circuit
+    // (the failure is reported before the query ends).
+    while let Some(Some(event)) = late.events.recv().now_or_never() {
+        let dialed_b = matches!(event, NodeEvent::DialFailed { peer_id: Some(p), .. } if p == b_id);
+        assert!(!dialed_b, "the relay handed out B's relayed address after B left: {event:?}");
+    }
 }
 
 #[tokio::test]
