@@ -7,7 +7,14 @@
 //! - mDNS decides whom to *find*, never whom to *keep*: a record that
 //!   expires is forgotten, and a healthy connection to its peer stays up
 //!   (liveness of a connected peer is the connection itself: ping, idle timeout).
-//! - A found peer is dialed once (its addresses one at a time, QUIC first).
+//! - A found peer is dialed once (its addresses one at a time, QUIC first),
+//!   and by one side only: mDNS tells both sides of a pair about each other
+//!   in the same burst of answers, so the side with the smaller PeerId dials
+//!   at once and the other waits [`DIAL_YIELD`] for that dial before it dials
+//!   itself (a peer that never dials, or did not hear of us, costs only that
+//!   wait). Both dialing at once means two handshakes, two identify
+//!   exchanges and two connections per pair, which is what a big LAN's
+//!   start-up on few cores cannot afford.
 //! - A peer is redialed only while mDNS still knows it, and only after a
 //!   connection *error* or a failed dial; not after our own idle close, not
 //!   after a clean close.
@@ -25,6 +32,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
 
+/// How long the side with the greater PeerId waits for the other's dial.
+pub(crate) const DIAL_YIELD: Duration = Duration::from_secs(2);
 /// The first wait before redialing.
 pub(crate) const REDIAL_MIN: Duration = Duration::from_secs(1);
 /// The longest wait between redials.
@@ -67,12 +76,18 @@ struct Peer {
 }
 
 /// The lifecycle policy: see the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Lifecycle {
+    /// Our own PeerId: who dials first.
+    local: PeerId,
     peers: HashMap<PeerId, Peer>,
 }
 
 impl Lifecycle {
+    pub(crate) fn new(local: PeerId) -> Self {
+        Self { local, peers: HashMap::new() }
+    }
+
     /// mDNS found `addresses` of `peer_id`, which is `connected` or not.
     pub(crate) fn on_discovered(
         &mut self,
@@ -108,7 +123,12 @@ impl Lifecycle {
             decisions.push(Decision::Discovered { peer_id, addresses: peer.addresses.clone() });
         }
         if peer.connected_since.is_none() && peer.speaks_greet != Some(false) && peer.redial_at.is_none() {
-            decisions.push(Decision::Dial { peer_id, addresses: peer.addresses.clone() });
+            if self.local < peer_id {
+                decisions.push(Decision::Dial { peer_id, addresses: peer.addresses.clone() });
+            } else {
+                // Its dial is most likely on its way; ours comes when due.
+                peer.redial_at = Some(now + DIAL_YIELD);
+            }
         }
         decisions
     }

@@ -88,13 +88,14 @@ impl EventLoop {
         if config.mdns {
             tokio::spawn(crate::peers::listen_mdns_answers(announced_tx, super::build::MDNS_QUERY_INTERVAL));
         }
+        let local = *swarm.local_peer_id();
         Self {
             swarm,
             commands,
             commands_open: true,
             reporter,
             peers: PeerTable::new(greet_peers),
-            lifecycle: Lifecycle::default(),
+            lifecycle: Lifecycle::new(local),
             inbound: InboundV1::new(make, Arc::clone(&inbound_peers), noted),
             inbound_peers,
             outbound: OutboundV1::default(),
