@@ -48,7 +48,8 @@ pub(crate) const IDENTIFY_PROTOCOL: &str = "/p2p-node/1.0.0";
 /// Our own querier (`peers::mdns_answers`) waits the interval plus a random
 /// part of half of it and is put off by anyone's query, so about one node
 /// queries per interval; libp2p-mdns keeps a longer interval as a backstop,
-/// which those answers keep restarting. The TTL spans four intervals, so a
+/// which those answers keep restarting. One query comes early, 3–6 s after
+/// the start, for the answers lost in a start-up burst. The TTL spans four intervals, so a
 /// record survives three lost refreshes (mDNS decides whom to find, not whom
 /// to keep: an expired record never closes a connection).
 pub(super) const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(15);
