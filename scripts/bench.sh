@@ -141,7 +141,7 @@ LOCAL_TCP=/ip4/127.0.0.1/tcp/0
 
 machine() {
     date
-    echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr)"
+    echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # ---- the table ----------------------------------------------------------------
@@ -348,6 +348,8 @@ scale() {
     local hwm cpu drops
     hwm=$(status_kb "$node_pid" VmHWM)
     drops=$(($(udp_rcvbuf_errors) - drops0))
+    local load_end
+    load_end=$(cut -d' ' -f1-3 /proc/loadavg)
     cpu=$(( ($(cpu_ticks "$node_pid") - cpu0) * 1000 / $(getconf CLK_TCK) ))
     # The RSS target: 200 MB up to 1,000 connections (issue 5), 1 GiB for 10,000 (issue 16), pro rata beyond.
     local rss_target_mb=$((n * 1024 / 10000 > 200 ? n * 1024 / 10000 : 200))
@@ -358,6 +360,7 @@ scale() {
     scheduled=$(awk -v n="$n" -v s="$SCALE_SECS" -v r="$SCALE_RATE" 'BEGIN { printf "%d", n * s * r }')
     echo
     echo "scale: $n identities (${procs} bench process(es) x ${per[0]}), each greeting ${SCALE_RATE}/s for ${SCALE_SECS}s ($(awk -v n="$n" -v r="$SCALE_RATE" 'BEGIN { print n * r }') req/s in all), QUIC on 127.0.0.1"
+    echo "(load average at the end: $load_end)"
     jq -r --argjson scheduled "$scheduled" --argjson hwm "$hwm" --argjson rss0 "$rss0" \
         --argjson peak "$peak_peers" --argjson bench_rss "$bench_rss" --argjson failed_procs "$failed_procs" \
         --argjson rss_target "$rss_target_mb" --argjson cpu_ms "$cpu" --argjson n "$n" --argjson drops "$drops" '
