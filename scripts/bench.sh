@@ -2,7 +2,7 @@
 # p2p-node against the raw libp2p baseline, on 127.0.0.1, with `p2p-node bench`.
 #
 #   scripts/bench.sh           # the comparison table (about 5 minutes)
-#   scripts/bench.sh --scale   # 1,000 identities hold a connection to one node for 30 s
+#   scripts/bench.sh --scale [N]  # N identities (default 1,000) hold a connection to one node for 30 s
 #
 # Table: starts the raw baseline (crates/p2p-transport/examples/raw_baseline.rs,
 # plain request_response answering inside its swarm loop) and a p2p-node with
@@ -16,14 +16,20 @@
 # (by req/s) is shown with the ratio p2p-node/raw. The machine is small, shared
 # and noisy: only ratios within one run compare.
 #
-# Scale: a p2p-node with the default limits and SCALE_CONNECTIONS client
-# identities (split over SCALE_PROCS bench processes), each greeting once per
-# second for SCALE_SECS; prints the node's peak RSS (VmHWM) and the share of
-# greetings answered.
+# Scale: a p2p-node with the default limits (but for its connection caps,
+# raised to fit N) and N client identities (split over SCALE_PROCS bench
+# processes), each greeting SCALE_RATE times per second for SCALE_SECS; prints the node's
+# peak RSS (VmHWM) and the share of greetings answered. N is the argument of
+# --scale, else SCALE_CONNECTIONS; SCALE_PROCS defaults to one bench process
+# per 2,000 identities. Raises `ulimit -n` to the hard limit (up to 65536).
 #
 # Env: ROUNDS (3), SECS (3, measured seconds per run), WARMUP (1),
 #      NETS ("quic tcp") and LOADS ("1:1 64:1 256:16", c:K pairs) for a shorter table,
-#      SCALE_CONNECTIONS (1000), SCALE_SECS (30), SCALE_PROCS (1), KEEP=1 keeps the work dir,
+#      SCALE_CONNECTIONS (1000), SCALE_SECS (30), SCALE_PROCS (N / 2000, at least 1),
+#      SCALE_RATE (1: greetings per second per identity, paced; 0.2 is one every 5 s),
+#      SCALE_NODE_ARGS (extra `p2p-node run` flags for the scale node), SCALE_RMEM
+#      (net.core.rmem_default during a scale run, 16 MiB; restored on exit; 0 leaves it),
+#      KEEP=1 keeps the work dir,
 #      P2P_NODE_BIN / RAW_BIN to use prebuilt binaries instead of building them
 #      (built ones are taken from $CARGO_TARGET_DIR when it is set).
 # Needs jq. Every node listens on 127.0.0.1 only, with mDNS off; every process
@@ -35,9 +41,15 @@ cd "$ROOT"
 MODE=table
 case ${1:-} in
     '') ;;
-    --scale) MODE=scale ;;
+    --scale)
+        MODE=scale
+        if [[ -n ${2:-} ]]; then
+            [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [--scale [N]]" >&2; exit 2; }
+            SCALE_CONNECTIONS=$2
+        fi
+        ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--scale]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--scale [N]]" >&2; exit 2 ;;
 esac
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-3}
@@ -46,7 +58,10 @@ LOADS=${LOADS:-1:1 64:1 256:16}
 WARMUP=${WARMUP:-1}
 SCALE_CONNECTIONS=${SCALE_CONNECTIONS:-1000}
 SCALE_SECS=${SCALE_SECS:-30}
-SCALE_PROCS=${SCALE_PROCS:-1}
+SCALE_PROCS=${SCALE_PROCS:-$(((SCALE_CONNECTIONS + 1999) / 2000))}
+SCALE_NODE_ARGS=${SCALE_NODE_ARGS:-}
+SCALE_RMEM=${SCALE_RMEM:-16777216}
+SCALE_RATE=${SCALE_RATE:-1}
 
 say() { printf '# %s\n' "$*" >&2; }
 die() { printf 'bench.sh: %s\n' "$*" >&2; exit 2; }
@@ -68,9 +83,13 @@ stop() { # pid: SIGTERM, then SIGKILL after 10 s
     wait "$pid" 2>/dev/null || true
 }
 
+RMEM_SAVED=
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do stop "$pid"; done
+    if [[ -n $RMEM_SAVED ]]; then
+        echo "$RMEM_SAVED" >/proc/sys/net/core/rmem_default && say "net.core.rmem_default restored to $RMEM_SAVED"
+    fi
     if [[ -n ${KEEP:-} ]]; then say "logs kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -122,7 +141,7 @@ LOCAL_TCP=/ip4/127.0.0.1/tcp/0
 
 machine() {
     date
-    echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr)"
+    echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # ---- the table ----------------------------------------------------------------
@@ -226,6 +245,18 @@ status_kb() { # pid field: a /proc/<pid>/status field in kB, or 0
     echo 0
 }
 
+cpu_ticks() { # pid: user + system clock ticks so far, or 0
+    local stat f
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return 0; }
+    stat=${stat##*) }
+    read -r -a f <<<"$stat"
+    echo $((f[11] + f[12]))
+}
+
+udp_rcvbuf_errors() { # datagrams the kernel dropped for a full socket receive buffer, system-wide
+    awk '/^Udp:/ { if (!n++) { for (i = 1; i <= NF; i++) col[$i] = i } else { print $col["RcvbufErrors"] } }' /proc/net/snmp
+}
+
 connected_peers() { # peers of the node: CONNECTED lines minus DISCONNECTED lines
     local up down
     up=$(grep -c '^CONNECTED ' "$WORK/node.out" || true)
@@ -235,32 +266,62 @@ connected_peers() { # peers of the node: CONNECTED lines minus DISCONNECTED line
 
 scale() {
     local n=$SCALE_CONNECTIONS procs=$SCALE_PROCS warmup=5 hard
-    ((n % procs == 0)) || die "SCALE_CONNECTIONS ($n) must be a multiple of SCALE_PROCS ($procs)"
-    local per=$((n / procs))
-    # Each client node has a UDP socket and a few descriptors of its own.
+    ((procs >= 1 && procs <= n)) || die "SCALE_PROCS ($procs) must be between 1 and $n"
+    # Bench process i holds per[i] identities (the remainder spread over the first ones).
+    local per=() i
+    for ((i = 0; i < procs; i++)); do per+=($((n / procs + (i < n % procs ? 1 : 0)))); done
+    # Each client node has a UDP socket and a few descriptors of its own; the
+    # node needs few (QUIC: one UDP socket for all its connections).
     hard=$(ulimit -Hn)
     if [[ $hard == unlimited ]] || ((hard > 65536)); then hard=65536; fi
     ulimit -n "$hard"
-    ((hard >= 2 * per + 256)) || die "ulimit -n is $hard: too low for $per client nodes per process"
+    ((hard >= 2 * per[0] + 256)) || die "ulimit -n is $hard: too low for ${per[0]} client nodes per process (raise SCALE_PROCS)"
+    # Several processes connect at once (32 handshakes each): a longer warm-up
+    # lets the last of them finish connecting before any measures.
+    ((procs > 1)) && warmup=15
     machine
     say "ulimit -n $(ulimit -n)"
+    # The node's one UDP socket takes every client's datagrams; at the
+    # kernel's default receive buffer (208 KiB here) thousands of peers
+    # overflow it, and the drops come back as retransmissions and lost
+    # connections. libp2p-quic sets no SO_RCVBUF, so the default for new
+    # sockets is raised for the run (and restored on exit).
+    local rmem
+    rmem=$(cat /proc/sys/net/core/rmem_default)
+    if ((SCALE_RMEM > rmem)); then
+        if echo "$SCALE_RMEM" 2>/dev/null >/proc/sys/net/core/rmem_default; then
+            RMEM_SAVED=$rmem
+            say "net.core.rmem_default $rmem -> $SCALE_RMEM for the run"
+        else
+            say "cannot raise net.core.rmem_default ($rmem; needs root): expect UDP drops at thousands of peers"
+        fi
+    fi
 
-    # The default stack and limits, but for mDNS off and 127.0.0.1, and the
-    # per-IP inbound cap lifted: every client identity here comes from 127.0.0.1.
+    # The default stack and limits, but for mDNS off and 127.0.0.1, the
+    # per-IP inbound cap lifted (every client identity here comes from
+    # 127.0.0.1) and the connection caps raised to fit n: inbound and total
+    # (the default 1,024 and 2,048), and in the handshake (the default 128;
+    # each bench process has up to 32 handshakes in flight).
+    # shellcheck disable=SC2086 # SCALE_NODE_ARGS is a list of flags
     start node "$BIN" run --no-mdns --listen "$LOCAL_QUIC" --key-file "$WORK/node.key" \
-        --max-incoming-per-ip 0 --max-incoming "$((SCALE_CONNECTIONS + 16))"
+        --max-incoming-per-ip 0 --max-incoming "$((n + 16))" --max-connections "$((n + 1024))" \
+        --max-pending-incoming "$((procs * 32 + 128))" $SCALE_NODE_ARGS
     local node_pid=$LAST_PID target
     target=$(listen_addr node "$node_pid" quic-v1)
     local rss0
     rss0=$(status_kb "$node_pid" VmRSS)
+    local cpu0 drops0
+    cpu0=$(cpu_ticks "$node_pid")
+    drops0=$(udp_rcvbuf_errors)
 
-    local benches=() i
+    local benches=()
     for ((i = 0; i < procs; i++)); do
-        start "bench$i" "$BIN" bench "$target" --connections "$per" --concurrency "$per" --rate "$per" \
+        start "bench$i" "$BIN" bench "$target" --connections "${per[i]}" --concurrency "${per[i]}" \
+            --rate "$(awk -v k="${per[i]}" -v r="$SCALE_RATE" 'BEGIN { print k * r }')" \
             --duration "${SCALE_SECS}s" --warmup "${warmup}s" --connect-timeout 120s --json --no-progress
         benches+=("$LAST_PID")
     done
-    say "$procs bench process(es) of $per identities each: connecting, ${warmup}s warm-up, ${SCALE_SECS}s measured"
+    say "$procs bench process(es) of ${per[0]} identities each: connecting, ${warmup}s warm-up, ${SCALE_SECS}s measured"
 
     # Sample once a second until the benches end.
     local peak_peers=0 peers bench_rss=0 rss running t=0
@@ -284,16 +345,25 @@ scale() {
     done
     local failed_procs=0
     for i in "${benches[@]}"; do wait "$i" || failed_procs=$((failed_procs + 1)); done
-    local hwm
+    local hwm cpu drops
     hwm=$(status_kb "$node_pid" VmHWM)
+    drops=$(($(udp_rcvbuf_errors) - drops0))
+    local load_end
+    load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+    cpu=$(( ($(cpu_ticks "$node_pid") - cpu0) * 1000 / $(getconf CLK_TCK) ))
+    # The RSS target: 200 MB up to 1,000 connections (issue 5), 1 GiB for 10,000 (issue 16), pro rata beyond.
+    local rss_target_mb=$((n * 1024 / 10000 > 200 ? n * 1024 / 10000 : 200))
 
     local all=$WORK/scale.json
     for ((i = 0; i < procs; i++)); do cat "$WORK/bench$i.out"; done | jq -s '.' >"$all"
-    local scheduled=$((n * SCALE_SECS))
+    local scheduled
+    scheduled=$(awk -v n="$n" -v s="$SCALE_SECS" -v r="$SCALE_RATE" 'BEGIN { printf "%d", n * s * r }')
     echo
-    echo "scale: $n identities (${procs} bench process(es) x $per), each greeting once per second for ${SCALE_SECS}s, QUIC on 127.0.0.1"
+    echo "scale: $n identities (${procs} bench process(es) x ${per[0]}), each greeting ${SCALE_RATE}/s for ${SCALE_SECS}s ($(awk -v n="$n" -v r="$SCALE_RATE" 'BEGIN { print n * r }') req/s in all), QUIC on 127.0.0.1"
+    echo "(load average at the end: $load_end)"
     jq -r --argjson scheduled "$scheduled" --argjson hwm "$hwm" --argjson rss0 "$rss0" \
-        --argjson peak "$peak_peers" --argjson bench_rss "$bench_rss" --argjson failed_procs "$failed_procs" '
+        --argjson peak "$peak_peers" --argjson bench_rss "$bench_rss" --argjson failed_procs "$failed_procs" \
+        --argjson rss_target "$rss_target_mb" --argjson cpu_ms "$cpu" --argjson n "$n" --argjson drops "$drops" '
         (map(.ok) | add) as $ok | (map(.failed) | add) as $failed | (map(.connected) | add) as $connected
         | ([.[].errors | to_entries[]] | group_by(.key) | map("\(.[0].key): \(map(.value) | add)") | join(", ")) as $errors
         | "connected            \($connected)/\(map(.connections) | add) (peak peers seen by the node: \($peak))",
@@ -302,11 +372,14 @@ scale() {
           "errors               \(if $errors == "" then "none" else $errors end)",
           "latency              p50 \(map(.latency_us.p50) | max) us, p99 \(map(.latency_us.p99) | max) us (worst process)",
           "node peak RSS        \($hwm / 1024 | floor) MB (VmHWM; \($rss0 / 1024 | floor) MB before the clients came)",
+          "node CPU             \($cpu_ms / 1000) s from start to the end of the benches",
+          "UDP drops            \($drops) datagrams dropped on full socket buffers (RcvbufErrors, whole machine)",
           "bench peak RSS       \($bench_rss / 1024 | floor) MB per process",
           "bench failures       \($failed_procs) process(es) exited non-zero",
           "",
           "targets (this run):",
-          "  node peak RSS <= 200 MB          \(if $hwm <= 200 * 1024 then "met" else "MISSED" end)",
+          "  \($n) connections                 \(if $connected >= $n and $peak >= $n then "met" else "MISSED" end)",
+          "  node peak RSS <= \($rss_target) MB         \(if $hwm <= $rss_target * 1024 then "met" else "MISSED" end)",
           "  >= 99.9 % of greetings answered  \(if $ok * 1000 >= 999 * $scheduled and $ok * 1000 >= 999 * ($ok + $failed) then "met" else "MISSED" end)"
         ' "$all"
 }

@@ -19,6 +19,9 @@ use tokio::time::Instant;
 /// At most this many client nodes connect at once.
 pub const CONNECTING_AT_ONCE: usize = 32;
 
+/// How long a client whose handshake timed out waits before trying again.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// How client nodes are made and connected.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -113,7 +116,19 @@ pub async fn connect_clients(
         let (target, options) = (target.clone(), options.clone());
         connecting.spawn(async move {
             let _permit = at_once.acquire_owned().await.expect("never closed");
-            let result = connect_by(&target, &options, None, deadline).await;
+            // A handshake that timed out (a node busy with thousands of
+            // others) is tried again, with a new identity, while time is left.
+            let result = loop {
+                let result = connect_by(&target, &options, None, deadline).await;
+                match &result {
+                    Err(reason)
+                        if reason.contains("timed out") && Instant::now() + RETRY_PAUSE < deadline =>
+                    {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    _ => break result,
+                }
+            };
             done.fetch_add(1, Ordering::Relaxed);
             result
         });
@@ -150,7 +165,10 @@ async fn connect_by(
 ) -> Result<ClientNode, String> {
     let mut builder = NodeBuilder::for_dialing(target)
         .request_timeout(options.request_timeout)
-        .shutdown_grace(Duration::from_secs(1));
+        .shutdown_grace(Duration::from_secs(1))
+        // Without a bootstrap peer a client node never looks anyone up: no
+        // DHT, so that thousands of them in one process fit (~1.6 MB each).
+        .dht(!options.bootstrap.is_empty());
     if let Some(keypair) = keypair {
         builder = builder.keypair(keypair);
     }

@@ -69,6 +69,21 @@ pub struct NodeConfig {
     /// requests on it failed (ours with `Timeout`) or abandoned (its own).
     /// Default 10 s.
     pub stream_write_timeout: Duration,
+    /// Kademlia, our DHT: looking peers up by their id alone, and (public
+    /// nodes, relays) serving lookups. Default on. Off, a node cannot look a
+    /// peer up (dialing a bare `/p2p/<id>` fails at once) and keeps no
+    /// routing table (its 256 buckets are ~1.6 MB per node, allocated up
+    /// front): for many in-process client nodes, as `p2p-node bench` makes.
+    pub dht: bool,
+    /// Bidirectional streams a peer may have open at once on one QUIC
+    /// connection. Default 64 (libp2p-quic's is 256). quinn keeps a table
+    /// entry per stream a peer may open, on every connection, used or not:
+    /// 256 cost ~21 KB per connection, 64 ~5 KB (BENCHMARKS.md, "Scale").
+    /// A greet 1.0.0 request is one stream, so this bounds the 1.0.0
+    /// requests a peer has in flight on one connection (more wait for a
+    /// stream; 64 kept `bench -c 64 --protocol v1` as fast, 32 did not);
+    /// greet 2.0.0 pipelines on one stream.
+    pub quic_max_concurrent_streams: u32,
     /// Peers to join the DHT through (`<multiaddr>/p2p/<peer-id>`); those
     /// that are relays are also where a node that is not publicly reachable
     /// reserves a relayed address. Default none.
@@ -180,6 +195,8 @@ impl Default for NodeConfig {
             stream_idle_timeout: Duration::from_secs(15),
             inbound_stream_idle_timeout: Duration::from_secs(30),
             stream_write_timeout: Duration::from_secs(10),
+            dht: true,
+            quic_max_concurrent_streams: 64,
             bootstrap: Vec::new(),
             relay_server: false,
             relay: RelayServerConfig::default(),

@@ -36,7 +36,7 @@ const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 
 /// The read buffer of a served stream: a burst of pipelined requests is
 /// read in a few reads, not two or more per request.
-const READ_BUFFER: usize = 4096;
+const READ_BUFFER: usize = 1024;
 
 /// What bounds one served stream (from [`NodeConfig`]).
 #[derive(Debug, Clone, Copy)]

@@ -109,6 +109,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Turns the DHT (Kademlia) on or off (on by default; see [`NodeConfig::dht`]).
+    pub fn dht(mut self, enabled: bool) -> Self {
+        self.config.dht = enabled;
+        self
+    }
+
     /// How long an outbound request may take end to end. Default 10 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.config.request_timeout = timeout;

@@ -1,6 +1,7 @@
 //! Greeting every greet-capable peer at a fixed interval.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use libp2p::PeerId;
 use p2p_protocol::{GreetRequest, GreetResponse};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::discover::Change;
 
@@ -30,12 +31,15 @@ pub struct GreetOutcome {
 
 /// Greets every greet-capable peer of a [`Node`](crate::Node) once per interval.
 ///
-/// Each tick sends one request to every peer in the node's
-/// [`discover()`](crate::Node::discover) set, all concurrently: a slow peer delays
-/// only its own greeting. A peer that joins the set is greeted at once, then on
-/// the ticks. A peer whose previous greeting is still pending is
-/// skipped for that tick, so a peer that never answers costs one request per
-/// request timeout, not one per tick.
+/// Every peer in the node's [`discover()`](crate::Node::discover) set is
+/// greeted at once when it joins the set, then every interval from then on,
+/// each greeting concurrently with the others: a slow peer delays only its
+/// own greeting. Each peer keeps its own phase, so the greetings to many
+/// peers are spread over the interval as their arrivals were, rather than
+/// all sent on one shared tick (10,000 peers on one tick were a burst of
+/// 10,000 requests every interval). A peer whose previous greeting is still
+/// pending is skipped that time, so a peer that never answers costs one
+/// request per request timeout, not one per interval.
 ///
 /// The outcomes arrive on a bounded [`GreetOutcomes`] stream. The greeter
 /// stops, and the stream ends, when the node shuts down or when the stream
@@ -68,7 +72,7 @@ pub struct PeriodicGreeter {
 impl PeriodicGreeter {
     /// A greeter sending `message` to every greet-capable peer of a node every
     /// `interval` (at least one millisecond): the peers known now and each peer
-    /// that joins later are greeted at once, then on ticks one interval apart.
+    /// that joins later are greeted at once, then every interval after that.
     ///
     /// `peers` is a node (`&Node`) or any [`PeerDiscover`] of its peers.
     pub fn new(peers: impl Into<PeerDiscover>, interval: Duration, message: impl Into<String>) -> Self {
@@ -99,27 +103,39 @@ impl PeriodicGreeter {
     async fn run(self, outcomes: mpsc::Sender<GreetOutcome>) {
         let Self { mut discover, interval, message, .. } = self;
         let request = GreetRequest::new(message);
-        let mut peers: HashMap<PeerId, PeerClient> = HashMap::new();
+        // Each peer with the generation of its entry in `due`: a peer that
+        // leaves and comes back gets a new one, and its old entry is dropped.
+        let mut peers: HashMap<PeerId, (PeerClient, u64)> = HashMap::new();
+        // When each peer is next due, earliest first.
+        let mut due: BinaryHeap<Reverse<(Instant, u64, PeerId)>> = BinaryHeap::new();
+        let mut generation = 0u64;
         // Peers with a greeting in flight: skipped until it ends.
         let mut pending: HashSet<PeerId> = HashSet::new();
         // Each greeting is a task of its own so that its round trip is timed
         // when the answer arrives, not when this loop gets round to it.
         // Dropping the set when the loop ends aborts what is still in flight.
         let mut in_flight: JoinSet<GreetOutcome> = JoinSet::new();
-        let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let next_due = tokio::time::sleep(interval);
+        tokio::pin!(next_due);
 
         loop {
+            if let Some(Reverse((at, ..))) = due.peek()
+                && *at != next_due.deadline()
+            {
+                next_due.as_mut().reset(*at);
+            }
             tokio::select! {
                 change = discover.next() => match change {
                     Some(Ok(Change::Insert(peer, client))) => {
                         // A peer that just became greet-capable is greeted at
-                        // once, then on the ticks with the others: on a big
-                        // LAN waiting for the next tick only delays the mesh.
+                        // once (on a big LAN waiting only delays the mesh),
+                        // then every interval from now.
                         if pending.insert(peer) {
                             in_flight.spawn(greet(peer, client.clone(), request.clone()));
                         }
-                        peers.insert(peer, client);
+                        generation += 1;
+                        peers.insert(peer, (client, generation));
+                        due.push(Reverse((Instant::now() + interval, generation, peer)));
                     }
                     Some(Ok(Change::Remove(peer))) => {
                         peers.remove(&peer);
@@ -128,11 +144,23 @@ impl PeriodicGreeter {
                     // The node has shut down.
                     None => break,
                 },
-                _ = ticks.tick() => {
-                    for (peer, client) in &peers {
-                        if pending.insert(*peer) {
-                            in_flight.spawn(greet(*peer, client.clone(), request.clone()));
+                () = &mut next_due, if !due.is_empty() => {
+                    let now = Instant::now();
+                    while let Some(&Reverse((at, entry, peer))) = due.peek() {
+                        if at > now {
+                            break;
                         }
+                        due.pop();
+                        let Some((client, current)) = peers.get(&peer) else { continue };
+                        if *current != entry {
+                            continue;
+                        }
+                        if pending.insert(peer) {
+                            in_flight.spawn(greet(peer, client.clone(), request.clone()));
+                        }
+                        // Late (a busy runtime): the next one interval from now, not a catch-up burst.
+                        let next = if at + interval > now { at + interval } else { now + interval };
+                        due.push(Reverse((next, entry, peer)));
                     }
                 }
                 Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
@@ -274,15 +302,16 @@ mod tests {
         let outcome = outcomes.recv().await.expect("an outcome");
         assert_eq!((outcome.peer_id, outcome.result.map(|r| r.message)), (peer, Ok("hello".into())));
 
-        // Then on the greeter's own ticks (10 s, 20 s, ... from its start).
+        // Then every interval from its arrival (its own phase, not the greeter's start).
         assert_eq!(answer_next(&mut swarm_task).await, peer);
         let second = joined.elapsed();
         assert!(
-            second >= Duration::from_millis(7400) && second <= interval,
+            second >= interval - Duration::from_millis(10) && second <= interval + Duration::from_millis(10),
             "second greeting after {second:?}"
         );
         assert_eq!(answer_next(&mut swarm_task).await, peer);
-        assert!(joined.elapsed() >= second + interval - Duration::from_millis(100));
+        let third = joined.elapsed();
+        assert!(third >= second + interval - Duration::from_millis(10), "third greeting after {third:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,7 +136,7 @@ impl Lookups {
     }
 }
 
-fn refuse(reply: Option<Reply>, reason: &str) {
+pub(crate) fn refuse(reply: Option<Reply>, reason: &str) {
     if let Some(reply) = reply {
         let _ = reply.send(Err(RequestError::Unreachable(reason.to_owned())));
     }

@@ -23,7 +23,7 @@ mod reservations;
 
 pub(crate) use autonat::{AUTONAT_DIAL_REQUEST, AutonatClient, AutonatServer};
 pub(crate) use dht::{KAD_PROTOCOL, dht_addresses};
-pub(crate) use lookup::{LookupDone, Lookups};
+pub(crate) use lookup::{LookupDone, Lookups, refuse};
 pub(crate) use path::{Closing, is_relayed, relayed_to_close};
 pub(crate) use punch::Punches;
 pub(crate) use reservations::Reservations;

@@ -29,8 +29,9 @@ pub(crate) struct Behaviour {
     /// Accepts them (off for a 1.0.0-only node).
     pub(crate) pipelined: Toggle<Acceptor>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
-    /// Our DHT (`/p2p-node/kad/1.0.0`), its mode set explicitly.
-    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    /// Our DHT (`/p2p-node/kad/1.0.0`), its mode set explicitly (off with
+    /// `NodeConfig::dht` false).
+    pub(crate) kad: Toggle<kad::Behaviour<MemoryStore>>,
     /// Every node can reserve on a relay and dial through one.
     pub(crate) relay_client: relay::client::Behaviour,
     /// The relay hop (`--relay-server` only).

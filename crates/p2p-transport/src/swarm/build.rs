@@ -87,7 +87,7 @@ pub(crate) fn build_swarm(
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|err| BuildError::Transport(err.to_string()))?
-        .with_quic()
+        .with_quic_config(|quic| quic_config(quic, config))
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_behaviour(|key, relay_client| Behaviour {
@@ -109,7 +109,7 @@ pub(crate) fn build_swarm(
             streams: libp2p_stream::Behaviour::new(),
             pipelined: Toggle::from(acceptor),
             mdns: Toggle::from(mdns),
-            kad: kademlia(local_peer_id, config.relay_server),
+            kad: Toggle::from(config.dht.then(|| kademlia(local_peer_id, config.relay_server))),
             relay_client,
             relay: Toggle::from(config.relay_server.then(|| relay_hop(local_peer_id, &config.relay))),
             dcutr: dcutr::Behaviour::new(local_peer_id),
@@ -122,6 +122,14 @@ pub(crate) fn build_swarm(
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build();
     Ok(swarm)
+}
+
+/// libp2p-quic's defaults but for the streams a peer may open at once
+/// (`NodeConfig::quic_max_concurrent_streams`): quinn keeps a table entry per
+/// stream a peer may open, on every connection, whether or not it is used.
+fn quic_config(mut quic: libp2p::quic::Config, config: &NodeConfig) -> libp2p::quic::Config {
+    quic.max_concurrent_stream_limit = config.quic_max_concurrent_streams;
+    quic
 }
 
 /// Kademlia on our own protocol name, in server mode only for a relay

@@ -27,7 +27,10 @@ pub(crate) async fn write_bodies<W>(
 where
     W: AsyncWrite + Unpin,
 {
-    let mut buf = Vec::with_capacity(4096);
+    // Grows to what a burst needs (up to COALESCE_BYTES and a frame) and
+    // keeps it; starts small, since most streams carry a few small frames
+    // a second and every connection has one or two of them.
+    let mut buf = Vec::with_capacity(256);
     while let Some(body) = bodies.recv().await {
         buf.clear();
         append_frame(&mut buf, &body)?;

@@ -27,7 +27,7 @@ use crate::wire::write_bodies;
 use super::{OBSERVATION_INTERVAL, StreamTimeouts, WRITE_QUEUE};
 
 /// The read buffer of the answers: a burst of them is read in a few reads.
-const READ_BUFFER: usize = 4096;
+const READ_BUFFER: usize = 1024;
 
 type Answer = Result<GreetResponse, RequestError>;
 

@@ -17,7 +17,7 @@ use super::EventLoop;
 use crate::events::NodeEvent;
 use crate::reach::{
     AUTONAT_DIAL_REQUEST, Closing, KAD_PROTOCOL, LookupDone, Lookups, Punches, ReachabilityState,
-    Reservations, dht_addresses, relayed_to_close,
+    Reservations, dht_addresses, refuse, relayed_to_close,
 };
 use crate::{NodeConfig, RequestError};
 
@@ -100,7 +100,9 @@ impl EventLoop {
         let bootstrap: Vec<(PeerId, Multiaddr)> =
             self.reach.bootstrap.iter().map(|(p, a)| (*p, a.clone())).collect();
         for (peer, addr) in bootstrap {
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                kad.add_address(&peer, addr.clone());
+            }
             let opts = DialOpts::peer_id(peer)
                 .addresses(vec![addr])
                 .condition(PeerCondition::DisconnectedAndNotDialing);
@@ -108,8 +110,10 @@ impl EventLoop {
                 warn!(%peer, %err, "cannot dial bootstrap peer");
             }
         }
-        if !self.reach.bootstrap.is_empty() {
-            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+            && !self.reach.bootstrap.is_empty()
+        {
+            let _ = kad.bootstrap();
         }
         if self.addresses.has_confirmed() {
             self.update_reachability(true);
@@ -128,9 +132,13 @@ impl EventLoop {
             }
             return;
         }
+        let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
+            refuse(reply, "no DHT to look the peer up in (NodeConfig::dht is off)");
+            return;
+        };
         if self.reach.lookups.want(peer, reply) {
             debug!(%peer, "looking the peer up in the DHT");
-            let query = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            let query = kad.get_closest_peers(peer);
             self.reach.lookups.started(peer, query);
         }
     }
@@ -172,8 +180,14 @@ impl EventLoop {
     pub(super) fn on_identify_reach(&mut self, peer: PeerId, info: &identify::Info) {
         let speaks = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
         let speaks_kad = speaks(KAD_PROTOCOL.as_ref());
-        for addr in dht_addresses(speaks_kad, &info.listen_addrs, self.reach.allow_loopback) {
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+        let dht_on = self.swarm.behaviour().kad.is_enabled();
+        for addr in dht_addresses(speaks_kad, &info.listen_addrs, self.reach.allow_loopback)
+            .into_iter()
+            .filter(|_| dht_on)
+        {
+            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                kad.add_address(&peer, addr);
+            }
             if !speaks_kad && self.swarm.is_connected(&peer) {
                 self.reach.relayed_entries.insert(peer);
             }
@@ -278,8 +292,10 @@ impl EventLoop {
         self.update_direct(peer);
         if !self.swarm.is_connected(&peer) {
             self.reach.punches.on_done(&peer);
-            if self.reach.relayed_entries.remove(&peer) {
-                self.swarm.behaviour_mut().kad.remove_peer(&peer);
+            if self.reach.relayed_entries.remove(&peer)
+                && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+            {
+                kad.remove_peer(&peer);
             }
         }
         // A node that has met an AutoNAT server keeps asking for dial-backs
@@ -357,7 +373,9 @@ impl EventLoop {
         if let Some(reachability) = self.reach.reachability.update(public) {
             info!(%reachability, "reachability");
             let mode = if public || self.reach.relay_server { kad::Mode::Server } else { kad::Mode::Client };
-            self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                kad.set_mode(Some(mode));
+            }
             self.reporter.emit(NodeEvent::Reachability { reachability });
         }
     }
