@@ -36,7 +36,10 @@ impl std::fmt::Debug for PeerDiscover {
 
 struct Diff {
     peers: watch::Receiver<PeerSet>,
-    known: PeerSet,
+    /// Our own copy: holding the published `Arc` would make the swarm task
+    /// copy the whole set on its next change (`Arc::make_mut`), an O(n)
+    /// copy per connect at thousands of peers.
+    known: BTreeSet<PeerId>,
     queue: VecDeque<Change<PeerId, PeerClient>>,
     client: Client,
 }
@@ -44,21 +47,26 @@ struct Diff {
 impl PeerDiscover {
     pub(crate) fn new(mut peers: watch::Receiver<PeerSet>, client: Client) -> Self {
         peers.mark_changed(); // the first poll yields the current set
-        let diff = Diff { peers, known: PeerSet::default(), queue: VecDeque::new(), client };
+        let diff = Diff { peers, known: BTreeSet::new(), queue: VecDeque::new(), client };
         let inner = futures::stream::unfold(diff, |mut diff| async move {
             loop {
                 if let Some(change) = diff.queue.pop_front() {
                     return Some((Ok(change), diff));
                 }
                 diff.peers.changed().await.ok()?;
+                // Held only while diffing (not under the watch's lock).
                 let current = diff.peers.borrow_and_update().clone();
-                for gone in diff.known.difference(&current) {
-                    diff.queue.push_back(Change::Remove(*gone));
+                let gone: Vec<PeerId> = diff.known.difference(&current).copied().collect();
+                let new: Vec<PeerId> = current.difference(&diff.known).copied().collect();
+                drop(current);
+                for peer in gone {
+                    diff.known.remove(&peer);
+                    diff.queue.push_back(Change::Remove(peer));
                 }
-                for new in current.difference(&diff.known) {
-                    diff.queue.push_back(Change::Insert(*new, diff.client.peer(*new)));
+                for peer in new {
+                    diff.known.insert(peer);
+                    diff.queue.push_back(Change::Insert(peer, diff.client.peer(peer)));
                 }
-                diff.known = current;
             }
         });
         Self { inner: Box::pin(inner) }
@@ -70,5 +78,47 @@ impl Stream for PeerDiscover {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn changes_come_in_order_and_the_published_set_is_not_held() {
+        let (commands, _swarm_task) = mpsc::channel(1);
+        let client = Client::new(
+            commands,
+            Arc::new(crate::outbound::OutboundPeers::default()),
+            &crate::NodeConfig::default(),
+        );
+        let (set, set_rx) = watch::channel(PeerSet::default());
+        let mut discover = PeerDiscover::new(set_rx, client);
+        let (a, b) = (PeerId::random(), PeerId::random());
+
+        let publish = |peers: &[PeerId]| set.send_replace(Arc::new(peers.iter().copied().collect()));
+        publish(&[a, b]);
+        let mut inserted = Vec::new();
+        for _ in 0..2 {
+            match discover.next().await.unwrap().unwrap() {
+                Change::Insert(peer, _) => inserted.push(peer),
+                Change::Remove(peer) => panic!("removed {peer}"),
+            }
+        }
+        inserted.sort();
+        let mut both = vec![a, b];
+        both.sort();
+        assert_eq!(inserted, both);
+        // Only the watch holds the set: the swarm task's next change edits it
+        // in place instead of copying it.
+        assert_eq!(Arc::strong_count(&set.borrow()), 1);
+
+        publish(&[b]);
+        assert!(matches!(discover.next().await.unwrap().unwrap(), Change::Remove(p) if p == a));
+        assert_eq!(Arc::strong_count(&set.borrow()), 1);
     }
 }
