@@ -56,17 +56,13 @@ impl PeerDiscover {
                 diff.peers.changed().await.ok()?;
                 // Held only while diffing (not under the watch's lock).
                 let current = diff.peers.borrow_and_update().clone();
-                let gone: Vec<PeerId> = diff.known.difference(&current).copied().collect();
-                let new: Vec<PeerId> = current.difference(&diff.known).copied().collect();
-                drop(current);
-                for peer in gone {
-                    diff.known.remove(&peer);
-                    diff.queue.push_back(Change::Remove(peer));
+                for gone in diff.known.difference(&current) {
+                    diff.queue.push_back(Change::Remove(*gone));
                 }
-                for peer in new {
-                    diff.known.insert(peer);
-                    diff.queue.push_back(Change::Insert(peer, diff.client.peer(peer)));
+                for new in current.difference(&diff.known) {
+                    diff.queue.push_back(Change::Insert(*new, diff.client.peer(*new)));
                 }
+                diff.known = BTreeSet::clone(&current);
             }
         });
         Self { inner: Box::pin(inner) }

@@ -180,16 +180,14 @@ impl EventLoop {
     pub(super) fn on_identify_reach(&mut self, peer: PeerId, info: &identify::Info) {
         let speaks = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
         let speaks_kad = speaks(KAD_PROTOCOL.as_ref());
-        let dht_on = self.swarm.behaviour().kad.is_enabled();
-        for addr in dht_addresses(speaks_kad, &info.listen_addrs, self.reach.allow_loopback)
-            .into_iter()
-            .filter(|_| dht_on)
-        {
-            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                kad.add_address(&peer, addr);
-            }
-            if !speaks_kad && self.swarm.is_connected(&peer) {
+        let connected = self.swarm.is_connected(&peer);
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            let addrs = dht_addresses(speaks_kad, &info.listen_addrs, self.reach.allow_loopback);
+            if !speaks_kad && connected && !addrs.is_empty() {
                 self.reach.relayed_entries.insert(peer);
+            }
+            for addr in addrs {
+                kad.add_address(&peer, addr);
             }
         }
         if speaks(AUTONAT_DIAL_REQUEST) && self.reach.autonat_servers.insert(peer) {
