@@ -9,12 +9,14 @@ use libp2p::kad::store::MemoryStore;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, dcutr, identify, kad, mdns, noise,
-    relay, tcp, yamux,
+    PeerId, StreamProtocol, allow_block_list, connection_limits, dcutr, identify, kad, mdns, noise, relay,
+    tcp, yamux,
 };
 use p2p_protocol::PROTOCOL_NAME;
 
+use super::NodeSwarm;
 use super::behaviour::Behaviour;
+use super::boxed::Boxed;
 use super::ping::Ping;
 use crate::gate::PerIpLimit;
 use crate::inbound::Acceptor;
@@ -64,7 +66,7 @@ pub(crate) fn build_swarm(
     config: &NodeConfig,
     keypair: Keypair,
     acceptor: Option<Acceptor>,
-) -> Result<Swarm<Behaviour>, BuildError> {
+) -> Result<NodeSwarm, BuildError> {
     let local_peer_id = keypair.public().to_peer_id();
     let mdns = if config.mdns {
         let mdns_config =
@@ -90,33 +92,35 @@ pub(crate) fn build_swarm(
         .with_quic_config(|quic| quic_config(quic, config))
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|err| BuildError::Transport(err.to_string()))?
-        .with_behaviour(|key, relay_client| Behaviour {
-            limits: connection_limits::Behaviour::new(limits),
-            per_ip: PerIpLimit::new(config.max_incoming_per_ip),
-            banned: allow_block_list::Behaviour::default(),
-            greet: request_response::Behaviour::with_codec(
-                GreetCodec,
-                [(StreamProtocol::new(PROTOCOL_NAME), ProtocolSupport::Full)],
-                greet_config,
-            ),
-            identify: identify::Behaviour::new(
-                identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
-                    .with_agent_version(format!("p2p-node/{}", env!("CARGO_PKG_VERSION")))
-                    // A new relayed address reaches the relay (and its DHT) at once.
-                    .with_push_listen_addr_updates(true),
-            ),
-            ping: Ping::default(),
-            streams: libp2p_stream::Behaviour::new(),
-            pipelined: Toggle::from(acceptor),
-            mdns: Toggle::from(mdns),
-            kad: Toggle::from(config.dht.then(|| kademlia(local_peer_id, config.relay_server))),
-            relay_client,
-            relay: Toggle::from(config.relay_server.then(|| relay_hop(local_peer_id, &config.relay))),
-            dcutr: dcutr::Behaviour::new(local_peer_id),
-            autonat: AutonatClient::new(
-                autonat_client::Config::default().with_probe_interval(AUTONAT_PROBE_INTERVAL),
-            ),
-            autonat_server: Toggle::from(config.relay_server.then(AutonatServer::new)),
+        .with_behaviour(|key, relay_client| {
+            Boxed(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                per_ip: PerIpLimit::new(config.max_incoming_per_ip),
+                banned: allow_block_list::Behaviour::default(),
+                greet: request_response::Behaviour::with_codec(
+                    GreetCodec,
+                    [(StreamProtocol::new(PROTOCOL_NAME), ProtocolSupport::Full)],
+                    greet_config,
+                ),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                        .with_agent_version(format!("p2p-node/{}", env!("CARGO_PKG_VERSION")))
+                        // A new relayed address reaches the relay (and its DHT) at once.
+                        .with_push_listen_addr_updates(true),
+                ),
+                ping: Ping::default(),
+                streams: libp2p_stream::Behaviour::new(),
+                pipelined: Toggle::from(acceptor),
+                mdns: Toggle::from(mdns),
+                kad: Toggle::from(config.dht.then(|| kademlia(local_peer_id, config.relay_server))),
+                relay_client,
+                relay: Toggle::from(config.relay_server.then(|| relay_hop(local_peer_id, &config.relay))),
+                dcutr: dcutr::Behaviour::new(local_peer_id),
+                autonat: AutonatClient::new(
+                    autonat_client::Config::default().with_probe_interval(AUTONAT_PROBE_INTERVAL),
+                ),
+                autonat_server: Toggle::from(config.relay_server.then(AutonatServer::new)),
+            })
         })
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
@@ -185,10 +189,7 @@ fn per_minute_bucket(n: u32) -> (std::num::NonZeroU32, Duration) {
 }
 
 /// Starts every listener of `config`.
-pub(crate) fn listen(
-    swarm: &mut Swarm<Behaviour>,
-    config: &NodeConfig,
-) -> Result<Vec<ListenerId>, BuildError> {
+pub(crate) fn listen(swarm: &mut NodeSwarm, config: &NodeConfig) -> Result<Vec<ListenerId>, BuildError> {
     config
         .listen_addrs
         .iter()

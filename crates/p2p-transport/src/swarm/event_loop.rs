@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::PeerId;
 use libp2p::core::transport::ListenerId;
-use libp2p::{PeerId, Swarm};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::NodeSwarm;
 use super::Shared;
-use super::behaviour::Behaviour;
 use crate::NodeConfig;
 use crate::addresses::{AddressBook, Due};
 use crate::command::Command;
@@ -38,7 +38,7 @@ const BATCH: usize = 64;
 const ANNOUNCED_CAPACITY: usize = 64;
 
 pub(super) struct EventLoop {
-    swarm: Swarm<Behaviour>,
+    swarm: NodeSwarm,
     commands: mpsc::Receiver<Command>,
     /// False once every handle is gone (the channel then only says `None`).
     commands_open: bool,
@@ -71,7 +71,7 @@ pub(super) struct EventLoop {
 
 impl EventLoop {
     pub(super) fn new(
-        mut swarm: Swarm<Behaviour>,
+        mut swarm: NodeSwarm,
         config: &NodeConfig,
         listeners: Vec<ListenerId>,
         make: MakePeerService,

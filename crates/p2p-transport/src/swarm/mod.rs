@@ -8,6 +8,7 @@
 //! Must never: hold a policy of its own, await a handler or a consumer.
 
 mod behaviour;
+mod boxed;
 mod build;
 mod event_loop;
 mod ping;
@@ -25,6 +26,11 @@ use crate::inbound::{self, Acceptor, InboundPeers, MakePeerService};
 use crate::outbound::OutboundPeers;
 use crate::peers::PeerSet;
 use crate::{BuildError, NodeConfig};
+
+/// The node's swarm: every behaviour, each connection's handlers boxed
+/// (see [`boxed`]).
+pub(crate) type NodeSwarm = libp2p::Swarm<NodeBehaviour>;
+pub(crate) type NodeBehaviour = boxed::Boxed<behaviour::Behaviour>;
 
 /// What the swarm task shares with the node's handles.
 pub(crate) struct Shared {
