@@ -10,105 +10,27 @@
 //! connections this is the difference between a node over and under 1 GiB
 //! (BENCHMARKS.md, "Where the memory goes").
 //!
-//! Nothing else changes: every call is passed through as it is, and the
-//! inner behaviour stays reachable through `Deref`.
+//! Nothing else changes: every call is passed through as it is
+//! ([`WrapHandlers`]), and the inner behaviour stays reachable through `Deref`.
 
-use std::ops::{Deref, DerefMut};
 use std::task::{Context, Poll};
 
-use libp2p::PeerId;
-use libp2p::core::transport::PortUse;
-use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::handler::ConnectionEvent;
-use libp2p::swarm::{
-    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm, NetworkBehaviour,
-    SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
-};
+use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, SubstreamProtocol, THandler};
+
+use super::wrap::{Wrap, WrapHandlers};
 
 /// `B`, with its connection handlers boxed.
-pub(crate) struct Boxed<B>(pub(crate) B);
-
-impl<B> Deref for Boxed<B> {
-    type Target = B;
-    fn deref(&self) -> &B {
-        &self.0
-    }
-}
-
-impl<B> DerefMut for Boxed<B> {
-    fn deref_mut(&mut self) -> &mut B {
-        &mut self.0
-    }
-}
-
-impl<B: NetworkBehaviour> NetworkBehaviour for Boxed<B> {
-    type ConnectionHandler = BoxedHandler<THandler<B>>;
-    type ToSwarm = B::ToSwarm;
-
-    fn handle_pending_inbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        local_addr: &Multiaddr,
-        remote_addr: &Multiaddr,
-    ) -> Result<(), ConnectionDenied> {
-        self.0.handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
-    }
-
-    fn handle_established_inbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        peer: PeerId,
-        local_addr: &Multiaddr,
-        remote_addr: &Multiaddr,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.0
-            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
-            .map(|handler| BoxedHandler(Box::new(handler)))
-    }
-
-    fn handle_pending_outbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        maybe_peer: Option<PeerId>,
-        addresses: &[Multiaddr],
-        effective_role: Endpoint,
-    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        self.0.handle_pending_outbound_connection(connection_id, maybe_peer, addresses, effective_role)
-    }
-
-    fn handle_established_outbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        peer: PeerId,
-        addr: &Multiaddr,
-        role_override: Endpoint,
-        port_use: PortUse,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.0
-            .handle_established_outbound_connection(connection_id, peer, addr, role_override, port_use)
-            .map(|handler| BoxedHandler(Box::new(handler)))
-    }
-
-    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
-        self.0.on_swarm_event(event);
-    }
-
-    fn on_connection_handler_event(
-        &mut self,
-        peer_id: PeerId,
-        connection_id: ConnectionId,
-        event: THandlerOutEvent<Self>,
-    ) {
-        self.0.on_connection_handler_event(peer_id, connection_id, event);
-    }
-
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        self.0.poll(cx)
-    }
-}
+pub(crate) type Boxed<B> = WrapHandlers<B, BoxedHandler<THandler<B>>>;
 
 /// A connection handler behind a `Box`.
 pub(crate) struct BoxedHandler<H>(Box<H>);
+
+impl<H> Wrap<H> for BoxedHandler<H> {
+    fn wrap(handler: H) -> Self {
+        Self(Box::new(handler))
+    }
+}
 
 impl<H: ConnectionHandler> ConnectionHandler for BoxedHandler<H> {
     type FromBehaviour = H::FromBehaviour;

@@ -93,7 +93,7 @@ pub(crate) fn build_swarm(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_behaviour(|key, relay_client| {
-            Boxed(Behaviour {
+            Boxed::new(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 per_ip: PerIpLimit::new(config.max_incoming_per_ip),
                 banned: allow_block_list::Behaviour::default(),

@@ -12,6 +12,7 @@ mod boxed;
 mod build;
 mod event_loop;
 mod ping;
+mod wrap;
 
 use std::sync::Arc;
 

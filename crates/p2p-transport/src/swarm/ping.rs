@@ -13,68 +13,27 @@
 
 use std::task::{Context, Poll};
 
-use libp2p::core::Endpoint;
-use libp2p::core::transport::PortUse;
+use libp2p::ping;
 use libp2p::swarm::handler::{ConnectionEvent, DialUpgradeError};
 use libp2p::swarm::{
-    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm, NetworkBehaviour,
-    StreamUpgradeError, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    ConnectionHandler, ConnectionHandlerEvent, StreamUpgradeError, SubstreamProtocol, THandler,
 };
-use libp2p::{Multiaddr, PeerId, ping};
+
+use super::wrap::{Wrap, WrapHandlers};
 
 /// [`ping::Behaviour`] whose handlers keep answering a peer that refused ours.
-#[derive(Default)]
-pub(crate) struct Ping(ping::Behaviour);
+pub(crate) type Ping = WrapHandlers<ping::Behaviour, Handler>;
 
 type Inner = THandler<ping::Behaviour>;
 
-impl NetworkBehaviour for Ping {
-    type ConnectionHandler = Handler;
-    type ToSwarm = ping::Event;
-
-    fn handle_established_inbound_connection(
-        &mut self,
-        connection: ConnectionId,
-        peer: PeerId,
-        local_addr: &Multiaddr,
-        remote_addr: &Multiaddr,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.0.handle_established_inbound_connection(connection, peer, local_addr, remote_addr).map(Handler)
-    }
-
-    fn handle_established_outbound_connection(
-        &mut self,
-        connection: ConnectionId,
-        peer: PeerId,
-        addr: &Multiaddr,
-        role_override: Endpoint,
-        port_use: PortUse,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.0
-            .handle_established_outbound_connection(connection, peer, addr, role_override, port_use)
-            .map(Handler)
-    }
-
-    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
-        self.0.on_swarm_event(event);
-    }
-
-    fn on_connection_handler_event(
-        &mut self,
-        peer: PeerId,
-        connection: ConnectionId,
-        event: THandlerOutEvent<Self>,
-    ) {
-        self.0.on_connection_handler_event(peer, connection, event);
-    }
-
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<ping::Event, THandlerInEvent<Self>>> {
-        self.0.poll(cx)
-    }
-}
-
 /// One connection's ping handler, minus the surrender.
 pub(crate) struct Handler(Inner);
+
+impl Wrap<Inner> for Handler {
+    fn wrap(inner: Inner) -> Self {
+        Self(inner)
+    }
+}
 
 impl ConnectionHandler for Handler {
     type FromBehaviour = <Inner as ConnectionHandler>::FromBehaviour;
