@@ -222,11 +222,12 @@ pub(crate) struct TransportArgs {
     #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().idle_timeout))]
     pub(crate) idle_timeout: HumanDuration,
 
-    /// How long an outbound greeting may take end to end.
+    /// How long a greeting may take end to end (ours, from call to answer; a
+    /// peer's 1.0.0 stream, from arrival to answer written).
     #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().request_timeout))]
     pub(crate) request_timeout: HumanDuration,
 
-    /// Concurrent greet streams per connection.
+    /// Concurrent greet 1.0.0 streams per connection, each way.
     #[arg(long, value_name = "N", default_value_t = NodeConfig::default().max_concurrent_streams)]
     pub(crate) max_concurrent_streams: usize,
 

@@ -21,10 +21,13 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// How long a connection with no open streams stays up. Default 60 s.
     pub idle_timeout: Duration,
-    /// How long an outbound request may take end to end. Default 10 s.
+    /// How long a request may take end to end: an outbound one from call to
+    /// answer, an inbound 1.0.0 stream from its arrival to its answer
+    /// written (then it is dropped). Default 10 s.
     pub request_timeout: Duration,
-    /// Concurrent greet 1.0.0 streams per connection. Default 1024: overload
-    /// is answered by the service stack (503) rather than by dropped streams.
+    /// Concurrent greet 1.0.0 streams per connection, each way (inbound ones
+    /// beyond it are dropped unanswered). Default 1024: overload is answered
+    /// by the service stack (503) rather than by dropped streams.
     pub max_concurrent_streams: usize,
     /// Established connections in total (`None`: unlimited). Default 2048.
     pub max_connections: Option<u32>,

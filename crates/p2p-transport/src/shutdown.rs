@@ -76,10 +76,15 @@ impl Shutdown {
         true
     }
 
-    /// True once nothing is left to drain: `inbound_idle` from the 1.0.0 side,
-    /// and every pipelined responder done.
-    pub(crate) fn drained(&self, inbound_idle: bool) -> bool {
-        self.is_draining() && inbound_idle && self.streams.is_empty()
+    /// True once nothing is left to drain: every inbound stream's task (1.0.0
+    /// and 2.0.0) done.
+    pub(crate) fn drained(&self) -> bool {
+        self.is_draining() && self.streams.is_empty()
+    }
+
+    /// Inbound streams still being served.
+    pub(crate) fn streams_left(&self) -> usize {
+        self.streams.len()
     }
 
     /// Resolves when the last pipelined responder has finished (only while draining).

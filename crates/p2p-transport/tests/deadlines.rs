@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use p2p_protocol::v2::Response;
-use p2p_protocol::{GreetRequest, decode, try_read_frame};
-use p2p_transport::libp2p::PeerId;
+use p2p_protocol::{GreetRequest, PROTOCOL_NAME, decode, encode, try_read_frame};
+use p2p_transport::libp2p::{PeerId, StreamProtocol};
 use p2p_transport::{GreetVersion, NodeBuilder, NodeEvent, RequestError};
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -270,6 +270,59 @@ async fn a_requester_idle_on_its_stream_has_it_closed_so_the_connection_idles_ou
         |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == raw),
     )
     .await;
+}
+
+// ---- inbound 1.0.0 streams: bounded in time and in number -------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_stream_that_never_sends_its_request_is_dropped_at_the_request_timeout() {
+    let timeout = Duration::from_millis(500);
+    let mut s = spawn_with(Script::new("s"), Transport::Quic, |b| b.request_timeout(timeout)).await;
+    // The raw client would keep the connection (and so the stream) a minute.
+    let mut control = raw_client(&s.addr).await;
+    wait_for_peer(&mut s).await;
+    let start = Instant::now();
+    let mut stream =
+        within("a 1.0.0 stream", control.open_stream(s.peer_id(), StreamProtocol::new(PROTOCOL_NAME)))
+            .await
+            .expect("1.0.0 stream");
+    // Nothing sent, and the write half left open: the node gives up on it.
+    let end = within("the node to drop the stream", try_read_frame(&mut stream)).await;
+    assert!(!matches!(end, Ok(Some(_))), "no answer to a request never sent: {end:?}");
+    let took = start.elapsed();
+    assert!(
+        took >= timeout && took < timeout + SLACK,
+        "dropped after {took:?}, with a request timeout of {timeout:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_streams_beyond_the_cap_per_connection_are_dropped_and_the_others_served() {
+    let mut s = spawn_with(Script::new("s"), Transport::Quic, |b| b.max_concurrent_streams(2)).await;
+    s.script.hold_message("hold");
+    let control = raw_client(&s.addr).await;
+    wait_for_peer(&mut s).await;
+    let peer = s.peer_id();
+    let send = |message: &str| {
+        let mut control = control.clone();
+        let bytes = common::framed(&encode(&GreetRequest::new(message)));
+        tokio::spawn(async move { send_raw(&mut control, peer, &bytes).await })
+    };
+    // Two held requests fill the connection's cap...
+    let held = [send("hold"), send("hold")];
+    s.script.next_held_arrival().await;
+    s.script.next_held_arrival().await;
+    // ...so a third stream is dropped without an answer, at once.
+    let third = within("the third stream", send("three")).await.unwrap();
+    assert!(third.is_err(), "beyond the cap, no answer: {third:?}");
+    // Once the held ones are answered, the connection takes requests again.
+    s.script.release.add_permits(2);
+    for held in held {
+        let answer = within("a held request", held).await.unwrap().expect("answered");
+        assert_eq!(answer.unwrap().message, "s: hold");
+    }
+    let fourth = within("the fourth stream", send("four")).await.unwrap().expect("answered");
+    assert_eq!(fourth.unwrap().message, "s: four");
 }
 
 // ---- shutdown never waits on a peer beyond its grace ------------------------

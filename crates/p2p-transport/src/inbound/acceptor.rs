@@ -1,4 +1,11 @@
-//! Inbound v2 streams, handed over without loss.
+//! Inbound greet streams: 2.0.0 streams handed over without loss, and each
+//! 1.0.0 stream handed to a task of its own at once.
+//!
+//! A 1.0.0 stream carries one request: the connection's handler spawns the
+//! task that serves it ([`ServeV1`]), so the request and its answer never
+//! pass through the swarm task; at most `max_v1_streams` are served at once
+//! per connection, the rest are dropped (as libp2p's `request_response`
+//! drops streams beyond its cap).
 //!
 //! libp2p-stream's acceptor keeps one waiting stream per protocol, for all
 //! connections together, and drops the rest: a burst of streams (one peer
@@ -15,8 +22,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::future::{Ready, ready};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -25,16 +34,17 @@ use futures::task::AtomicWaker;
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
-use libp2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
+use libp2p::core::upgrade::{DeniedUpgrade, InboundUpgrade, UpgradeInfo};
 use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
 use libp2p::swarm::{
     ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm, NetworkBehaviour,
     SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
-use p2p_protocol::v2;
-use tracing::warn;
+use p2p_protocol::{PROTOCOL_NAME, v2};
+use tracing::{debug, warn};
 
+use super::v1::ServeV1;
 use crate::lock::lock;
 
 /// Streams negotiated but not yet taken, per connection. A peer with more
@@ -54,6 +64,14 @@ pub(crate) struct InboundStream {
     /// Always `Some` until dropped.
     stream: Option<Stream>,
     connection: Arc<AtomicWaker>,
+    /// The count of its connection's 1.0.0 streams, for a 1.0.0 stream.
+    counted: Option<Arc<AtomicUsize>>,
+}
+
+impl InboundStream {
+    fn new(stream: Stream, connection: &Arc<AtomicWaker>, counted: Option<Arc<AtomicUsize>>) -> Self {
+        Self { stream: Some(stream), connection: Arc::clone(connection), counted }
+    }
 }
 
 impl InboundStream {
@@ -65,6 +83,9 @@ impl InboundStream {
 impl Drop for InboundStream {
     fn drop(&mut self) {
         drop(self.stream.take()); // first, so the woken connection sees it gone
+        if let Some(counted) = &self.counted {
+            counted.fetch_sub(1, Ordering::Relaxed);
+        }
         self.connection.wake();
     }
 }
@@ -120,26 +141,43 @@ impl ConnectionWakers {
     }
 }
 
-/// A peer opened a greet 2.0.0 stream to us (reported once per connection):
-/// it speaks greet, whatever identify has said or not said yet.
+/// A peer opened a greet stream to us (reported once per connection and
+/// version): it speaks greet, and 2.0.0 if `v2`, whatever identify has said
+/// or not said yet.
 #[derive(Debug)]
-pub(crate) struct SpeaksV2(pub(crate) PeerId);
+pub(crate) struct GreetedBy {
+    pub(crate) peer: PeerId,
+    pub(crate) v2: bool,
+}
 
 /// The receiving end: every inbound v2 stream.
 pub(crate) type Incoming = mpsc::Receiver<IncomingStream>;
 
-/// Accepts inbound `/p2p-node/greet/2.0.0` streams on every connection.
+/// Accepts inbound greet streams on every connection: 1.0.0 always, 2.0.0
+/// unless the node is 1.0.0-only.
 pub(crate) struct Acceptor {
-    streams: mpsc::Sender<IncomingStream>,
+    /// Where 2.0.0 streams go (none: a 1.0.0-only node).
+    v2: Option<mpsc::Sender<IncomingStream>>,
+    v1: Arc<ServeV1>,
+    /// 1.0.0 streams served at once, per connection.
+    max_v1_streams: usize,
     wakers: ConnectionWakers,
-    /// Peers to report as [`SpeaksV2`] (one per connection that saw a stream).
-    speakers: VecDeque<PeerId>,
+    /// Peers to report (one per connection and version that saw a stream).
+    speakers: VecDeque<GreetedBy>,
 }
 
 impl Acceptor {
-    pub(crate) fn new() -> (Self, Incoming) {
+    /// With `v2`, 2.0.0 streams are accepted too, and come out of [`Incoming`].
+    pub(crate) fn new(v2: bool, v1: Arc<ServeV1>, max_v1_streams: usize) -> (Self, Incoming) {
         let (streams, incoming) = mpsc::channel(QUEUE);
-        (Self { streams, wakers: ConnectionWakers::default(), speakers: VecDeque::new() }, incoming)
+        let acceptor = Self {
+            v2: v2.then_some(streams),
+            v1,
+            max_v1_streams: max_v1_streams.max(1),
+            wakers: ConnectionWakers::default(),
+            speakers: VecDeque::new(),
+        };
+        (acceptor, incoming)
     }
 
     /// The wakers of every connection this behaviour has a handler on.
@@ -150,23 +188,31 @@ impl Acceptor {
     fn handler(&self, peer: PeerId, connection_id: ConnectionId, remote_addr: &Multiaddr) -> Handler {
         let connection = Arc::new(AtomicWaker::new());
         self.wakers.insert(connection_id, peer, Arc::clone(&connection));
+        let mut protocols = vec![StreamProtocol::new(PROTOCOL_NAME)];
+        if self.v2.is_some() {
+            protocols.push(StreamProtocol::new(v2::PROTOCOL_NAME));
+        }
         Handler {
             peer,
             connection_id,
             remote_addr: remote_addr.clone(),
-            streams: self.streams.clone(),
+            protocols: GreetProtocols(protocols),
+            streams: self.v2.clone(),
             backlog: VecDeque::new(),
+            v1: Arc::clone(&self.v1),
+            v1_open: Arc::new(AtomicUsize::new(0)),
+            max_v1_streams: self.max_v1_streams,
             connection,
             wakers: self.wakers.clone(),
-            reported: false,
-            report: false,
+            reported: [false; 2],
+            report: [false; 2],
         }
     }
 }
 
 impl NetworkBehaviour for Acceptor {
     type ConnectionHandler = Handler;
-    type ToSwarm = SpeaksV2;
+    type ToSwarm = GreetedBy;
 
     fn handle_established_inbound_connection(
         &mut self,
@@ -191,14 +237,14 @@ impl NetworkBehaviour for Acceptor {
 
     fn on_swarm_event(&mut self, _: FromSwarm<'_>) {}
 
-    fn on_connection_handler_event(&mut self, peer: PeerId, _: ConnectionId, (): THandlerOutEvent<Self>) {
-        // Bounded: one per connection, and the swarm polls us after each event.
-        self.speakers.push_back(peer);
+    fn on_connection_handler_event(&mut self, peer: PeerId, _: ConnectionId, v2: THandlerOutEvent<Self>) {
+        // Bounded: two per connection, and the swarm polls us after each event.
+        self.speakers.push_back(GreetedBy { peer, v2 });
     }
 
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<SpeaksV2, THandlerInEvent<Self>>> {
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<GreetedBy, THandlerInEvent<Self>>> {
         match self.speakers.pop_front() {
-            Some(peer) => Poll::Ready(ToSwarm::GenerateEvent(SpeaksV2(peer))),
+            Some(greeted) => Poll::Ready(ToSwarm::GenerateEvent(greeted)),
             None => Poll::Pending,
         }
     }
@@ -209,16 +255,67 @@ pub(crate) struct Handler {
     peer: PeerId,
     connection_id: ConnectionId,
     remote_addr: Multiaddr,
-    streams: mpsc::Sender<IncomingStream>,
+    protocols: GreetProtocols,
+    /// Where 2.0.0 streams go (none: a 1.0.0-only node).
+    streams: Option<mpsc::Sender<IncomingStream>>,
+    /// 2.0.0 streams negotiated and not yet handed over.
     backlog: VecDeque<Stream>,
+    v1: Arc<ServeV1>,
+    /// This connection's 1.0.0 streams being served.
+    v1_open: Arc<AtomicUsize>,
+    max_v1_streams: usize,
     /// The connection task, as of its last poll.
     connection: Arc<AtomicWaker>,
     /// Where `connection` is registered until this handler (the connection) goes.
     wakers: ConnectionWakers,
-    /// A stream came on this connection and is to be reported as [`SpeaksV2`]…
-    report: bool,
+    /// A stream came on this connection and is to be reported as
+    /// [`GreetedBy`], for 1.0.0 and for 2.0.0…
+    report: [bool; 2],
     /// …or already was.
-    reported: bool,
+    reported: [bool; 2],
+}
+
+impl Handler {
+    fn on_v1_stream(&mut self, stream: Stream) {
+        if self.v1_open.load(Ordering::Relaxed) >= self.max_v1_streams {
+            debug!(peer = %self.peer, "too many greet 1.0.0 streams at once on one connection; one dropped");
+            return;
+        }
+        self.v1_open.fetch_add(1, Ordering::Relaxed);
+        let stream = InboundStream::new(stream, &self.connection, Some(Arc::clone(&self.v1_open)));
+        self.v1.spawn(self.peer, self.connection_id, self.remote_addr.clone(), stream);
+    }
+
+    fn on_v2_stream(&mut self, stream: Stream) {
+        if self.backlog.len() < BACKLOG {
+            self.backlog.push_back(stream);
+        } else {
+            warn!(peer = %self.peer, "too many pipelined streams waiting; one dropped");
+        }
+    }
+}
+
+/// The greet protocols a connection accepts; the negotiated one comes with the stream.
+#[derive(Clone)]
+pub(crate) struct GreetProtocols(Vec<StreamProtocol>);
+
+impl UpgradeInfo for GreetProtocols {
+    type Info = StreamProtocol;
+    type InfoIter = std::vec::IntoIter<StreamProtocol>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        self.0.clone().into_iter()
+    }
+}
+
+impl InboundUpgrade<Stream> for GreetProtocols {
+    type Output = (Stream, StreamProtocol);
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Output, Infallible>>;
+
+    fn upgrade_inbound(self, stream: Stream, protocol: StreamProtocol) -> Self::Future {
+        ready(Ok((stream, protocol)))
+    }
 }
 
 impl Drop for Handler {
@@ -229,34 +326,34 @@ impl Drop for Handler {
 
 impl ConnectionHandler for Handler {
     type FromBehaviour = Infallible;
-    type ToBehaviour = ();
-    type InboundProtocol = ReadyUpgrade<StreamProtocol>;
+    /// A greet stream came: `true` for 2.0.0.
+    type ToBehaviour = bool;
+    type InboundProtocol = GreetProtocols;
     type OutboundProtocol = DeniedUpgrade;
     type InboundOpenInfo = ();
     type OutboundOpenInfo = Infallible;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, ()> {
-        SubstreamProtocol::new(ReadyUpgrade::new(StreamProtocol::new(v2::PROTOCOL_NAME)), ())
+        SubstreamProtocol::new(self.protocols.clone(), ())
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, ()>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, bool>> {
         self.connection.register(cx.waker());
-        if self.report {
-            self.report = false;
-            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(()));
+        if let Some(v2) = self.report.iter().position(|report| *report) {
+            self.report[v2] = false;
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(v2 == 1));
         }
+        let Some(streams) = &mut self.streams else { return Poll::Pending };
         while !self.backlog.is_empty() {
-            match self.streams.poll_ready(cx) {
+            match streams.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     let stream = self.backlog.pop_front().expect("not empty");
-                    let stream =
-                        InboundStream { stream: Some(stream), connection: Arc::clone(&self.connection) };
-                    let _ = self.streams.start_send((
-                        self.peer,
-                        self.connection_id,
-                        self.remote_addr.clone(),
-                        stream,
-                    ));
+                    let stream = InboundStream::new(stream, &self.connection, None);
+                    let _ =
+                        streams.start_send((self.peer, self.connection_id, self.remote_addr.clone(), stream));
                 }
                 // The node is shutting down: nobody will serve these.
                 Poll::Ready(Err(_)) => self.backlog.clear(),
@@ -274,16 +371,20 @@ impl ConnectionHandler for Handler {
         &mut self,
         event: ConnectionEvent<'_, Self::InboundProtocol, DeniedUpgrade, (), Infallible>,
     ) {
-        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: stream, .. }) =
-            event
+        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+            protocol: (stream, protocol),
+            ..
+        }) = event
         {
-            if !self.reported {
-                (self.report, self.reported) = (true, true);
+            let v2 = protocol.as_ref() == v2::PROTOCOL_NAME;
+            let version = usize::from(v2);
+            if !self.reported[version] {
+                (self.report[version], self.reported[version]) = (true, true);
             }
-            if self.backlog.len() < BACKLOG {
-                self.backlog.push_back(stream);
+            if v2 {
+                self.on_v2_stream(stream);
             } else {
-                warn!(peer = %self.peer, "too many pipelined streams waiting; one dropped");
+                self.on_v1_stream(stream);
             }
         }
     }

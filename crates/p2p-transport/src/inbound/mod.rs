@@ -1,12 +1,12 @@
 //! Inbound: remote peers' requests, served by the per-peer Tower service the
 //! user's `MakeService<PeerContext>` builds, on 1.0.0 (one stream per
-//! request, through the swarm task) and 2.0.0 (pipelined streams, served by
-//! tasks of their own).
+//! request) and 2.0.0 (pipelined streams), each stream served by a task of
+//! its own; neither passes through the swarm task.
 //!
-//! Owns: the peers' service cells, the v1 answer channel and its drain
-//! accounting, the v2 acceptor and responders.
-//! Must never: await a handler on the swarm task (a 1.0.0 request runs in a
-//! task of its own, a 2.0.0 request in its stream's responder task), or let
+//! Owns: the peers' service cells, the acceptor of both versions' streams,
+//! the 1.0.0 stream server and the 2.0.0 responders.
+//! Must never: await a handler on the swarm task (a 1.0.0 request runs in
+//! its stream's task, a 2.0.0 request in its stream's responder task), or let
 //! user code (an error, a panic) go unanswered.
 
 mod acceptor;
@@ -15,10 +15,10 @@ mod responder;
 mod service;
 mod v1;
 
-pub(crate) use acceptor::{Acceptor, ConnectionWakers, SpeaksV2};
+pub(crate) use acceptor::{Acceptor, ConnectionWakers, GreetedBy};
 pub(crate) use peers::InboundPeers;
 pub(crate) use responder::accept_loop;
 #[cfg(feature = "metrics")]
 pub(crate) use service::PeerService;
 pub(crate) use service::{MakePeerService, noting_refusals};
-pub(crate) use v1::InboundV1;
+pub(crate) use v1::ServeV1;

@@ -32,7 +32,7 @@ use crate::NodeConfig;
 use crate::wire::{answer_body, write_bodies};
 
 /// How long a stream waits for the swarm task to register its connection.
-const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+pub(super) const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 
 /// The read buffer of a served stream: a burst of pipelined requests is
 /// read in a few reads, not two or more per request.
@@ -50,7 +50,7 @@ struct Limits {
 }
 
 /// The shutdown signal: `Some(end of the grace period)` once the drain began.
-type Stop = watch::Receiver<Option<Instant>>;
+pub(crate) type Stop = watch::Receiver<Option<Instant>>;
 
 /// Takes every inbound v2 stream and serves each in a task of its own.
 pub(crate) fn accept_loop(
@@ -251,7 +251,7 @@ async fn serve(
 
 /// Resolves at the end of the shutdown grace period; never before shutdown
 /// begins, at once if the node is gone.
-async fn drain_over(shutdown: &mut Stop) {
+pub(super) async fn drain_over(shutdown: &mut Stop) {
     let deadline = match shutdown.wait_for(Option::is_some).await {
         Ok(deadline) => *deadline,
         Err(_) => return,

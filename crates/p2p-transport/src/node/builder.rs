@@ -115,13 +115,16 @@ impl NodeBuilder {
         self
     }
 
-    /// How long an outbound request may take end to end. Default 10 s.
+    /// How long a request may take end to end: an outbound one from call to
+    /// answer, an inbound 1.0.0 stream from its arrival to its answer written.
+    /// Default 10 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.config.request_timeout = timeout;
         self
     }
 
-    /// Concurrent greet streams per connection. Default 1024.
+    /// Concurrent greet 1.0.0 streams per connection, each way (inbound ones
+    /// beyond it are dropped). Default 1024.
     pub fn max_concurrent_streams(mut self, streams: usize) -> Self {
         self.config.max_concurrent_streams = streams;
         self

@@ -20,14 +20,16 @@ pub(crate) struct Behaviour {
     pub(crate) per_ip: PerIpLimit,
     /// Banned peers: their connections are closed and refused.
     pub(crate) banned: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Sends greet 1.0.0 requests (inbound ones are the acceptor's).
     pub(crate) greet: request_response::Behaviour<GreetCodec>,
     pub(crate) identify: identify::Behaviour,
     /// libp2p's ping, answering even peers that do not answer ours.
     pub(crate) ping: Ping,
     /// Opens greet v2's long-lived pipelined streams.
     pub(crate) streams: libp2p_stream::Behaviour,
-    /// Accepts them (off for a 1.0.0-only node).
-    pub(crate) pipelined: Toggle<Acceptor>,
+    /// Accepts inbound greet streams: each 1.0.0 one served in a task of its
+    /// own, 2.0.0 ones (unless the node is 1.0.0-only) handed to the responders.
+    pub(crate) acceptor: Acceptor,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     /// Our DHT (`/p2p-node/kad/1.0.0`), its mode set explicitly (off with
     /// `NodeConfig::dht` false).

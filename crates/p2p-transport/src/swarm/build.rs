@@ -61,11 +61,11 @@ const MDNS_TTL: Duration = Duration::from_secs(4 * 15);
 /// QUIC and TCP (Noise, Yamux; TCP dials from the listening port, which
 /// libp2p-tcp 0.45 does by default, and QUIC from its one socket, as hole
 /// punching needs) and the relay client transport, with every behaviour of [`Behaviour`];
-/// `acceptor` serves greet 2.0.0 (none: a 1.0.0-only node).
+/// `acceptor` serves greet (request_response only sends 1.0.0 requests).
 pub(crate) fn build_swarm(
     config: &NodeConfig,
     keypair: Keypair,
-    acceptor: Option<Acceptor>,
+    acceptor: Acceptor,
 ) -> Result<NodeSwarm, BuildError> {
     let local_peer_id = keypair.public().to_peer_id();
     let mdns = if config.mdns {
@@ -83,6 +83,7 @@ pub(crate) fn build_swarm(
     let greet_config = request_response::Config::default()
         .with_request_timeout(config.request_timeout)
         .with_max_concurrent_streams(config.max_concurrent_streams);
+    // Inbound 1.0.0 streams are the acceptor's: served off the swarm task.
     let idle_timeout = config.idle_timeout;
 
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -99,7 +100,7 @@ pub(crate) fn build_swarm(
                 banned: allow_block_list::Behaviour::default(),
                 greet: request_response::Behaviour::with_codec(
                     GreetCodec,
-                    [(StreamProtocol::new(PROTOCOL_NAME), ProtocolSupport::Full)],
+                    [(StreamProtocol::new(PROTOCOL_NAME), ProtocolSupport::Outbound)],
                     greet_config,
                 ),
                 identify: identify::Behaviour::new(
@@ -110,7 +111,7 @@ pub(crate) fn build_swarm(
                 ),
                 ping: Ping::default(),
                 streams: libp2p_stream::Behaviour::new(),
-                pipelined: Toggle::from(acceptor),
+                acceptor,
                 mdns: Toggle::from(mdns),
                 kad: Toggle::from(config.dht.then(|| kademlia(local_peer_id, config.relay_server))),
                 relay_client,

@@ -1,9 +1,9 @@
 //! The event loop: the only owner of the `Swarm`. It dispatches; the
 //! concerns decide.
 //!
-//! **Architecture Invariant:** this task never awaits a handler. An inbound
-//! request is handed to its peer's service in a spawned task; the answer
-//! comes back over a bounded channel and is sent from here.
+//! **Architecture Invariant:** this task never awaits a handler. Inbound
+//! requests never reach it: each inbound stream is served by a task of its
+//! own, spawned by its connection's handler (see `inbound`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use crate::addresses::{AddressBook, Due};
 use crate::command::Command;
 use crate::events::Reporter;
 use crate::gate::Bans;
-use crate::inbound::{Acceptor, ConnectionWakers, InboundPeers, InboundV1, MakePeerService};
+use crate::inbound::{ConnectionWakers, InboundPeers};
 use crate::outbound::{Dials, OutboundPeers, OutboundV1};
 use crate::peers::{Announced, Lifecycle, PeerTable};
 use crate::shutdown::Shutdown;
@@ -45,7 +45,6 @@ pub(super) struct EventLoop {
     reporter: Reporter,
     peers: PeerTable,
     lifecycle: Lifecycle,
-    inbound: InboundV1,
     inbound_peers: Arc<InboundPeers>,
     outbound: OutboundV1,
     outbound_peers: Arc<OutboundPeers>,
@@ -74,15 +73,14 @@ impl EventLoop {
         mut swarm: NodeSwarm,
         config: &NodeConfig,
         listeners: Vec<ListenerId>,
-        make: MakePeerService,
         inbound_peers: Arc<InboundPeers>,
-        Shared { commands, reporter, greet_peers, outbound_peers, refusals: (noted, refusals) }: Shared,
+        shutdown: Shutdown,
+        Shared { commands, reporter, greet_peers, outbound_peers, refusals: (_, refusals) }: Shared,
         #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
     ) -> Self {
         let addresses = AddressBook::new(config.external.clone(), &mut swarm, reporter.clone());
         let streams_control = swarm.behaviour().streams.new_control();
-        let connection_wakers =
-            swarm.behaviour().pipelined.as_ref().map(Acceptor::wakers).unwrap_or_default();
+        let connection_wakers = swarm.behaviour().acceptor.wakers();
         // Peers announced the js-libp2p way, which libp2p-mdns does not hear.
         let (announced_tx, announced) = mpsc::channel(ANNOUNCED_CAPACITY);
         if config.mdns {
@@ -96,13 +94,12 @@ impl EventLoop {
             reporter,
             peers: PeerTable::new(greet_peers),
             lifecycle: Lifecycle::new(local),
-            inbound: InboundV1::new(make, Arc::clone(&inbound_peers), noted),
             inbound_peers,
             outbound: OutboundV1::default(),
             outbound_peers,
             dials: Dials::default(),
             addresses,
-            shutdown: Shutdown::new(config.shutdown_grace),
+            shutdown,
             listeners,
             streams_control,
             connection_wakers,
@@ -117,10 +114,6 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn shutdown(&self) -> &Shutdown {
-        &self.shutdown
-    }
-
     pub(super) async fn run(mut self) {
         self.start_reach();
         loop {
@@ -129,9 +122,6 @@ impl EventLoop {
             let next_unban = self.bans.next_due();
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some(answer) = self.inbound.next_answer() => {
-                    self.inbound.on_answers(&mut self.swarm.behaviour_mut().greet, answer);
-                }
                 command = self.commands.recv(), if self.commands_open => match command {
                     Some(command) => {
                         self.on_command(command);
@@ -170,14 +160,14 @@ impl EventLoop {
                         self.apply_ban(change);
                     }
                 }
-                // Wakes the loop when the last v2 responder has finished draining.
+                // Wakes the loop when the last inbound stream has finished draining.
                 () = self.shutdown.streams_done(), if self.shutdown.is_draining() => {}
                 () = self.shutdown.grace_over() => {
-                    warn!(in_flight = self.inbound.in_flight(), "shutdown grace period over; dropping unanswered requests");
+                    warn!(streams = self.shutdown.streams_left(), "shutdown grace period over; dropping unanswered requests");
                     break;
                 }
             }
-            if self.shutdown.drained(self.inbound.is_idle()) {
+            if self.shutdown.drained() {
                 break;
             }
         }
@@ -215,7 +205,7 @@ impl EventLoop {
 
     fn begin_shutdown(&mut self, reply: Option<tokio::sync::oneshot::Sender<()>>) {
         if self.shutdown.begin(reply) {
-            info!(in_flight = self.inbound.in_flight(), "shutting down");
+            info!(streams = self.shutdown.streams_left(), "shutting down");
             // Listeners stay up while draining; new requests are answered 503.
             self.outbound.shut_down();
             self.dials.shut_down();

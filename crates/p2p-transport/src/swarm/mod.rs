@@ -23,9 +23,10 @@ use tokio::sync::{mpsc, watch};
 use crate::command::Command;
 use crate::events::Reporter;
 use crate::gate::Refusals;
-use crate::inbound::{self, Acceptor, InboundPeers, MakePeerService};
+use crate::inbound::{self, Acceptor, InboundPeers, MakePeerService, ServeV1};
 use crate::outbound::OutboundPeers;
 use crate::peers::PeerSet;
+use crate::shutdown::Shutdown;
 use crate::{BuildError, NodeConfig};
 
 /// The node's swarm: every behaviour, each connection's handlers boxed
@@ -54,31 +55,40 @@ pub(crate) fn spawn(
 ) -> Result<PeerId, BuildError> {
     let keypair = keypair.unwrap_or_else(Keypair::generate_ed25519);
     let local_peer_id = keypair.public().to_peer_id();
-    let (acceptor, incoming) = Acceptor::new();
-    let mut swarm = build::build_swarm(&config, keypair, config.greet_v2.then_some(acceptor))?;
+    let shutdown = Shutdown::new(config.shutdown_grace);
+    let inbound_peers = Arc::new(InboundPeers::default());
+    let serve_v1 = Arc::new(ServeV1 {
+        peers: Arc::clone(&inbound_peers),
+        make: make.clone(),
+        refusals: shared.refusals.0.clone(),
+        shutdown: shutdown.stop_signal(),
+        tasks: shutdown.stream_tasks(),
+        timeout: config.request_timeout,
+    });
+    let (acceptor, incoming) = Acceptor::new(config.greet_v2, serve_v1, config.max_concurrent_streams);
+    let mut swarm = build::build_swarm(&config, keypair, acceptor)?;
     let listeners = build::listen(&mut swarm, &config)?;
 
-    let inbound_peers = Arc::new(InboundPeers::default());
+    if config.greet_v2 {
+        tokio::spawn(inbound::accept_loop(
+            incoming,
+            Arc::clone(&inbound_peers),
+            make,
+            &config,
+            shutdown.stop_signal(),
+            shutdown.stream_tasks(),
+        ));
+    }
     let event_loop = event_loop::EventLoop::new(
         swarm,
         &config,
         listeners,
-        make.clone(),
-        Arc::clone(&inbound_peers),
+        inbound_peers,
+        shutdown,
         shared,
         #[cfg(feature = "metrics")]
         metrics,
     );
-    if config.greet_v2 {
-        tokio::spawn(inbound::accept_loop(
-            incoming,
-            inbound_peers,
-            make,
-            &config,
-            event_loop.shutdown().stop_signal(),
-            event_loop.shutdown().stream_tasks(),
-        ));
-    }
     tokio::spawn(event_loop.run());
     Ok(local_peer_id)
 }

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 use super::EventLoop;
 use crate::events::NodeEvent;
 use crate::gate::BanChange;
-use crate::inbound::SpeaksV2;
+use crate::inbound::GreetedBy;
 use crate::outbound::Mux;
 use crate::peers::{Closed, Decision};
 use crate::swarm::behaviour::BehaviourEvent;
@@ -25,8 +25,8 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Greet(event)) => self.on_greet(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Pipelined(SpeaksV2(peer))) => {
-                self.on_greeted_by(peer, true)
+            SwarmEvent::Behaviour(BehaviourEvent::Acceptor(GreetedBy { peer, v2 })) => {
+                self.on_greeted_by(peer, v2)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => self.on_relay_client(event),
@@ -161,26 +161,6 @@ impl EventLoop {
     fn on_greet(&mut self, event: request_response::Event<InboundRequest, GreetResult>) {
         use request_response::{Event, Message};
         match event {
-            Event::Message {
-                peer,
-                connection_id,
-                message: Message::Request { request_id, request, channel },
-            } => {
-                self.on_greeted_by(peer, false);
-                let remote = self.peers.remote_addr(&peer, connection_id);
-                let draining = self.shutdown.is_draining();
-                let greet = &mut self.swarm.behaviour_mut().greet;
-                self.inbound.on_request(
-                    greet,
-                    peer,
-                    connection_id,
-                    remote,
-                    request_id,
-                    request,
-                    channel,
-                    draining,
-                );
-            }
             Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
                 if let Some(observed) = self.outbound.on_response(request_id, response) {
                     self.observe(peer, observed);
@@ -189,11 +169,10 @@ impl EventLoop {
             Event::OutboundFailure { peer, request_id, error, .. } => {
                 self.outbound.on_failure(peer, request_id, error);
             }
-            Event::InboundFailure { peer, request_id, error, .. } => {
-                debug!(%peer, %error, "inbound greet failed");
-                self.inbound.on_done(request_id);
-            }
-            Event::ResponseSent { request_id, .. } => self.inbound.on_done(request_id),
+            // Outbound only: inbound 1.0.0 streams are the acceptor's.
+            Event::Message { message: Message::Request { .. }, .. }
+            | Event::InboundFailure { .. }
+            | Event::ResponseSent { .. } => {}
         }
     }
 
