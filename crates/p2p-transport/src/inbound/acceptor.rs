@@ -72,9 +72,7 @@ impl InboundStream {
     fn new(stream: Stream, connection: &Arc<AtomicWaker>, counted: Option<Arc<AtomicUsize>>) -> Self {
         Self { stream: Some(stream), connection: Arc::clone(connection), counted }
     }
-}
 
-impl InboundStream {
     fn stream(&mut self) -> Pin<&mut Stream> {
         Pin::new(self.stream.as_mut().expect("taken only on drop"))
     }
@@ -188,15 +186,11 @@ impl Acceptor {
     fn handler(&self, peer: PeerId, connection_id: ConnectionId, remote_addr: &Multiaddr) -> Handler {
         let connection = Arc::new(AtomicWaker::new());
         self.wakers.insert(connection_id, peer, Arc::clone(&connection));
-        let mut protocols = vec![StreamProtocol::new(PROTOCOL_NAME)];
-        if self.v2.is_some() {
-            protocols.push(StreamProtocol::new(v2::PROTOCOL_NAME));
-        }
         Handler {
             peer,
             connection_id,
             remote_addr: remote_addr.clone(),
-            protocols: GreetProtocols(protocols),
+            protocols: GreetProtocols { v2: self.v2.is_some() },
             streams: self.v2.clone(),
             backlog: VecDeque::new(),
             v1: Arc::clone(&self.v1),
@@ -295,16 +289,20 @@ impl Handler {
     }
 }
 
-/// The greet protocols a connection accepts; the negotiated one comes with the stream.
-#[derive(Clone)]
-pub(crate) struct GreetProtocols(Vec<StreamProtocol>);
+/// The greet protocols a connection accepts (1.0.0, and 2.0.0 if `v2`);
+/// the negotiated one comes with the stream.
+#[derive(Clone, Copy)]
+pub(crate) struct GreetProtocols {
+    v2: bool,
+}
 
 impl UpgradeInfo for GreetProtocols {
     type Info = StreamProtocol;
-    type InfoIter = std::vec::IntoIter<StreamProtocol>;
+    type InfoIter = std::iter::Take<std::array::IntoIter<StreamProtocol, 2>>;
 
     fn protocol_info(&self) -> Self::InfoIter {
-        self.0.clone().into_iter()
+        let all = [StreamProtocol::new(PROTOCOL_NAME), StreamProtocol::new(v2::PROTOCOL_NAME)];
+        all.into_iter().take(1 + usize::from(self.v2))
     }
 }
 
@@ -334,7 +332,7 @@ impl ConnectionHandler for Handler {
     type OutboundOpenInfo = Infallible;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, ()> {
-        SubstreamProtocol::new(self.protocols.clone(), ())
+        SubstreamProtocol::new(self.protocols, ())
     }
 
     fn poll(

@@ -29,6 +29,10 @@ impl InboundPeers {
     /// The connection's cell, waiting up to `within` for it to appear: a
     /// stream can reach its acceptor before the swarm task has seen its connection.
     pub(crate) async fn wait_for(&self, connection: &ConnectionId, within: Duration) -> Option<ServiceCell> {
+        // Nearly always there already: no timer for that.
+        if let Some(cell) = self.get(connection) {
+            return Some(cell);
+        }
         let appeared = async {
             loop {
                 let inserted = self.inserted.notified();

@@ -13,12 +13,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::AsyncWriteExt;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
-use p2p_protocol::{
-    DecodeError, ErrorCode, GreetRequest, GreetResult, RemoteError, decode, encode, read_frame, write_frame,
-};
+use p2p_protocol::{ErrorCode, GreetRequest, GreetResult, RemoteError};
 use p2p_service::PeerContext;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -28,7 +25,7 @@ use super::peers::InboundPeers;
 use super::responder::{CONNECTION_WAIT, Stop, drain_over};
 use super::service::{self, MakePeerService};
 use crate::gate::Refusals;
-use crate::wire::answer_body;
+use crate::wire::{read_request, write_response};
 
 /// What serves 1.0.0 streams; shared by every connection's handler.
 pub(crate) struct ServeV1 {
@@ -76,16 +73,12 @@ impl ServeV1 {
         remote_addr: Multiaddr,
         mut stream: InboundStream,
     ) {
-        let request = match read_frame(&mut stream).await {
-            Ok(body) => decode::<GreetRequest>(&body),
-            // A stream that failed underneath (reset) has nobody left to answer.
-            Err(DecodeError::Io(err)) => {
+        let request = match read_request(&mut stream).await {
+            Ok(request) => request,
+            Err(err) => {
                 debug!(%peer, %err, "greet 1.0.0 stream failed before its request");
                 return;
             }
-            // Everything else, including an oversized declared length (whose
-            // body was never read), is answered on the same stream with its code.
-            Err(err) => Err(err),
         };
         let result = match request {
             Err(err) => {
@@ -99,12 +92,7 @@ impl ServeV1 {
             }
             Ok(request) => self.answer(peer, connection, remote_addr, request).await,
         };
-        let body = answer_body(result, |result| encode(&result));
-        let written = async {
-            write_frame(&mut stream, &body).await?;
-            stream.close().await
-        };
-        if let Err(err) = written.await {
+        if let Err(err) = write_response(&mut stream, result).await {
             debug!(%peer, %err, "the requester's stream is gone; answer dropped");
         }
     }

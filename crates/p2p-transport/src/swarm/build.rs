@@ -83,7 +83,6 @@ pub(crate) fn build_swarm(
     let greet_config = request_response::Config::default()
         .with_request_timeout(config.request_timeout)
         .with_max_concurrent_streams(config.max_concurrent_streams);
-    // Inbound 1.0.0 streams are the acceptor's: served off the swarm task.
     let idle_timeout = config.idle_timeout;
 
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -100,6 +99,7 @@ pub(crate) fn build_swarm(
                 banned: allow_block_list::Behaviour::default(),
                 greet: request_response::Behaviour::with_codec(
                     GreetCodec,
+                    // Inbound 1.0.0 streams are the acceptor's, served off the swarm task.
                     [(StreamProtocol::new(PROTOCOL_NAME), ProtocolSupport::Outbound)],
                     greet_config,
                 ),

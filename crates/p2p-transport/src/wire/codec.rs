@@ -29,14 +29,7 @@ impl request_response::Codec for GreetCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_frame(io).await {
-            Ok(body) => Ok(decode(&body)),
-            // A stream that failed underneath (reset) has nobody left to answer.
-            Err(DecodeError::Io(err)) => Err(err),
-            // Everything else, including an oversized declared length (whose body
-            // was never read), is answered on the same stream with its code.
-            Err(err) => Ok(Err(err)),
-        }
+        read_request(io).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<GreetResult>
@@ -65,10 +58,33 @@ impl request_response::Codec for GreetCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let body = super::answer_body(res, |res| encode(&res));
-        write_frame(io, &body).await?;
-        io.close().await
+        write_response(io, res).await
     }
+}
+
+/// A 1.0.0 stream's one request. An I/O error means the stream failed
+/// underneath (reset): nobody is left to answer.
+pub(crate) async fn read_request<T>(io: &mut T) -> io::Result<InboundRequest>
+where
+    T: AsyncRead + Unpin,
+{
+    match read_frame(io).await {
+        Ok(body) => Ok(decode(&body)),
+        Err(DecodeError::Io(err)) => Err(err),
+        // Everything else, including an oversized declared length (whose body
+        // was never read), is answered on the same stream with its code.
+        Err(err) => Ok(Err(err)),
+    }
+}
+
+/// A 1.0.0 stream's answer, then the close of its write half.
+pub(crate) async fn write_response<T>(io: &mut T, res: GreetResult) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin,
+{
+    let body = super::answer_body(res, |res| encode(&res));
+    write_frame(io, &body).await?;
+    io.close().await
 }
 
 fn into_io(err: DecodeError) -> io::Error {

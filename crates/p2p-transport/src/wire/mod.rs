@@ -9,6 +9,7 @@ mod codec;
 mod writer;
 
 pub use codec::{GreetCodec, InboundRequest};
+pub(crate) use codec::{read_request, write_response};
 use p2p_protocol::{ErrorCode, GreetResult, MAX_FRAME_LEN, RemoteError};
 pub(crate) use writer::write_bodies;
 
