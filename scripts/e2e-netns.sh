@@ -26,7 +26,7 @@ set -uo pipefail
 N=${1:-${N:-5}}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${P2P_NODE_BIN:-$ROOT/target/release/p2p-node}
-PREFIX=p2pe2e
+PREFIX=${P2P_NETNS_PREFIX:-p2pe2e}
 BR_NS=$PREFIX-br
 SUBNET=10.77.0
 PORT=4001

@@ -27,7 +27,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 JS=$ROOT/scripts/js
 BIN=${P2P_NODE_BIN:-$ROOT/target/release/p2p-node}
-PREFIX=p2pjsr # not p2pjs: scripts/mdns-js-netns.sh uses that, and make_ns removes namesakes
+PREFIX=${P2P_NETNS_PREFIX:-p2pjsr} # not p2pjs: scripts/mdns-js-netns.sh uses that, and make_ns removes namesakes
 SUBNET=10.79.0
 PORT=4001
 FOUND_SECS=${FOUND_SECS:-15}

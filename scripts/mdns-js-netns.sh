@@ -13,7 +13,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${P2P_NODE_BIN:-$ROOT/target/release/p2p-node}
-PREFIX=p2pjs
+PREFIX=${P2P_NETNS_PREFIX:-p2pjs}
 SUBNET=10.78.0
 PORT=4001
 FOUND_SECS=${FOUND_SECS:-5}

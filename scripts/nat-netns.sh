@@ -83,7 +83,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BUILT_BIN=${P2P_NODE_BIN:-$TARGET_DIR/debug/p2p-node}
 PROBE=$ROOT/scripts/lib/nat-probe.py
-PREFIX=p2pnat
+PREFIX=${P2P_NETNS_PREFIX:-p2pnat}
 
 # shellcheck source=scripts/lib/netns.sh
 . "$ROOT/scripts/lib/netns.sh"
