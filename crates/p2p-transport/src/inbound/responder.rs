@@ -14,11 +14,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::io::BufReader;
 use futures::stream::FuturesUnordered;
 use futures::{AsyncReadExt, StreamExt};
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
-use p2p_protocol::{DecodeError, ErrorCode, GreetResult, RemoteError, decode, encode, try_read_frame};
+use p2p_protocol::{DecodeError, ErrorCode, GreetResult, RemoteError, decode, encode};
 use p2p_service::PeerContext;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -29,14 +28,10 @@ use super::acceptor::{InboundStream, Incoming};
 use super::peers::InboundPeers;
 use super::service::{self, MakePeerService, ServiceCell};
 use crate::NodeConfig;
-use crate::wire::{answer_body, write_bodies};
+use crate::wire::{answer_body, frames, write_bodies};
 
 /// How long a stream waits for the swarm task to register its connection.
 pub(super) const CONNECTION_WAIT: Duration = Duration::from_secs(5);
-
-/// The read buffer of a served stream: a burst of pipelined requests is
-/// read in a few reads, not two or more per request.
-const READ_BUFFER: usize = 1024;
 
 /// What bounds one served stream (from [`NodeConfig`]).
 #[derive(Debug, Clone, Copy)]
@@ -128,11 +123,7 @@ async fn serve(
         Ok(service) => {
             // The frames as a stream: a read in progress survives the other
             // branches of the loop below (a partly read frame is kept).
-            let reader = BufReader::with_capacity(READ_BUFFER, reader);
-            let mut frames = Box::pin(futures::stream::unfold(reader, |mut reader| async move {
-                let frame = try_read_frame(&mut reader).await;
-                Some((frame, reader))
-            }));
+            let mut frames = frames(reader);
             let mut stop = shutdown.clone();
             let mut stopped = std::pin::pin!(async move {
                 let _ = stop.wait_for(Option::is_some).await;
