@@ -5,13 +5,18 @@
 mod common;
 mod v2_raw;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use p2p_protocol::v2::Response;
-use p2p_protocol::{GreetRequest, PROTOCOL_NAME, decode, encode, try_read_frame};
-use p2p_transport::libp2p::{PeerId, StreamProtocol};
+use p2p_protocol::{
+    ErrorCode, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, decode, encode, try_read_frame,
+};
+use p2p_service::PeerContext;
+use p2p_transport::libp2p::multiaddr::Protocol;
+use p2p_transport::libp2p::{Multiaddr, PeerId, StreamProtocol};
 use p2p_transport::{GreetVersion, NodeBuilder, NodeEvent, RequestError};
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -270,6 +275,53 @@ async fn a_requester_idle_on_its_stream_has_it_closed_so_the_connection_idles_ou
         |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == raw),
     )
     .await;
+}
+
+// ---- inbound 2.0.0 requests: the request timeout, whatever the service -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_request_whose_handler_never_answers_is_answered_408_and_frees_its_slot() {
+    // A `MakeService` with no timeout layer at all: the node's own deadline
+    // is all there is. One request in flight per stream, so the hung one
+    // holds the stream's only slot until the deadline frees it.
+    let make = tower::service_fn(|_: PeerContext| async {
+        Ok::<_, Infallible>(tower::service_fn(|request: GreetRequest| async move {
+            if request.message == "hang" {
+                std::future::pending::<()>().await;
+            }
+            Ok::<GreetResult, Infallible>(Ok(GreetResponse {
+                message: format!("s: {}", request.message),
+                observed_addr: Multiaddr::empty(),
+            }))
+        }))
+    });
+    let (node, events) = NodeBuilder::new()
+        .mdns(false)
+        .listen_on(Transport::Quic.listen())
+        .request_timeout(Duration::from_millis(500))
+        .max_in_flight_per_stream(1)
+        .build(make)
+        .expect("node builds");
+    let mut s = TestNode { node, events, addr: Multiaddr::empty(), script: Script::new("unused") };
+    let NodeEvent::Listening { address } = s.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
+    else {
+        unreachable!()
+    };
+    let mut control = raw_client(&address.with(Protocol::P2p(s.peer_id()))).await;
+    let mut stream = open_v2(&mut control, s.peer_id()).await;
+
+    stream.write_all(&[v2_frame(1, "hang"), v2_frame(2, "next")].concat()).await.unwrap();
+    for (id, expected) in [(1, Err(ErrorCode::TIMEOUT)), (2, Ok("s: next".to_owned()))] {
+        let body = within("an answer", try_read_frame(&mut stream)).await.unwrap().expect("an answer");
+        let Response { id: answered, result } = decode::<Response>(&body).unwrap();
+        assert_eq!(answered, id, "answers in order: the hung one first, at its deadline");
+        assert_eq!(result.map(|r| r.message).map_err(|e| e.code), expected, "request {id}");
+    }
+    // The stream serves on.
+    stream.write_all(&v2_frame(3, "still there?")).await.unwrap();
+    stream.close().await.unwrap();
+    let answers = read_until_closed(&mut stream).await;
+    assert_eq!(answers[&3].as_ref().unwrap().message, "s: still there?");
 }
 
 // ---- inbound 1.0.0 streams: bounded in time and in number -------------------

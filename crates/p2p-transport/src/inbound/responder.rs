@@ -2,7 +2,9 @@
 //! each answer as soon as it is ready.
 //!
 //! Every stream has deadlines, so a peer holds our tasks and its connection
-//! only while it does work: a stream that sends nothing while none of its
+//! only while it does work: each request is answered within the request
+//! timeout (408 then, as a 1.0.0 exchange is bounded by it, whatever the
+//! user's `MakeService` does); a stream that sends nothing while none of its
 //! requests is in flight is closed after the inbound idle timeout (a request
 //! must also arrive whole within it); a write that does not complete within
 //! the write timeout (the peer stopped reading) closes the stream and
@@ -42,6 +44,9 @@ struct Limits {
     idle: Duration,
     /// One write taking longer: the peer stopped reading; closed.
     write: Duration,
+    /// One request, from its arrival to its answer: then answered 408 and
+    /// dropped (its handler with it), freeing its slot.
+    request: Duration,
 }
 
 /// The shutdown signal: `Some(end of the grace period)` once the drain began.
@@ -60,6 +65,7 @@ pub(crate) fn accept_loop(
         max_in_flight: config.max_in_flight_per_stream.max(1),
         idle: config.inbound_stream_idle_timeout,
         write: config.stream_write_timeout,
+        request: config.request_timeout,
     };
     async move {
         loop {
@@ -175,7 +181,8 @@ async fn serve(
                             Ok(Request { id, request }) if id != STREAM_ERROR_ID => {
                                 let service = service.clone();
                                 idle_since = None;
-                                requests.push(async move { (id, service::answer(service, peer, request).await) });
+                                let answer = service::answer_within(limits.request, service, peer, request);
+                                requests.push(async move { (id, answer.await) });
                             }
                             Ok(_) => {
                                 let err = RemoteError::new(ErrorCode::BAD_REQUEST, "request id 0 is reserved");
