@@ -349,8 +349,15 @@ async fn a_v1_stream_that_never_sends_its_request_is_dropped_at_the_request_time
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn v1_streams_beyond_the_cap_per_connection_are_dropped_and_the_others_served() {
-    let mut s = spawn_with(Script::new("s"), Transport::Quic, |b| b.max_concurrent_streams(2)).await;
+async fn v1_streams_beyond_the_cap_per_connection_are_dropped_at_once_and_the_others_served() {
+    // Over TCP: Yamux lets a peer open more streams than the cap (twice as
+    // many), so the cap is ours to keep. The request timeout is far away: a
+    // stream dropped at once is not one dropped when that runs out.
+    let cap = 4;
+    let mut s = spawn_with(Script::new("s"), Transport::Tcp, |b| {
+        b.max_concurrent_streams(cap).request_timeout(Duration::from_secs(3600))
+    })
+    .await;
     s.script.hold_message("hold");
     let control = raw_client(&s.addr).await;
     wait_for_peer(&mut s).await;
@@ -360,21 +367,56 @@ async fn v1_streams_beyond_the_cap_per_connection_are_dropped_and_the_others_ser
         let bytes = common::framed(&encode(&GreetRequest::new(message)));
         tokio::spawn(async move { send_raw(&mut control, peer, &bytes).await })
     };
-    // Two held requests fill the connection's cap...
-    let held = [send("hold"), send("hold")];
-    s.script.next_held_arrival().await;
-    s.script.next_held_arrival().await;
-    // ...so a third stream is dropped without an answer, at once.
-    let third = within("the third stream", send("three")).await.unwrap();
-    assert!(third.is_err(), "beyond the cap, no answer: {third:?}");
+    // Held requests fill the connection's cap...
+    let held: Vec<_> = (0..cap).map(|_| send("hold")).collect();
+    for _ in 0..cap {
+        s.script.next_held_arrival().await;
+    }
+    // ...so one more stream is dropped without an answer, at once.
+    let start = Instant::now();
+    let beyond = within("the stream beyond the cap", send("beyond")).await.unwrap();
+    let took = start.elapsed();
+    assert!(beyond.is_err(), "beyond the cap, no answer: {beyond:?}");
+    assert!(took < Duration::from_secs(2), "dropped after {took:?}, not at once");
     // Once the held ones are answered, the connection takes requests again.
-    s.script.release.add_permits(2);
+    s.script.release.add_permits(cap);
     for held in held {
         let answer = within("a held request", held).await.unwrap().expect("answered");
         assert_eq!(answer.unwrap().message, "s: hold");
     }
-    let fourth = within("the fourth stream", send("four")).await.unwrap().expect("answered");
-    assert_eq!(fourth.unwrap().message, "s: four");
+    let next = within("the next stream", send("next")).await.unwrap().expect("answered");
+    assert_eq!(next.unwrap().message, "s: next");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_quic_v1_streams_beyond_the_cap_wait_for_a_stream_and_are_served() {
+    // The same cap is QUIC's own stream limit: a stream beyond it waits for
+    // a free one instead of being dropped (as Yamux's would be, by us).
+    let cap = 4;
+    let mut s = spawn_with(Script::new("s"), Transport::Quic, |b| b.max_concurrent_streams(cap)).await;
+    s.script.hold_message("hold");
+    let control = raw_client(&s.addr).await;
+    wait_for_peer(&mut s).await;
+    let peer = s.peer_id();
+    let bytes = common::framed(&encode(&GreetRequest::new("hold")));
+    // One more than the cap, all at once: the cap's worth reach the handler...
+    let held: Vec<_> = (0..=cap)
+        .map(|_| {
+            let (mut control, bytes) = (control.clone(), bytes.clone());
+            tokio::spawn(async move { send_raw(&mut control, peer, &bytes).await })
+        })
+        .collect();
+    for _ in 0..cap {
+        s.script.next_held_arrival().await;
+    }
+    // ...and the last one gets there once one of them is answered.
+    s.script.release.add_permits(1);
+    s.script.next_held_arrival().await;
+    s.script.release.add_permits(cap);
+    for held in held {
+        let answer = within("a held request", held).await.unwrap().expect("answered, not dropped");
+        assert_eq!(answer.unwrap().message, "s: hold");
+    }
 }
 
 // ---- shutdown never waits on a peer beyond its grace ------------------------
