@@ -1,11 +1,17 @@
 //! `p2p-fault hoard`: memory for bytes never sent. `--connections`
 //! connections to the target (QUIC or TCP/Yamux, by its address), each from
-//! a fresh identity on this host's one address; on each, up to `--streams`
-//! greet 1.0.0 streams at once, each carrying only a length prefix that
-//! declares a full frame (64 KiB: three bytes) and then held, unread and
-//! unfinished, until the node ends it (its request timeout, a reset); what
-//! the node ends is opened again after `--reopen`, and a connection it
-//! closes is dialed again after a second. Stops after `--duration`.
+//! a fresh identity on this host's one address; on each, as many greet
+//! 1.0.0 streams as the node lets it hold (up to `--streams`), each carrying
+//! only a length prefix that declares a full frame (64 KiB: three bytes) and
+//! then held, unread and unfinished, until the node ends it (its request
+//! timeout, a reset). Stops after `--duration`.
+//!
+//! A connection ramps up one stream at a time, and stops at the first the
+//! node refuses (an open that fails or waits past [`OPEN_TIMEOUT`], a
+//! stream ended within [`AT_ONCE`] of being opened): that is the node's cap,
+//! and going past it would only get the connection reset (Yamux). A stream
+//! that was held and then ended by the node is opened again after
+//! `--reopen`; a closed connection is dialed again after a second.
 //!
 //! What the node must do: spend on each held stream what its three bytes
 //! paid for, not the 64 KiB they declared, cap the streams of a connection,
@@ -14,13 +20,13 @@
 //! was made to hold: `held_max` streams at once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use p2p_protocol::{MAX_FRAME_LEN, PROTOCOL_NAME, uvarint};
-use p2p_transport::libp2p::{Multiaddr, PeerId, StreamProtocol};
+use p2p_transport::libp2p::{self, Multiaddr, PeerId, StreamProtocol};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -32,6 +38,9 @@ use crate::{HoardArgs, round};
 /// How long opening one stream may take (QUIC makes an opener wait for a
 /// stream the node allows).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A stream the node ends this soon after it was opened was refused.
+const AT_ONCE: Duration = Duration::from_secs(1);
 
 /// How long to wait before dialing again a connection the node closed.
 const REDIAL: Duration = Duration::from_secs(1);
@@ -47,8 +56,10 @@ struct Counts {
     connections_closed: AtomicU64,
     opened: AtomicU64,
     open_failed: AtomicU64,
-    /// Streams the node ended (answered, closed, reset) while we held them.
+    /// Streams the node ended (answered, closed, reset) after holding them.
     ended: AtomicU64,
+    /// Streams the node refused (ended at once, or an open that failed) on ramping up.
+    refused: AtomicU64,
     held: AtomicU64,
     held_max: AtomicU64,
 }
@@ -80,6 +91,7 @@ struct HoardJson {
     streams_opened: u64,
     open_failed: u64,
     ended_by_node: u64,
+    refused: u64,
     held_max: u64,
     held_at_end: u64,
     bytes_per_stream: u64,
@@ -138,6 +150,7 @@ pub(crate) async fn run(args: HoardArgs) -> Result<()> {
         streams_opened: load(&counts.opened),
         open_failed: load(&counts.open_failed),
         ended_by_node: load(&counts.ended),
+        refused: load(&counts.refused),
         held_max: load(&counts.held_max),
         held_at_end,
         bytes_per_stream: prefix.len() as u64,
@@ -145,7 +158,8 @@ pub(crate) async fn run(args: HoardArgs) -> Result<()> {
     };
     println!(
         "hoard: {} connections ({} connects, {} failed, {} closed by the node); {} streams opened, \
-         {} failed to open, {} ended by the node; {} held at most, {} at the end, {} bytes sent on each, in {:.1} s",
+         {} failed to open, {} ended by the node after a hold, {} refused; {} held at most, {} at the end, \
+         {} bytes sent on each, in {:.1} s",
         result.connections,
         result.connects,
         result.connect_failed,
@@ -153,6 +167,7 @@ pub(crate) async fn run(args: HoardArgs) -> Result<()> {
         result.streams_opened,
         result.open_failed,
         result.ended_by_node,
+        result.refused,
         result.held_max,
         result.held_at_end,
         result.bytes_per_stream,
@@ -193,10 +208,28 @@ async fn connection(
             }
         };
         counts.connects.fetch_add(1, Ordering::Relaxed);
+        // Ramp up, one stream at a time, until the node refuses one.
+        let refused = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
+        let mut control = raw.control.clone();
         for _ in 0..streams {
-            let (control, counts, prefix) = (raw.control.clone(), Arc::clone(&counts), prefix.clone());
-            tasks.spawn(async move { hoard_streams(control, peer, reopen, &prefix, &counts).await });
+            if refused.load(Ordering::Relaxed) || raw.closed() > 0 || *stop.borrow() {
+                break;
+            }
+            let opened = tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol()));
+            let opened = tokio::select! {
+                opened = opened => opened,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let Ok(Ok(stream)) = opened else {
+                counts.open_failed.fetch_add(1, Ordering::Relaxed);
+                counts.refused.fetch_add(1, Ordering::Relaxed);
+                break;
+            };
+            counts.opened.fetch_add(1, Ordering::Relaxed);
+            let (control, counts, prefix, refused) =
+                (raw.control.clone(), Arc::clone(&counts), prefix.clone(), Arc::clone(&refused));
+            tasks.spawn(async move { hoard_streams(stream, control, peer, reopen, &prefix, &counts, &refused).await });
         }
         // Until the node closes the connection, or the end.
         loop {
@@ -218,24 +251,41 @@ async fn connection(
     }
 }
 
-/// Opens a stream, sends `prefix` and holds it until the node ends it; then
-/// again, after `reopen`. Ends only when aborted.
+fn protocol() -> StreamProtocol {
+    StreamProtocol::new(PROTOCOL_NAME)
+}
+
+/// Sends `prefix` on `stream` and holds it until the node ends it; then
+/// opens another after `reopen`, and so on. If the node ends the first one
+/// at once, it refused it (beyond its cap): `refused` is set (the ramp
+/// stops) and this ends. Otherwise ends only when aborted.
 async fn hoard_streams(
+    first: libp2p::Stream,
     mut control: libp2p_stream::Control,
     peer: PeerId,
     reopen: Duration,
     prefix: &[u8],
     counts: &Counts,
+    refused: &AtomicBool,
 ) {
-    let protocol = StreamProtocol::new(PROTOCOL_NAME);
+    let mut next = Some(first);
+    let mut proven = false;
     loop {
-        let opened = tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol.clone())).await;
-        let Ok(Ok(mut stream)) = opened else {
-            counts.open_failed.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(reopen).await;
-            continue;
+        let mut stream = match next.take() {
+            Some(stream) => stream,
+            None => match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol())).await {
+                Ok(Ok(stream)) => {
+                    counts.opened.fetch_add(1, Ordering::Relaxed);
+                    stream
+                }
+                _ => {
+                    counts.open_failed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(reopen).await;
+                    continue;
+                }
+            },
         };
-        counts.opened.fetch_add(1, Ordering::Relaxed);
+        let opened = Instant::now();
         if stream.write_all(prefix).await.is_ok() && stream.flush().await.is_ok() {
             let _held = Held::new(counts);
             // Whatever comes back (nothing, an answer, the end, a reset),
@@ -243,8 +293,14 @@ async fn hoard_streams(
             let mut buf = [0u8; 256];
             while let Ok(1..) = stream.read(&mut buf).await {}
         }
-        counts.ended.fetch_add(1, Ordering::Relaxed);
         drop(stream);
+        if opened.elapsed() < AT_ONCE && !proven {
+            counts.refused.fetch_add(1, Ordering::Relaxed);
+            refused.store(true, Ordering::Relaxed);
+            return;
+        }
+        proven = true;
+        counts.ended.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(reopen).await;
     }
 }

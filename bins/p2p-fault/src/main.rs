@@ -234,7 +234,7 @@ struct HoardArgs {
     /// Connections, each from a fresh identity (the node's per-IP cap is 32).
     #[arg(long, value_name = "N", default_value_t = 32)]
     connections: u64,
-    /// Streams to try to hold at once on each connection (more than any muxer allows).
+    /// At most this many streams held on each connection (each ramps up until the node refuses one).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     streams: usize,
     /// How long to wait before opening again a stream the node ended (or refused).
