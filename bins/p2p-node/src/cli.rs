@@ -223,7 +223,8 @@ pub(crate) struct TransportArgs {
     pub(crate) idle_timeout: HumanDuration,
 
     /// How long a greeting may take end to end (ours, from call to answer; a
-    /// peer's 1.0.0 stream, from arrival to answer written).
+    /// peer's 1.0.0 stream, from arrival to answer written; a peer's 2.0.0
+    /// request, from arrival to answer, then 408).
     #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().request_timeout))]
     pub(crate) request_timeout: HumanDuration,
 

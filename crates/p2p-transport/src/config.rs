@@ -23,7 +23,9 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     /// How long a request may take end to end: an outbound one from call to
     /// answer, an inbound 1.0.0 stream from its arrival to its answer
-    /// written (then it is dropped). Default 10 s.
+    /// written (then it is dropped), an inbound 2.0.0 request from its
+    /// arrival to its answer (then it is answered 408 and its handler
+    /// dropped). Default 10 s.
     pub request_timeout: Duration,
     /// Streams a peer may have open at once on one connection: one number
     /// for both muxers and for greet 1.0.0 (one request is one stream).
