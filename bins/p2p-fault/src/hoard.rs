@@ -118,7 +118,8 @@ pub(crate) async fn run(args: HoardArgs) -> Result<()> {
         let (target, counts, stop, prefix) =
             (args.target.clone(), Arc::clone(&counts), stop.clone(), prefix.clone());
         let (streams, reopen) = (args.streams, args.reopen);
-        connections.spawn(async move { connection(target, peer, streams, reopen, prefix, counts, stop).await });
+        connections
+            .spawn(async move { connection(target, peer, streams, reopen, prefix, counts, stop).await });
     }
     let end = started + args.duration;
     let mut next_progress = Instant::now() + Duration::from_secs(5);
@@ -229,7 +230,9 @@ async fn connection(
             counts.opened.fetch_add(1, Ordering::Relaxed);
             let (control, counts, prefix, refused) =
                 (raw.control.clone(), Arc::clone(&counts), prefix.clone(), Arc::clone(&refused));
-            tasks.spawn(async move { hoard_streams(stream, control, peer, reopen, &prefix, &counts, &refused).await });
+            tasks.spawn(async move {
+                hoard_streams(stream, control, peer, reopen, &prefix, &counts, &refused).await
+            });
         }
         // Until the node closes the connection, or the end.
         loop {

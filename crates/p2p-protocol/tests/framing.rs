@@ -1,7 +1,7 @@
 //! Async framing over in-memory streams, including hostile ones.
 
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 

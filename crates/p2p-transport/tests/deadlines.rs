@@ -303,7 +303,8 @@ async fn a_pipelined_request_whose_handler_never_answers_is_answered_408_and_fre
         .build(make)
         .expect("node builds");
     let mut s = TestNode { node, events, addr: Multiaddr::empty(), script: Script::new("unused") };
-    let NodeEvent::Listening { address } = s.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
+    let NodeEvent::Listening { address } =
+        s.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
     else {
         unreachable!()
     };

@@ -186,7 +186,8 @@ async fn pipelined_requests_at_high_concurrency_all_complete() {
     connect(&mut a, &s).await;
     s.script.hold_message("hold");
     let client = a.node.client().peer(s.peer_id());
-    let held: Vec<_> = (0..100).map(|_| tokio::spawn(client.clone().oneshot(GreetRequest::new("hold")))).collect();
+    let held: Vec<_> =
+        (0..100).map(|_| tokio::spawn(client.clone().oneshot(GreetRequest::new("hold")))).collect();
     for _ in 0..100 {
         s.script.next_held_arrival().await;
     }

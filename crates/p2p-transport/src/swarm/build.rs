@@ -134,7 +134,8 @@ pub(crate) fn build_swarm(
 /// (`stream_receive_window`, `connection_receive_window`): what a peer can
 /// make us hold is sized to the frame limit, not to a bulk transfer.
 fn quic_config(mut quic: libp2p::quic::Config, config: &NodeConfig) -> libp2p::quic::Config {
-    quic.max_concurrent_stream_limit = u32::try_from(config.max_concurrent_streams).unwrap_or(u32::MAX).max(1);
+    quic.max_concurrent_stream_limit =
+        u32::try_from(config.max_concurrent_streams).unwrap_or(u32::MAX).max(1);
     quic.max_stream_data = config.stream_receive_window;
     quic.max_connection_data = config.connection_receive_window.max(config.stream_receive_window);
     quic

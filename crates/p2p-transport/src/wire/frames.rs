@@ -67,7 +67,11 @@ pub(crate) mod tests {
     }
 
     impl AsyncRead for Hoarder {
-        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
             if !self.bytes.is_empty() {
                 let n = buf.len().min(self.bytes.len());
                 buf[..n].copy_from_slice(&self.bytes[..n]);
