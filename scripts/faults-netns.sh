@@ -2,7 +2,7 @@
 # Reliability of p2p-node under overload, hostile peers and network faults.
 # Real nodes and clients, each in a network namespace of its own, on one bridge
 # that itself lives in a namespace of its own: no interface of the host is
-# touched (mDNS multicast stays between them). Ten scenarios:
+# touched (mDNS multicast stays between them). Eleven scenarios:
 #
 #   1. flood          a peer F sends 10x its rate limit while a peer W sends at a modest rate (bans off)
 #   2. hostile        100,000 hostile inputs on greet 1.0.0 and 2.0.0 streams (QUIC and TCP; bans off)
@@ -19,8 +19,11 @@
 #                     limits, bans on: the flooder is banned and refused, W's p99 holds
 #  10. silent peer    a peer takes greet 2.0.0 streams and never reads: greetings time out, the
 #                     connection idles out, SIGTERM exits within the grace period
+#  11. hoard          32 connections from one address hold as many greet 1.0.0 streams as the node
+#                     lets them, each with only a length prefix declaring 64 KiB (TCP, then QUIC):
+#                     the node's RSS grows <= 32 MiB, a well-behaved peer is answered throughout
 #
-#   sudo scripts/faults-netns.sh            # all ten, full counts (about 8 minutes)
+#   sudo scripts/faults-netns.sh            # all eleven, full counts (about 9 minutes)
 #   sudo scripts/faults-netns.sh --short    # CI: scenarios 2, 5, 7, 8 and 10 with smaller counts (about 3 minutes)
 #   sudo scripts/faults-netns.sh 1 3        # only scenarios 1 and 3
 #   FAULTS_SHORT=1 scripts/faults-netns.sh  # the same as --short
@@ -55,12 +58,12 @@ SCENARIOS=()
 for arg in "$@"; do
     case $arg in
         --short) SHORT=1 ;;
-        [1-9] | 10) SCENARIOS+=("$arg") ;;
-        *) die "unknown argument '$arg' (expected --short or scenario numbers 1-10)" ;;
+        [1-9] | 1[01]) SCENARIOS+=("$arg") ;;
+        *) die "unknown argument '$arg' (expected --short or scenario numbers 1-11)" ;;
     esac
 done
 if ((${#SCENARIOS[@]} == 0)); then
-    if [[ -n $SHORT ]]; then SCENARIOS=(2 5 7 8 10); else SCENARIOS=(1 2 3 4 5 6 7 8 9 10); fi
+    if [[ -n $SHORT ]]; then SCENARIOS=(2 5 7 8 10); else SCENARIOS=(1 2 3 4 5 6 7 8 9 10 11); fi
 fi
 
 # ---- the knobs (environment) ------------------------------------------------------
@@ -130,6 +133,10 @@ SILENT_GRACE_SECS=2                        # ... --shutdown-grace
 SILENT_CYCLES=3                            # greetings before SIGTERM (sent 1 s after the last one)
 SILENT_DEFAULTS_SECS=${SILENT_DEFAULTS_SECS:-20} # then watched this long with the default stream timeouts
 SLACK_MS=1000                              # timing checks: this much late is still on time
+HOARD_CONNECTIONS=32                       # scenario 11: the hoarders' connections (the per-IP cap) ...
+HOARD_SECS=${HOARD_SECS:-20}               # ... held this long, over each transport
+HOARD_RSS_BUDGET_KB=$((32 * 1024))         # the node's RSS may grow this much at the peak
+HOARD_W_RATE=20                            # the well-behaved peer's rate meanwhile (requests/s)
 
 [[ $(id -u) == 0 ]] || die "needs root to create network namespaces (try: sudo $0)"
 command -v ip >/dev/null || die "needs iproute2's 'ip' (apt-get install iproute2)"
@@ -1244,6 +1251,57 @@ scenario_10() {
             "$(json "$(out silent2)" streams) stream(s) opened"
     fi
     stop $node2
+}
+
+# ---- 11. hoard -------------------------------------------------------------------------------
+
+# `hoard_over tcp|quic`: a fresh node, its RSS before; W (namespace 3) greets it throughout while
+# the hoarders (namespace 2) hold streams; the RSS sampled every 0.5 s and the node's VmHWM at the end.
+hoard_over() {
+    local t=$1 node=hoard-node-$1 addr pid rss0 peak rss hwm now h w
+    start_node $node 1 --no-mdns
+    if ! addr=$(node_addr $node "$t"); then
+        fail "hoard ($t): the node printed no LISTEN line"
+        stop $node
+        return
+    fi
+    pid=${PIDS[$node]}
+    sleep 1
+    rss0=$(rss_kb "$pid")
+    peak=$rss0
+    client hoard-w-$t 3 $((HOARD_SECS + 40)) load "$addr" --rate "$HOARD_W_RATE" --concurrency 4 --warmup 0s \
+        --duration "$((HOARD_SECS + 2))s" --json
+    client hoard-$t 2 $((HOARD_SECS + 40)) hoard "$addr" --connections "$HOARD_CONNECTIONS" \
+        --duration "${HOARD_SECS}s" --json
+    while kill -0 "${PIDS[hoard-$t]}" 2>/dev/null; do
+        rss=$(rss_kb "$pid")
+        [[ -n $rss ]] && ((rss > peak)) && peak=$rss
+        sleep 0.5
+    done
+    finish hoard-$t || fail "hoard ($t): the hoarder exited with status $? ($(tail -n 3 "$(err hoard-$t)" | tr '\n' ' '))"
+    finish hoard-w-$t || fail "hoard ($t): W exited with status $?"
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+    ((${hwm:-0} > peak)) && peak=$hwm
+    now=$(rss_kb "$pid")
+    summary hoard-$t
+    h=$(out hoard-$t) w=$(out hoard-w-$t)
+    figure "node RSS ($t): $((rss0 / 1024)) MiB before, peak $((peak / 1024)) MiB (+$(((peak - rss0) / 1024)) MiB;" \
+        "sampled every 0.5 s and VmHWM), $((${now:-0} / 1024)) MiB at the end;" \
+        "$(json "$h" held_max) streams held at most, $(json "$h" connects) connects, $(json "$h" connections_closed) closed by the node"
+    figure "W ($t): $(json "$w" ok) ok, $(json "$w" failed) failed, p50 $(json "$w" p50_ms) ms, p99 $(json "$w" p99_ms) ms"
+    check "hoard ($t): the hoarders held streams ($(json "$h" held_max) at most)" holds 'n > 0' n="$(json "$h" held_max)"
+    check "hoard ($t): RSS grew <= $((HOARD_RSS_BUDGET_KB / 1024)) MiB at the peak (+$(((peak - rss0) / 1024)) MiB, +$((peak - rss0)) kB)" \
+        holds 'p - s <= b' p="$peak" s="$rss0" b="$HOARD_RSS_BUDGET_KB"
+    check "hoard ($t): every request of the well-behaved peer answered ok ($(json "$w" ok) of $(json "$w" all.n), $(json "$w" failed) failed)" \
+        holds 'o > 0 && f == 0' o="$(json "$w" ok)" f="$(json "$w" failed)"
+    check "hoard ($t): the node is still up, no panic" healthy $node
+    stop $node
+}
+
+scenario_11() {
+    header "11. hoard: $HOARD_CONNECTIONS connections from one address hold greet 1.0.0 streams, 3 bytes declaring 64 KiB on each, ${HOARD_SECS}s over TCP, then QUIC"
+    hoard_over tcp
+    hoard_over quic
 }
 
 no_line_err() { ! grep -q panicked "$(err "$1")"; }

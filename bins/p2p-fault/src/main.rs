@@ -12,6 +12,8 @@
 //!                [--hold 30s] [--json]
 //! p2p-fault silent [--listen MULTIADDR]... [--peer MULTIADDR] [--redial 1s] [--seed N]
 //!                [--duration 60s] [--json]
+//! p2p-fault hoard <MULTIADDR/p2p/ID> [--connections 32] [--streams 1024] [--reopen 100ms]
+//!                [--duration 20s] [--json]
 //! ```
 //!
 //! - `id` prints the peer id `--seed N` gives, so that a script can name a
@@ -28,11 +30,15 @@
 //!   from several source addresses, and holds them for a while.
 //! - `silent` ([`silent`]) is a peer that takes greet 2.0.0 streams and never
 //!   reads or answers them.
+//! - `hoard` ([`hoard`]) holds as many greet 1.0.0 streams as the node lets
+//!   it, on many connections from one address, each carrying only a length
+//!   prefix that declares a full frame.
 //!
 //! Every run is bounded in count and time and stops by itself. With `--json`
 //! the last line on stdout is one flat JSON object (`"key":number`), for scripts.
 
 mod answers;
+mod hoard;
 mod hold;
 mod hostile;
 mod inputs;
@@ -80,6 +86,8 @@ enum Command {
     Hold(HoldArgs),
     /// A peer that accepts greet 2.0.0 streams and never reads or answers them.
     Silent(SilentArgs),
+    /// Hold many greet 1.0.0 streams, each with only a length prefix declaring a full frame.
+    Hoard(HoardArgs),
 }
 
 /// `p2p-fault load`.
@@ -217,6 +225,29 @@ struct SilentArgs {
     json: bool,
 }
 
+/// `p2p-fault hoard`.
+#[derive(Debug, Args)]
+struct HoardArgs {
+    /// The node, ending in /p2p/<peer-id> (QUIC or TCP).
+    #[arg(value_name = "MULTIADDR")]
+    target: Multiaddr,
+    /// Connections, each from a fresh identity (the node's per-IP cap is 32).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    connections: u64,
+    /// At most this many streams held on each connection (each ramps up until the node refuses one).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    streams: usize,
+    /// How long to wait before opening again a stream the node ended (or refused).
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = duration)]
+    reopen: Duration,
+    /// How long to hoard.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = duration)]
+    duration: Duration,
+    /// End with one flat JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = tokio::runtime::Builder::new_multi_thread()
@@ -244,6 +275,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Liar(args) => liar::run(args).await,
         Command::Hold(args) => hold::run(args).await,
         Command::Silent(args) => silent::run(args).await,
+        Command::Hoard(args) => hoard::run(args).await,
     }
 }
 

@@ -223,20 +223,16 @@ pub(crate) struct TransportArgs {
     pub(crate) idle_timeout: HumanDuration,
 
     /// How long a greeting may take end to end (ours, from call to answer; a
-    /// peer's 1.0.0 stream, from arrival to answer written).
+    /// peer's 1.0.0 stream, from arrival to answer written; a peer's 2.0.0
+    /// request, from arrival to answer, then 408).
     #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(NodeConfig::default().request_timeout))]
     pub(crate) request_timeout: HumanDuration,
 
-    /// Concurrent greet 1.0.0 streams per connection, each way.
+    /// Streams a peer may have open at once on one connection (QUIC; Yamux
+    /// allows twice as many, counting both sides'); also greet 1.0.0
+    /// requests served at once per connection (more are dropped).
     #[arg(long, value_name = "N", default_value_t = NodeConfig::default().max_concurrent_streams)]
     pub(crate) max_concurrent_streams: usize,
-
-    /// QUIC streams a peer may have open at once on one connection (each greet
-    /// 1.0.0 request is one; quinn keeps a table entry per allowed stream on
-    /// every connection, so this is memory per connection too).
-    #[arg(long, value_name = "N", default_value_t = NodeConfig::default().quic_max_concurrent_streams,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub(crate) quic_max_streams: u32,
 
     /// Established connections in total; 0 means unlimited.
     #[arg(long, value_name = "N", default_value_t = unlimited_as_zero(NodeConfig::default().max_connections))]
@@ -338,7 +334,6 @@ impl RunArgs {
         config.idle_timeout = t.idle_timeout.0;
         config.request_timeout = t.request_timeout.0;
         config.max_concurrent_streams = t.max_concurrent_streams;
-        config.quic_max_concurrent_streams = t.quic_max_streams;
         config.max_connections = limit(t.max_connections);
         config.max_connections_per_peer = limit(t.max_connections_per_peer);
         config.stream_idle_timeout = t.stream_idle_timeout.0;

@@ -66,7 +66,8 @@ pub fn append_frame(out: &mut Vec<u8>, body: &[u8]) -> std::io::Result<()> {
 /// byte is [`DecodeError::Closed`].
 ///
 /// The declared length is checked against [`MAX_FRAME_LEN`] before anything
-/// is allocated or read, so a hostile length costs nothing.
+/// is read, so a hostile length costs nothing, and the body's buffer grows
+/// as its bytes arrive (see [`try_read_frame`]).
 pub async fn read_frame<R>(reader: &mut R) -> Result<Vec<u8>, DecodeError>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -74,8 +75,17 @@ where
     try_read_frame(reader).await?.ok_or(DecodeError::Closed)
 }
 
+/// The body buffer's first size: a greeting fits (most are well under it).
+const FIRST_READ: usize = 1024;
+
 /// Reads one frame, or `None` if the stream ends cleanly before its first
 /// byte (the way a pipelined requester signals that it is done).
+///
+/// Memory is paid for with bytes received: the body's buffer starts at
+/// 1 KiB (or the declared length, if smaller) and doubles
+/// only once the bytes already received fill it, never beyond the declared
+/// length. A peer that declares 64 KiB and sends nothing more holds 1 KiB,
+/// not 64; one that sends the whole frame costs at most its length.
 pub async fn try_read_frame<R>(reader: &mut R) -> Result<Option<Vec<u8>>, DecodeError>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -87,12 +97,21 @@ where
         return Err(DecodeError::FrameTooLarge { len });
     }
     let expected = len as usize; // ≤ MAX_FRAME_LEN, so it fits
-    let mut body = Vec::with_capacity(expected);
-    // `take` + `read_to_end` tolerates short reads and tells EOF apart from
-    // a complete body without zero-filling a buffer first.
-    let read = AsyncReadExt::take(&mut *reader, len).read_to_end(&mut body).await?;
-    if read < expected {
-        return Err(DecodeError::TruncatedBody { expected, read });
+    let mut body = Vec::new();
+    let mut read = 0;
+    while read < expected {
+        if read == body.len() {
+            // Full: double (exactly: never past the declared length). The
+            // new room is zeroed once, so a peer dribbling a byte per read
+            // costs no more than one sending the frame whole.
+            let grown = (body.len() * 2).max(FIRST_READ).min(expected);
+            body.reserve_exact(grown - body.len());
+            body.resize(grown, 0);
+        }
+        match reader.read(&mut body[read..]).await? {
+            0 => return Err(DecodeError::TruncatedBody { expected, read }),
+            n => read += n,
+        }
     }
     Ok(Some(body))
 }

@@ -1,5 +1,6 @@
 //! Async framing over in-memory streams, including hostile ones.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -33,6 +34,26 @@ impl AsyncRead for ResetAfter<'_> {
             return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
         }
         Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+/// A peer that sends only `bytes` (a length prefix), then holds the stream
+/// (`Pending`) or ends it (EOF); it records the largest buffer it was
+/// offered to fill after them: the room the reader allocated for bytes the
+/// peer only declared.
+struct Hoarder<'a> {
+    bytes: &'a [u8],
+    hold: bool,
+    largest_offered: usize,
+}
+
+impl AsyncRead for Hoarder<'_> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if !self.bytes.is_empty() {
+            return Pin::new(&mut self.bytes).poll_read(cx, buf);
+        }
+        self.largest_offered = self.largest_offered.max(buf.len());
+        if self.hold { Poll::Pending } else { Poll::Ready(Ok(0)) }
     }
 }
 
@@ -165,5 +186,38 @@ fn uvarint_helpers_agree_with_the_reference_encoding() {
     for n in [0, 1, 127, 128, 16_383, 16_384, MAX_FRAME_LEN as u64, u64::MAX >> 1, u64::MAX] {
         assert_eq!(p2p_protocol::uvarint(n), unsigned_varint_bytes(n), "n = {n}");
         assert_eq!(p2p_protocol::uvarint_len(n), unsigned_varint_bytes(n).len(), "n = {n}");
+    }
+}
+
+#[test]
+fn a_declared_length_reserves_nothing_until_its_bytes_arrive() {
+    // Three bytes declaring a full frame, then nothing.
+    let prefix = unsigned_varint_bytes(MAX_FRAME_LEN as u64);
+    assert_eq!(prefix.len(), 3);
+    let mut held = Hoarder { bytes: &prefix, hold: true, largest_offered: 0 };
+    {
+        let read = try_read_frame(&mut held);
+        futures::pin_mut!(read);
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(read.as_mut().poll(&mut cx).is_pending(), "the body never comes");
+    }
+    assert!(held.largest_offered > 0, "the body was asked for");
+    assert!(held.largest_offered <= 1024, "{} bytes of room for 3 received", held.largest_offered);
+
+    let mut ended = Hoarder { bytes: &prefix, hold: false, largest_offered: 0 };
+    let err = block_on(read_frame(&mut ended)).unwrap_err();
+    assert!(matches!(err, DecodeError::TruncatedBody { expected: MAX_FRAME_LEN, read: 0 }), "{err:?}");
+    assert!(ended.largest_offered <= 1024, "{} bytes of room for 3 received", ended.largest_offered);
+}
+
+#[test]
+fn a_body_grows_to_its_length_and_no_further() {
+    for len in [0, 1, 300, 1024, 1025, 40_000, MAX_FRAME_LEN] {
+        let bytes = frame(&vec![5; len]);
+        let body = block_on(read_frame(&mut bytes.as_slice())).unwrap();
+        assert_eq!(body, vec![5; len]);
+        assert_eq!(body.capacity(), len, "len {len}: exactly its length");
+        let body = block_on(read_frame(&mut OneByteAtATime(&bytes))).unwrap();
+        assert_eq!((body.len(), body.capacity()), (len, len), "len {len}, one byte at a time");
     }
 }

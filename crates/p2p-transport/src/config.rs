@@ -23,11 +23,29 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     /// How long a request may take end to end: an outbound one from call to
     /// answer, an inbound 1.0.0 stream from its arrival to its answer
-    /// written (then it is dropped). Default 10 s.
+    /// written (then it is dropped), an inbound 2.0.0 request from its
+    /// arrival to its answer (then it is answered 408 and its handler
+    /// dropped). Default 10 s.
     pub request_timeout: Duration,
-    /// Concurrent greet 1.0.0 streams per connection, each way (inbound ones
-    /// beyond it are dropped unanswered). Default 1024: overload is answered
-    /// by the service stack (503) rather than by dropped streams.
+    /// Streams a peer may have open at once on one connection: one number
+    /// for both muxers and for greet 1.0.0 (one request is one stream).
+    /// Default 64.
+    ///
+    /// - QUIC: the bidirectional streams the peer may open (quinn makes an
+    ///   opener wait for a free one; it also keeps a table entry per allowed
+    ///   stream on every connection, used or not: 256, libp2p-quic's default,
+    ///   cost ~21 KB per connection, 64 ~5 KB, BENCHMARKS.md "Scale").
+    /// - Yamux: twice this, its limit counting the streams of both sides
+    ///   (yamux resets a connection whose peer opens one too many instead of
+    ///   making it wait; libp2p-yamux's default is 512).
+    /// - Greet 1.0.0: inbound streams served at once per connection; more
+    ///   are dropped unanswered at once. Outbound 1.0.0 requests beyond it on
+    ///   one connection fail (the peer would drop them).
+    ///
+    /// Each stream a peer holds costs a task and a frame buffer that grows
+    /// only with the bytes received: 64 kept `bench -c 64 --protocol v1` as
+    /// fast as 256, and bounds what a peer holding streams open costs
+    /// (RELIABILITY.md, scenario "hoard").
     pub max_concurrent_streams: usize,
     /// Established connections in total (`None`: unlimited). Default 2048.
     pub max_connections: Option<u32>,
@@ -78,15 +96,18 @@ pub struct NodeConfig {
     /// routing table (its 256 buckets are ~1.6 MB per node, allocated up
     /// front): for many in-process client nodes, as `p2p-node bench` makes.
     pub dht: bool,
-    /// Bidirectional streams a peer may have open at once on one QUIC
-    /// connection. Default 64 (libp2p-quic's is 256). quinn keeps a table
-    /// entry per stream a peer may open, on every connection, used or not:
-    /// 256 cost ~21 KB per connection, 64 ~5 KB (BENCHMARKS.md, "Scale").
-    /// A greet 1.0.0 request is one stream, so this bounds the 1.0.0
-    /// requests a peer has in flight on one connection (more wait for a
-    /// stream; 64 kept `bench -c 64 --protocol v1` as fast, 32 did not);
-    /// greet 2.0.0 pipelines on one stream.
-    pub quic_max_concurrent_streams: u32,
+    /// How many bytes a peer may send on one stream before we read them
+    /// (the receive window we advertise), on QUIC. Default 256 KiB: four
+    /// maximal frames (a frame is at most 64 KiB), far more than a greeting
+    /// needs in flight (libp2p-quic's default is 10 MB). Yamux's is fixed at
+    /// the same 256 KiB (yamux's initial credit; libp2p-yamux 0.48 exposes
+    /// no window setting).
+    pub stream_receive_window: u32,
+    /// How many bytes a peer may send on all streams of one connection
+    /// before we read them, on QUIC. Default 1 MiB (libp2p-quic's is 15 MB):
+    /// what a peer that sends and never has its bytes read (a pipelined
+    /// stream at its in-flight bound) can park in our memory per connection.
+    pub connection_receive_window: u32,
     /// Peers to join the DHT through (`<multiaddr>/p2p/<peer-id>`); those
     /// that are relays are also where a node that is not publicly reachable
     /// reserves a relayed address. Default none.
@@ -182,7 +203,7 @@ impl Default for NodeConfig {
             mdns: true,
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
-            max_concurrent_streams: 1024,
+            max_concurrent_streams: 64,
             max_connections: Some(2048),
             max_connections_per_peer: Some(8),
             max_incoming_connections: Some(1024),
@@ -199,7 +220,8 @@ impl Default for NodeConfig {
             inbound_stream_idle_timeout: Duration::from_secs(30),
             stream_write_timeout: Duration::from_secs(10),
             dht: true,
-            quic_max_concurrent_streams: 64,
+            stream_receive_window: 256 * 1024,
+            connection_receive_window: 1024 * 1024,
             bootstrap: Vec::new(),
             relay_server: false,
             relay: RelayServerConfig::default(),

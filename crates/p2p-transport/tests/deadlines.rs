@@ -5,13 +5,18 @@
 mod common;
 mod v2_raw;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use p2p_protocol::v2::Response;
-use p2p_protocol::{GreetRequest, PROTOCOL_NAME, decode, encode, try_read_frame};
-use p2p_transport::libp2p::{PeerId, StreamProtocol};
+use p2p_protocol::{
+    ErrorCode, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, decode, encode, try_read_frame,
+};
+use p2p_service::PeerContext;
+use p2p_transport::libp2p::multiaddr::Protocol;
+use p2p_transport::libp2p::{Multiaddr, PeerId, StreamProtocol};
 use p2p_transport::{GreetVersion, NodeBuilder, NodeEvent, RequestError};
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -272,6 +277,54 @@ async fn a_requester_idle_on_its_stream_has_it_closed_so_the_connection_idles_ou
     .await;
 }
 
+// ---- inbound 2.0.0 requests: the request timeout, whatever the service -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_request_whose_handler_never_answers_is_answered_408_and_frees_its_slot() {
+    // A `MakeService` with no timeout layer at all: the node's own deadline
+    // is all there is. One request in flight per stream, so the hung one
+    // holds the stream's only slot until the deadline frees it.
+    let make = tower::service_fn(|_: PeerContext| async {
+        Ok::<_, Infallible>(tower::service_fn(|request: GreetRequest| async move {
+            if request.message == "hang" {
+                std::future::pending::<()>().await;
+            }
+            Ok::<GreetResult, Infallible>(Ok(GreetResponse {
+                message: format!("s: {}", request.message),
+                observed_addr: Multiaddr::empty(),
+            }))
+        }))
+    });
+    let (node, events) = NodeBuilder::new()
+        .mdns(false)
+        .listen_on(Transport::Quic.listen())
+        .request_timeout(Duration::from_millis(500))
+        .max_in_flight_per_stream(1)
+        .build(make)
+        .expect("node builds");
+    let mut s = TestNode { node, events, addr: Multiaddr::empty(), script: Script::new("unused") };
+    let NodeEvent::Listening { address } =
+        s.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
+    else {
+        unreachable!()
+    };
+    let mut control = raw_client(&address.with(Protocol::P2p(s.peer_id()))).await;
+    let mut stream = open_v2(&mut control, s.peer_id()).await;
+
+    stream.write_all(&[v2_frame(1, "hang"), v2_frame(2, "next")].concat()).await.unwrap();
+    for (id, expected) in [(1, Err(ErrorCode::TIMEOUT)), (2, Ok("s: next".to_owned()))] {
+        let body = within("an answer", try_read_frame(&mut stream)).await.unwrap().expect("an answer");
+        let Response { id: answered, result } = decode::<Response>(&body).unwrap();
+        assert_eq!(answered, id, "answers in order: the hung one first, at its deadline");
+        assert_eq!(result.map(|r| r.message).map_err(|e| e.code), expected, "request {id}");
+    }
+    // The stream serves on.
+    stream.write_all(&v2_frame(3, "still there?")).await.unwrap();
+    stream.close().await.unwrap();
+    let answers = read_until_closed(&mut stream).await;
+    assert_eq!(answers[&3].as_ref().unwrap().message, "s: still there?");
+}
+
 // ---- inbound 1.0.0 streams: bounded in time and in number -------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,8 +350,15 @@ async fn a_v1_stream_that_never_sends_its_request_is_dropped_at_the_request_time
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn v1_streams_beyond_the_cap_per_connection_are_dropped_and_the_others_served() {
-    let mut s = spawn_with(Script::new("s"), Transport::Quic, |b| b.max_concurrent_streams(2)).await;
+async fn v1_streams_beyond_the_cap_per_connection_are_dropped_at_once_and_the_others_served() {
+    // Over TCP: Yamux lets a peer open more streams than the cap (twice as
+    // many), so the cap is ours to keep. The request timeout is far away: a
+    // stream dropped at once is not one dropped when that runs out.
+    let cap = 4;
+    let mut s = spawn_with(Script::new("s"), Transport::Tcp, |b| {
+        b.max_concurrent_streams(cap).request_timeout(Duration::from_secs(3600))
+    })
+    .await;
     s.script.hold_message("hold");
     let control = raw_client(&s.addr).await;
     wait_for_peer(&mut s).await;
@@ -308,21 +368,56 @@ async fn v1_streams_beyond_the_cap_per_connection_are_dropped_and_the_others_ser
         let bytes = common::framed(&encode(&GreetRequest::new(message)));
         tokio::spawn(async move { send_raw(&mut control, peer, &bytes).await })
     };
-    // Two held requests fill the connection's cap...
-    let held = [send("hold"), send("hold")];
-    s.script.next_held_arrival().await;
-    s.script.next_held_arrival().await;
-    // ...so a third stream is dropped without an answer, at once.
-    let third = within("the third stream", send("three")).await.unwrap();
-    assert!(third.is_err(), "beyond the cap, no answer: {third:?}");
+    // Held requests fill the connection's cap...
+    let held: Vec<_> = (0..cap).map(|_| send("hold")).collect();
+    for _ in 0..cap {
+        s.script.next_held_arrival().await;
+    }
+    // ...so one more stream is dropped without an answer, at once.
+    let start = Instant::now();
+    let beyond = within("the stream beyond the cap", send("beyond")).await.unwrap();
+    let took = start.elapsed();
+    assert!(beyond.is_err(), "beyond the cap, no answer: {beyond:?}");
+    assert!(took < Duration::from_secs(2), "dropped after {took:?}, not at once");
     // Once the held ones are answered, the connection takes requests again.
-    s.script.release.add_permits(2);
+    s.script.release.add_permits(cap);
     for held in held {
         let answer = within("a held request", held).await.unwrap().expect("answered");
         assert_eq!(answer.unwrap().message, "s: hold");
     }
-    let fourth = within("the fourth stream", send("four")).await.unwrap().expect("answered");
-    assert_eq!(fourth.unwrap().message, "s: four");
+    let next = within("the next stream", send("next")).await.unwrap().expect("answered");
+    assert_eq!(next.unwrap().message, "s: next");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_quic_v1_streams_beyond_the_cap_wait_for_a_stream_and_are_served() {
+    // The same cap is QUIC's own stream limit: a stream beyond it waits for
+    // a free one instead of being dropped (as Yamux's would be, by us).
+    let cap = 4;
+    let mut s = spawn_with(Script::new("s"), Transport::Quic, |b| b.max_concurrent_streams(cap)).await;
+    s.script.hold_message("hold");
+    let control = raw_client(&s.addr).await;
+    wait_for_peer(&mut s).await;
+    let peer = s.peer_id();
+    let bytes = common::framed(&encode(&GreetRequest::new("hold")));
+    // One more than the cap, all at once: the cap's worth reach the handler...
+    let held: Vec<_> = (0..=cap)
+        .map(|_| {
+            let (mut control, bytes) = (control.clone(), bytes.clone());
+            tokio::spawn(async move { send_raw(&mut control, peer, &bytes).await })
+        })
+        .collect();
+    for _ in 0..cap {
+        s.script.next_held_arrival().await;
+    }
+    // ...and the last one gets there once one of them is answered.
+    s.script.release.add_permits(1);
+    s.script.next_held_arrival().await;
+    s.script.release.add_permits(cap);
+    for held in held {
+        let answer = within("a held request", held).await.unwrap().expect("answered, not dropped");
+        assert_eq!(answer.unwrap().message, "s: hold");
+    }
 }
 
 // ---- shutdown never waits on a peer beyond its grace ------------------------

@@ -178,12 +178,26 @@ async fn a_hundred_streams_opened_at_once_are_all_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_at_high_concurrency_all_complete() {
-    let s = spawn_node(Script::new("s"), Transport::Quic).await;
+    // The server takes at most 16 greet 1.0.0 streams from a connection at
+    // once: 100 requests in its handler at once, from one connection, can
+    // only have come pipelined (greet 2.0.0, chosen by the default `Auto`).
+    let s = spawn_with(Script::new("s"), Transport::Quic, |b| b.max_concurrent_streams(16)).await;
     let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
     connect(&mut a, &s).await;
+    s.script.hold_message("hold");
     let client = a.node.client().peer(s.peer_id());
+    let held: Vec<_> =
+        (0..100).map(|_| tokio::spawn(client.clone().oneshot(GreetRequest::new("hold")))).collect();
+    for _ in 0..100 {
+        s.script.next_held_arrival().await;
+    }
+    assert_eq!(a.node.connections_to(&s.peer_id()), (1, 0), "all on one connection");
     let requests: Vec<_> =
-        (0..500).map(|i| tokio::spawn(client.clone().oneshot(GreetRequest::new(format!("{i}"))))).collect();
+        (0..400).map(|i| tokio::spawn(client.clone().oneshot(GreetRequest::new(format!("{i}"))))).collect();
+    s.script.release.add_permits(100);
+    for request in held {
+        assert_eq!(within("a held request", request).await.unwrap().unwrap().message, "s: hold");
+    }
     for (i, request) in requests.into_iter().enumerate() {
         assert_eq!(within("a request", request).await.unwrap().unwrap().message, format!("s: {i}"));
     }

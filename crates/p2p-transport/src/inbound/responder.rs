@@ -2,7 +2,9 @@
 //! each answer as soon as it is ready.
 //!
 //! Every stream has deadlines, so a peer holds our tasks and its connection
-//! only while it does work: a stream that sends nothing while none of its
+//! only while it does work: each request is answered within the request
+//! timeout (408 then, as a 1.0.0 exchange is bounded by it, whatever the
+//! user's `MakeService` does); a stream that sends nothing while none of its
 //! requests is in flight is closed after the inbound idle timeout (a request
 //! must also arrive whole within it); a write that does not complete within
 //! the write timeout (the peer stopped reading) closes the stream and
@@ -14,11 +16,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::io::BufReader;
 use futures::stream::FuturesUnordered;
 use futures::{AsyncReadExt, StreamExt};
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
-use p2p_protocol::{DecodeError, ErrorCode, GreetResult, RemoteError, decode, encode, try_read_frame};
+use p2p_protocol::{DecodeError, ErrorCode, GreetResult, RemoteError, decode, encode};
 use p2p_service::PeerContext;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -29,14 +30,10 @@ use super::acceptor::{InboundStream, Incoming};
 use super::peers::InboundPeers;
 use super::service::{self, MakePeerService, ServiceCell};
 use crate::NodeConfig;
-use crate::wire::{answer_body, write_bodies};
+use crate::wire::{answer_body, frames, write_bodies};
 
 /// How long a stream waits for the swarm task to register its connection.
 pub(super) const CONNECTION_WAIT: Duration = Duration::from_secs(5);
-
-/// The read buffer of a served stream: a burst of pipelined requests is
-/// read in a few reads, not two or more per request.
-const READ_BUFFER: usize = 1024;
 
 /// What bounds one served stream (from [`NodeConfig`]).
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +44,9 @@ struct Limits {
     idle: Duration,
     /// One write taking longer: the peer stopped reading; closed.
     write: Duration,
+    /// One request, from its arrival to its answer: then answered 408 and
+    /// dropped (its handler with it), freeing its slot.
+    request: Duration,
 }
 
 /// The shutdown signal: `Some(end of the grace period)` once the drain began.
@@ -65,6 +65,7 @@ pub(crate) fn accept_loop(
         max_in_flight: config.max_in_flight_per_stream.max(1),
         idle: config.inbound_stream_idle_timeout,
         write: config.stream_write_timeout,
+        request: config.request_timeout,
     };
     async move {
         loop {
@@ -128,11 +129,7 @@ async fn serve(
         Ok(service) => {
             // The frames as a stream: a read in progress survives the other
             // branches of the loop below (a partly read frame is kept).
-            let reader = BufReader::with_capacity(READ_BUFFER, reader);
-            let mut frames = Box::pin(futures::stream::unfold(reader, |mut reader| async move {
-                let frame = try_read_frame(&mut reader).await;
-                Some((frame, reader))
-            }));
+            let mut frames = frames(reader);
             let mut stop = shutdown.clone();
             let mut stopped = std::pin::pin!(async move {
                 let _ = stop.wait_for(Option::is_some).await;
@@ -184,7 +181,8 @@ async fn serve(
                             Ok(Request { id, request }) if id != STREAM_ERROR_ID => {
                                 let service = service.clone();
                                 idle_since = None;
-                                requests.push(async move { (id, service::answer(service, peer, request).await) });
+                                let answer = service::answer_within(limits.request, service, peer, request);
+                                requests.push(async move { (id, answer.await) });
                             }
                             Ok(_) => {
                                 let err = RemoteError::new(ErrorCode::BAD_REQUEST, "request id 0 is reserved");

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -13,7 +14,7 @@ use p2p_service::{BoxError, PeerContext};
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::gate::Refusals;
 
@@ -80,6 +81,25 @@ pub(crate) async fn answer(service: PeerService, peer: PeerId, request: GreetReq
         Err(_) => {
             warn!(%peer, "the handler panicked; answering 500");
             Err(internal())
+        }
+    }
+}
+
+/// [`answer`], within `timeout`: a handler still running then is dropped
+/// (whatever it holds with it: an in-flight slot, the stream's room) and the
+/// request is answered 408, as the default stack's own timeout would, so
+/// that a `MakeService` without one cannot pin a stream.
+pub(crate) async fn answer_within(
+    timeout: Duration,
+    service: PeerService,
+    peer: PeerId,
+    request: GreetRequest,
+) -> GreetResult {
+    match tokio::time::timeout(timeout, answer(service, peer, request)).await {
+        Ok(result) => result,
+        Err(_) => {
+            debug!(%peer, "a request outlived the request timeout; answering 408");
+            Err(RemoteError::new(ErrorCode::TIMEOUT, "request timed out"))
         }
     }
 }

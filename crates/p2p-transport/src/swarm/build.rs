@@ -87,10 +87,10 @@ pub(crate) fn build_swarm(
 
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, || yamux_config(config))
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_quic_config(|quic| quic_config(quic, config))
-        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .with_relay_client(noise::Config::new, || yamux_config(config))
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_behaviour(|key, relay_client| {
             Boxed::new(Behaviour {
@@ -130,11 +130,26 @@ pub(crate) fn build_swarm(
 }
 
 /// libp2p-quic's defaults but for the streams a peer may open at once
-/// (`NodeConfig::quic_max_concurrent_streams`): quinn keeps a table entry per
-/// stream a peer may open, on every connection, whether or not it is used.
+/// (`NodeConfig::max_concurrent_streams`) and the receive windows
+/// (`stream_receive_window`, `connection_receive_window`): what a peer can
+/// make us hold is sized to the frame limit, not to a bulk transfer.
 fn quic_config(mut quic: libp2p::quic::Config, config: &NodeConfig) -> libp2p::quic::Config {
-    quic.max_concurrent_stream_limit = config.quic_max_concurrent_streams;
+    quic.max_concurrent_stream_limit =
+        u32::try_from(config.max_concurrent_streams).unwrap_or(u32::MAX).max(1);
+    quic.max_stream_data = config.stream_receive_window;
+    quic.max_connection_data = config.connection_receive_window.max(config.stream_receive_window);
     quic
+}
+
+/// Yamux (over TCP and relayed connections) with the same streams per
+/// connection as QUIC: its limit counts both sides' streams, so it is twice
+/// `max_concurrent_streams` (each side may have that many open), and a peer
+/// that opens more has its connection reset by yamux. Its receive window is
+/// yamux's fixed 256 KiB a stream.
+fn yamux_config(config: &NodeConfig) -> yamux::Config {
+    let mut yamux = yamux::Config::default();
+    yamux.set_max_num_streams(config.max_concurrent_streams.max(1).saturating_mul(2));
+    yamux
 }
 
 /// Kademlia on our own protocol name, in server mode only for a relay

@@ -93,3 +93,38 @@ fn into_io(err: DecodeError) -> io::Error {
         other => io::Error::new(io::ErrorKind::InvalidData, other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use libp2p::request_response::Codec;
+    use p2p_protocol::PROTOCOL_NAME;
+
+    use super::*;
+    use crate::wire::frames::tests::{Hoarder, poll_once};
+
+    fn assert_no_room_for_what_was_not_sent(read: impl FnOnce(Hoarder)) {
+        let hoarder = Hoarder::declaring_a_full_frame();
+        let offered = hoarder.offered();
+        read(hoarder);
+        let offered = offered.load(Ordering::Relaxed);
+        assert!(offered > 0, "the body was asked for");
+        assert!(offered <= 1024, "{offered} bytes of room for 3 received");
+    }
+
+    #[test]
+    fn an_inbound_request_declared_but_not_sent_costs_no_frame_sized_buffer() {
+        // The inbound 1.0.0 tasks' read.
+        assert_no_room_for_what_was_not_sent(|mut hoarder| poll_once(read_request(&mut hoarder)));
+    }
+
+    #[test]
+    fn an_answer_declared_but_not_sent_costs_no_frame_sized_buffer() {
+        // Our own 1.0.0 requests' read of the answer (request_response's codec).
+        let protocol = StreamProtocol::new(PROTOCOL_NAME);
+        assert_no_room_for_what_was_not_sent(|mut hoarder| {
+            poll_once(GreetCodec.read_response(&protocol, &mut hoarder));
+        });
+    }
+}

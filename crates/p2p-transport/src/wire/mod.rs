@@ -1,15 +1,19 @@
 //! How greet bytes move on a stream, for both protocol versions: the 1.0.0
-//! codec for libp2p's `request_response`, and the coalescing writer of the
-//! 2.0.0 pipelined streams.
+//! codec for libp2p's `request_response`, and the frame reader and the
+//! coalescing writer of the 2.0.0 pipelined streams. Every read of peer
+//! bytes goes through `p2p_protocol`'s `try_read_frame`: memory is paid for
+//! with bytes received (a buffer grows as they arrive).
 //!
 //! Owns: framing adapters and the rule that every answer fits a frame.
 //! Must never: know about peers, services or the swarm task.
 
 mod codec;
+mod frames;
 mod writer;
 
 pub use codec::{GreetCodec, InboundRequest};
 pub(crate) use codec::{read_request, write_response};
+pub(crate) use frames::frames;
 use p2p_protocol::{ErrorCode, GreetResult, MAX_FRAME_LEN, RemoteError};
 pub(crate) use writer::write_bodies;
 

@@ -323,11 +323,13 @@ pub fn remote_code(result: Result<GreetResponse, RequestError>) -> ErrorCode {
 }
 
 /// A bare swarm that speaks nothing but raw streams, to send what a real
-/// client never would.
+/// client never would (over QUIC or TCP/Yamux, as `target` says).
 pub async fn raw_client(target: &Multiaddr) -> libp2p_stream::Control {
-    use p2p_transport::libp2p::{SwarmBuilder, swarm::SwarmEvent};
+    use p2p_transport::libp2p::{SwarmBuilder, noise, swarm::SwarmEvent, tcp, yamux};
     let mut swarm = SwarmBuilder::with_new_identity()
         .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .unwrap()
         .with_quic()
         .with_behaviour(|_| libp2p_stream::Behaviour::new())
         .unwrap()

@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use futures::io::BufReader;
 use futures::{AsyncRead, AsyncReadExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
-use p2p_protocol::{GreetRequest, GreetResponse, decode, encode, try_read_frame};
+use p2p_protocol::{GreetRequest, GreetResponse, decode, encode};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -22,12 +21,9 @@ use tracing::debug;
 use crate::RequestError;
 use crate::inbound::ConnectionWakers;
 use crate::lock::lock;
-use crate::wire::write_bodies;
+use crate::wire::{frames, write_bodies};
 
 use super::{OBSERVATION_INTERVAL, StreamTimeouts, WRITE_QUEUE};
-
-/// The read buffer of the answers: a burst of them is read in a few reads.
-const READ_BUFFER: usize = 1024;
 
 type Answer = Result<GreetResponse, RequestError>;
 
@@ -322,7 +318,7 @@ pub(super) async fn read_answers<R>(
     observations: mpsc::Sender<(PeerId, Multiaddr)>,
     request_timeout: Duration,
 ) where
-    R: AsyncRead + Unpin,
+    R: AsyncRead + Unpin + Send,
 {
     let (dead, reaper, reap_at) = {
         let pending = lock(&pending);
@@ -334,11 +330,7 @@ pub(super) async fn read_answers<R>(
     tokio::pin!(reap);
     let mut woken = Vec::new();
     // A read in progress survives the other branches (a partly read frame is kept).
-    let reader = BufReader::with_capacity(READ_BUFFER, reader);
-    let mut frames = Box::pin(futures::stream::unfold(reader, |mut reader| async move {
-        let frame = try_read_frame(&mut reader).await;
-        Some((frame, reader))
-    }));
+    let mut frames = frames(reader);
     let mut last_observed: Option<(Multiaddr, Instant)> = None;
     let reason = loop {
         let frame = tokio::select! {
