@@ -45,6 +45,8 @@ pub(super) struct EventLoop {
     reporter: Reporter,
     peers: PeerTable,
     lifecycle: Lifecycle,
+    /// The lifecycle's counts as last reported (snapshot, metrics).
+    lifecycle_health: crate::PeerLifecycle,
     inbound_peers: Arc<InboundPeers>,
     outbound: OutboundV1,
     outbound_peers: Arc<OutboundPeers>,
@@ -94,6 +96,7 @@ impl EventLoop {
             reporter,
             peers: PeerTable::new(greet_peers),
             lifecycle: Lifecycle::new(local),
+            lifecycle_health: crate::PeerLifecycle::default(),
             inbound_peers,
             outbound: OutboundV1::default(),
             outbound_peers,
@@ -167,6 +170,7 @@ impl EventLoop {
                     break;
                 }
             }
+            self.report_lifecycle();
             if self.shutdown.drained() {
                 break;
             }
