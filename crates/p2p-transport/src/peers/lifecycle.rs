@@ -182,6 +182,16 @@ impl Lifecycle {
         connected: bool,
         now: Instant,
     ) -> Vec<Decision> {
+        // One form per address: libp2p-mdns gives `.../p2p/<peer>`, our own
+        // listener the bare address, and the swarm adds `/p2p/` when it dials:
+        // two forms of one address would be dialed one after the other.
+        for address in &mut addresses {
+            if let Some(Protocol::P2p(id)) = address.iter().last()
+                && id == peer_id
+            {
+                address.pop();
+            }
+        }
         // mDNS advertises loopback too; on a LAN that is never the peer.
         if addresses.iter().any(|a| !is_loopback(a)) {
             addresses.retain(|a| !is_loopback(a));

@@ -516,3 +516,25 @@ mod invariant {
         }
     }
 }
+
+/// libp2p-mdns reports `.../p2p/<peer>`, our js-style listener the bare
+/// address: one address, kept and dialed once (a 64-node run dialed both
+/// forms in turn, four attempts for two addresses, 30 s before a failure).
+#[tokio::test(start_paused = true)]
+async fn an_address_with_and_without_the_peer_id_is_one_address() {
+    let (mut policy, peer) = dialing_first();
+    let with_id = quic(2).with(Protocol::P2p(peer));
+    let decisions = policy.on_discovered(peer, vec![with_id, tcp(2)], false, Instant::now());
+    assert_eq!(decisions.last(), Some(&Decision::Dial { peer_id: peer, addresses: vec![quic(2), tcp(2)] }));
+    policy.on_dial_failed(peer, Instant::now());
+    tokio::time::advance(REDIAL_MIN).await;
+    policy.on_discovered(peer, vec![quic(2)], false, Instant::now());
+    assert_eq!(
+        policy.due(Instant::now()),
+        vec![Decision::Dial { peer_id: peer, addresses: vec![quic(2), tcp(2)] }]
+    );
+    // Another peer's id in an address is not this peer's address form: left as it is.
+    let other = quic(2).with(Protocol::P2p(PeerId::random()));
+    policy.on_discovered(peer, vec![other.clone()], false, Instant::now());
+    assert_eq!(policy.peers[&peer].addresses, vec![quic(2), other, tcp(2)]);
+}
