@@ -12,7 +12,8 @@
 //!   in the same burst of answers, so the side with the smaller PeerId dials
 //!   at once and the other waits [`DIAL_YIELD`] for that dial before it dials
 //!   itself (a peer that never dials, or did not hear of us, costs only that
-//!   wait). Both dialing at once means two handshakes, two identify
+//!   wait; a connection from the peer's address that began meanwhile extends
+//!   the wait once, for a loaded peer's slow handshake). Both dialing at once means two handshakes, two identify
 //!   exchanges and two connections per pair, which is what a big LAN's
 //!   start-up on few cores cannot afford.
 //! - A peer is redialed only while mDNS still knows it, and only after a
@@ -40,6 +41,7 @@
 //! the event loop never scans the table for it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
@@ -96,8 +98,11 @@ enum State {
     Idle,
     /// Closed on purpose: dialed again when mDNS announces it again.
     Parked,
-    /// A dial is due at this instant (the other side's turn, or a back-off).
+    /// A dial is due at this instant (a back-off).
     Waiting(Instant),
+    /// The other side's turn to dial, until this instant; `extended` once a
+    /// connection from the peer's address began meanwhile.
+    Yielding { until: Instant, extended: bool },
     /// A dial is under way; no outcome by this instant means it was lost.
     Dialing(Instant),
     /// Connected since.
@@ -121,7 +126,7 @@ impl Peer {
 
     fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Waiting(at) | State::Dialing(at) => Some(at),
+            State::Waiting(at) | State::Dialing(at) | State::Yielding { until: at, .. } => Some(at),
             State::Idle | State::Parked | State::Connected(_) => None,
         }
     }
@@ -227,7 +232,7 @@ impl Lifecycle {
                     decisions.push(peer.dial(peer_id, now));
                 } else {
                     // Its dial is most likely on its way; ours comes when due.
-                    peer.state = State::Waiting(now + DIAL_YIELD);
+                    peer.state = State::Yielding { until: now + DIAL_YIELD, extended: false };
                 }
             }
             decisions
@@ -305,6 +310,34 @@ impl Lifecycle {
                 peer.schedule(now);
             }
         });
+    }
+
+    /// A connection from `ip` began (its handshake has not finished, so
+    /// whose it is is not known yet). A peer at that address whose dial we
+    /// are waiting for is most likely making it: its wait is extended once,
+    /// to [`DIAL_YIELD`] from now, so that a loaded peer's slow handshake
+    /// does not get a second one from us (at 64 nodes on 2 cores, a third of
+    /// all dials were the waiting side's, the other's handshake not done
+    /// after 2 s). Looks only at the peers with a deadline.
+    pub(crate) fn on_incoming(&mut self, ip: IpAddr, now: Instant) {
+        let at_ip: Vec<PeerId> = self
+            .deadlines
+            .iter()
+            .map(|(_, peer_id)| *peer_id)
+            .filter(|peer_id| {
+                self.peers.get(peer_id).is_some_and(|peer| {
+                    matches!(peer.state, State::Yielding { extended: false, .. })
+                        && peer.addresses.iter().any(|a| ip_of(a) == Some(ip))
+                })
+            })
+            .collect();
+        for peer_id in at_ip {
+            self.update(peer_id, |peer| {
+                if let State::Yielding { until, .. } = peer.state {
+                    peer.state = State::Yielding { until: until.max(now + DIAL_YIELD), extended: true };
+                }
+            });
+        }
     }
 
     /// The dials due at `now`: waits that are over, and dials whose outcome
@@ -399,6 +432,14 @@ impl Lifecycle {
 
 fn is_quic(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::QuicV1))
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => Some(IpAddr::V4(ip)),
+        Some(Protocol::Ip6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
+    }
 }
 
 fn is_loopback(addr: &Multiaddr) -> bool {

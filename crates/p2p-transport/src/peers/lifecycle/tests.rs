@@ -258,6 +258,33 @@ async fn a_peer_found_to_speak_greet_after_it_left_is_dialed_again() {
     assert_eq!(policy.next_due(), Some(Instant::now() + REDIAL_MIN));
 }
 
+/// The waiting side extends its wait once when a connection from the
+/// peer's address begins: the other side's dial is on its way.
+#[tokio::test(start_paused = true)]
+async fn a_connection_from_the_peer_extends_the_wait_once() {
+    let (first, greater) = dialing_first();
+    let smaller = first.local;
+    let mut policy = Lifecycle::new(greater);
+    let start = Instant::now();
+    policy.on_discovered(smaller, vec![quic(1), tcp(1)], false, start);
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    policy.on_incoming("10.0.0.9".parse().unwrap(), Instant::now());
+    assert_eq!(policy.next_due(), Some(start + DIAL_YIELD), "another address: no change");
+    policy.on_incoming("10.0.0.1".parse().unwrap(), Instant::now());
+    assert_eq!(policy.next_due(), Some(Instant::now() + DIAL_YIELD));
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    policy.on_incoming("10.0.0.1".parse().unwrap(), Instant::now());
+    assert_eq!(policy.next_due(), Some(start + Duration::from_millis(1500) + DIAL_YIELD), "once");
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert_eq!(dials(&policy.due(Instant::now())), 1, "the other's dial did not come after all: ours");
+
+    // A back-off is not a wait for the other side: not extended.
+    policy.on_dial_failed(smaller, Instant::now());
+    let due = policy.next_due();
+    policy.on_incoming("10.0.0.1".parse().unwrap(), Instant::now());
+    assert_eq!(policy.next_due(), due);
+}
+
 mod invariant {
     //! The lifecycle's invariant over random event sequences: every peer
     //! mDNS knows, that may be dialed and is not banned, is at every moment
@@ -292,6 +319,8 @@ mod invariant {
         DialVanished(usize),
         /// The peer dials us.
         Inbound(usize),
+        /// A connection from the peer's first address begins.
+        IncomingFrom(usize),
         Disconnect {
             peer: usize,
             error: bool,
@@ -319,6 +348,7 @@ mod invariant {
             2 => peer.clone().prop_map(Event::DialFailed),
             1 => peer.clone().prop_map(Event::DialVanished),
             1 => peer.clone().prop_map(Event::Inbound),
+            1 => peer.clone().prop_map(Event::IncomingFrom),
             2 => (peer.clone(), any::<bool>()).prop_map(|(peer, error)| Event::Disconnect { peer, error }),
             1 => (peer.clone(), prop::bool::weighted(0.8)).prop_map(|(peer, speaks)| Event::Identify { peer, speaks }),
             1 => peer.clone().prop_map(Event::Ban),
@@ -442,6 +472,10 @@ mod invariant {
                         self.policy.on_connected(self.ids[peer], now);
                     }
                 }
+                Event::IncomingFrom(peer) => {
+                    let ip = std::net::Ipv4Addr::new(10, 0, 10 + peer as u8, 1);
+                    self.policy.on_incoming(ip.into(), now);
+                }
                 Event::Disconnect { peer, error } => self.disconnect(peer, error),
                 Event::Identify { peer, speaks } => {
                     if self.real[peer].connected {
@@ -485,9 +519,14 @@ mod invariant {
                 }
                 let accounted = real.connected
                     || real.dialing
-                    || matches!(state, Some(State::Waiting(_) | State::Dialing(_) | State::Parked));
+                    || matches!(
+                        state,
+                        Some(State::Waiting(_) | State::Dialing(_) | State::Yielding { .. } | State::Parked)
+                    );
                 prop_assert!(accounted, "peer {i} left with nothing under way: {real:?}, policy: {state:?}");
-                if let Some(State::Waiting(at) | State::Dialing(at)) = state {
+                if let Some(State::Waiting(at) | State::Dialing(at) | State::Yielding { until: at, .. }) =
+                    state
+                {
                     prop_assert!(at > self.now, "peer {i}: a deadline in the past ({state:?}) after `due`");
                 }
             }
