@@ -8,7 +8,12 @@
 #   sudo scripts/e2e-netns.sh 64     # a big LAN: up to 128 nodes
 #
 # Besides its checks it reports the time from the first node's start to the
-# full greet mesh (every node GREETED every other), the disconnects among
+# full greet mesh (every node GREETED every other), the per-pair tail (for
+# every pair, from the first DISCOVERED on either side to its first GREETED
+# in either direction, and to the moment both directions have greeted:
+# p50/p99/max, and the slowest pairs; FAIL when a pair's both-directions
+# time exceeds PAIR_MAX_SECS, default 10; the nodes print --timestamps for
+# this), that every node printed its LISTEN lines first, the disconnects among
 # live nodes during a quiet period after it (STABLE_SECS: 60 s from 32 nodes
 # on, 5 s below), the mDNS packets per node per second (IPv4 multicast
 # counters of the nodes' namespaces), and each node's RSS. For more than 16
@@ -20,7 +25,8 @@
 # target/release/p2p-node (P2P_NODE_BIN=... to use another binary instead). Prints one PASS/FAIL line per check and ends with
 # `<n> passed, <m> failed`; exits non-zero if any check failed. Namespaces and
 # processes are removed on any exit; the node logs are kept on failure
-# (KEEP_LOGS=1 keeps them always).
+# (KEEP_LOGS=1 keeps them always). MESH_ONLY=1 stops after the quiet period
+# (for repeated measurements of the mesh).
 set -uo pipefail
 
 N=${1:-${N:-5}}
@@ -36,6 +42,10 @@ DISCONNECT_SECS=${DISCONNECT_SECS:-$((60 + N / 2))} # QUIC idle timeout (10 s) a
 QUIET_SECS=3 # intervals (1 s) during which a dead peer must not be greeted
 EXIT_SECS=$((5 + N / 8))
 STABLE_SECS=${STABLE_SECS:-$((N >= 32 ? 60 : 5))} # quiet period counting disconnects among live nodes
+PAIR_MAX_SECS=${PAIR_MAX_SECS:-10} # a pair's bound from discovery to greetings both ways
+INTERVAL=${INTERVAL:-1s} # the nodes' --interval
+# The nodes print --timestamps: every line starts with the Unix time in ms.
+TS='^[0-9]\{1,\} '
 
 # shellcheck source=scripts/lib/netns.sh
 . "$ROOT/scripts/lib/netns.sh"
@@ -109,7 +119,7 @@ start() {
     RUST_LOG=${RUST_LOG:-info} ip netns exec "$ns" bash -c \
         'if [[ -n $1 ]]; then read -r _ <"$1"; fi; shift; exec "$@"' gate "$gate" "$BIN" run \
         --listen "/ip4/${IP[$i]}/udp/$PORT/quic-v1" --listen "/ip4/${IP[$i]}/tcp/$PORT" \
-        --interval 1s --message "node$i" --key-file "$WORK/node$i.key" \
+        --interval "$INTERVAL" --timestamps --message "node$i" --key-file "$WORK/node$i.key" \
         >>"$(out "$i")" 2>>"$WORK/node$i.err" </dev/null &
     PID[i]=$!
 }
@@ -132,6 +142,7 @@ awk -W version 2>/dev/null | grep -q mawk && follow_awk=(awk -W interactive)
 "${follow_awk[@]}" -v ids="$WORK/ids" '
     BEGIN { while ((getline line < ids) > 0) { split(line, f, " "); known[f[2]] = 1 } }
     /^==> .* <==$/ { node = $2; sub(/.*node/, "", node); sub(/\.out$/, "", node); next }
+    { sub(/^[0-9]+ /, "") } # the timestamp
     $1 == "DISCOVERED" && ($2 in known) && !((node, $2) in seen_d) { seen_d[node, $2] = 1; d++; changed = 1 }
     $1 == "GREETED" && ($2 in known) && !((node, $2) in seen_g) { seen_g[node, $2] = 1; g++; changed = 1 }
     $1 == "DISCONNECTED" { x++; changed = 1 }
@@ -151,6 +162,7 @@ exec 3<>"$WORK/gate" # read-write: opening never blocks, and late readers still 
 START_AT=$(now_ms)
 for i in $(seq 1 "$N"); do echo go; done >&3
 say "started $N nodes behind a gate, all let go at once: ${PID[*]}"
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # `lines_after I OFFSET`: node I's output past its first OFFSET lines.
 lines_after() { tail -n +"$(($2 + 1))" "$(out "$1")"; }
@@ -218,6 +230,7 @@ mesh_report() {
     awk -v ids="$WORK/ids" '
         BEGIN { while ((getline line < ids) > 0) { split(line, f, " "); known[f[2]] = f[1] } }
         FNR == 1 { node = FILENAME; sub(/.*node/, "", node); sub(/\.out$/, "", node) }
+        { sub(/^[0-9]+ /, "") } # the timestamp
         $1 == "DISCOVERED" && ($2 in known) { d[node, known[$2]] = 1 }
         $1 == "GREETED" && ($2 in known) { g[node, known[$2]] = 1 }
         END {
@@ -240,11 +253,72 @@ while read -r i missing; do
     fi
 done < <(mesh_report)
 
+# ---- 1b. the per-pair tail -------------------------------------------------
+
+# For every pair {i, j}: from the first DISCOVERED on either side to the first
+# GREETED in either direction ("F" lines) and to the moment both directions
+# have greeted ("B" lines), in ms, from the nodes' timestamps; "M" for a pair
+# discovered but not greeted both ways.
+pair_delays() {
+    awk -v ids="$WORK/ids" -v n="$N" '
+        BEGIN { while ((getline line < ids) > 0) { split(line, f, " "); known[f[2]] = f[1] } }
+        FNR == 1 { node = FILENAME; sub(/.*node/, "", node); sub(/\.out$/, "", node); node += 0 }
+        $2 == "DISCOVERED" && ($3 in known) {
+            j = known[$3]; k = (node < j) ? node " " j : j " " node
+            if (!(k in d) || $1 + 0 < d[k]) d[k] = $1 + 0
+        }
+        $2 == "GREETED" && ($3 in known) && !((node, known[$3]) in g) { g[node, known[$3]] = $1 + 0 }
+        END {
+            for (k in d) {
+                split(k, p, " "); i = p[1]; j = p[2]
+                a = ((i, j) in g) ? g[i, j] : ""; b = ((j, i) in g) ? g[j, i] : ""
+                if (a != "" || b != "") {
+                    first = (a == "") ? b : (b == "") ? a : (a < b ? a : b)
+                    print "F", first - d[k], "node" i "-node" j
+                }
+                if (a != "" && b != "") print "B", (a > b ? a : b) - d[k], "node" i "-node" j
+                else print "M", 0, "node" i "-node" j
+            }
+        }' $(for i in $(seq 1 "$N"); do out "$i"; done)
+}
+# `tail_stats KIND`: "<p50> <p99> <max> <pairs> <slowest pairs>" (seconds) of the KIND lines.
+tail_stats() {
+    grep "^$1 " "$WORK/pairs" | sort -k2,2n | awk '
+        { v[NR] = $2; who[NR] = $3 }
+        END {
+            if (NR == 0) { print "- - - 0 -"; exit }
+            slow = ""
+            for (k = NR; k > NR - 3 && k > 0; k--) slow = slow (slow == "" ? "" : ",") who[k] ":" sprintf("%.1f", v[k] / 1000)
+            printf "%.2f %.2f %.2f %d %s\n", v[int((NR - 1) * 0.5) + 1] / 1000, v[int((NR - 1) * 0.99) + 1] / 1000, v[NR] / 1000, NR, slow
+        }'
+}
+pair_delays >"$WORK/pairs"
+read -r F50 F99 FMAX FN FSLOW < <(tail_stats F)
+read -r B50 B99 BMAX BN BSLOW < <(tail_stats B)
+UNGREETED=$(grep -c "^M " "$WORK/pairs")
+echo "REPORT pairs discovery-to-first-greeting (either direction): p50 ${F50} s, p99 ${F99} s, max ${FMAX} s over $FN pairs; slowest $FSLOW"
+echo "REPORT pairs discovery-to-both-greeted: p50 ${B50} s, p99 ${B99} s, max ${BMAX} s over $BN pairs; slowest $BSLOW; $UNGREETED pairs not greeted both ways"
+if [[ $BMAX != - ]] && ((UNGREETED == 0)) && awk -v m="$BMAX" -v b="$PAIR_MAX_SECS" 'BEGIN { exit !(m <= b) }'; then
+    pass "every pair greeted both ways within ${PAIR_MAX_SECS}s of its discovery (max ${BMAX}s, $BSLOW)"
+else
+    fail "per-pair tail: max ${BMAX}s from discovery to greetings both ways (bound ${PAIR_MAX_SECS}s; PAIR_MAX_SECS), slowest $BSLOW, $UNGREETED pairs not greeted both ways"
+fi
+
+# Every node printed its LISTEN lines before any other line.
+for i in $(seq 1 "$N"); do
+    first=$(awk '{ sub(/^[0-9]+ /, ""); print $1; exit }' "$(out "$i")")
+    if [[ $first == LISTEN ]]; then
+        pass "node$i printed LISTEN first"
+    else
+        fail "node$i printed '$first' before its LISTEN lines: $(head -n 3 "$(out "$i")" | cut -c1-120 | tr '\n' '|')"
+    fi
+done
+
 # ---- 2. external addresses ------------------------------------------------
 
 for i in $(seq 1 "$N"); do
-    if within "$CONVERGE_SECS" has_line "$i" "^EXTERNAL /ip4/${IP[$i]}/"; then
-        pass "node$i confirmed its external address: $(grep -m1 "^EXTERNAL /ip4/${IP[$i]}/" "$(out "$i")" | cut -d' ' -f2)"
+    if within "$CONVERGE_SECS" has_line "$i" "${TS}EXTERNAL /ip4/${IP[$i]}/"; then
+        pass "node$i confirmed its external address: $(grep -m1 "${TS}EXTERNAL /ip4/${IP[$i]}/" "$(out "$i")" | cut -d' ' -f3)"
     else
         fail "node$i printed no EXTERNAL /ip4/${IP[$i]}/... within ${CONVERGE_SECS}s"
     fi
@@ -291,6 +365,14 @@ MDNS_QUIET_RATE=$(rates $MCAST_QUIET0 $MCAST_QUIET1 "$QUIET_MS")
 echo "REPORT nodes=$N mesh_ms=${MESH_MS:-none} discovery_ms=$((${DISCOVERED_AT:-START_AT} - START_AT)) disconnects_${STABLE_SECS}s=$DISCONNECTS rss_kb_min/median/max=$RSS_MIN/$RSS_MED/$RSS_MAX"
 echo "REPORT mdns start-to-mesh: $MDNS_START_RATE"
 echo "REPORT mdns quiet period: $MDNS_QUIET_RATE"
+echo "REPORT load average at the start $LOAD_AT_START, at the end of the quiet period $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# MESH_ONLY=1: stop here (the mesh, the per-pair tail, the quiet period), for repeated measurements.
+if [[ ${MESH_ONLY:-0} == 1 ]]; then
+    echo "$PASSED passed, $FAILED failed (MESH_ONLY: the kill, restart, one-shot greet and SIGTERM checks not run)"
+    ((FAILED == 0))
+    exit
+fi
 
 # ---- 3. a node killed ------------------------------------------------------
 
@@ -301,11 +383,11 @@ for i in $(others "$K"); do MARK[i]=$(count_lines "$i"); done
 PID[K]=""
 say "killed node$K (${ID[$K]}) with SIGKILL"
 
-disconnected() { grep_after "$1" "${MARK[$1]}" -q "^DISCONNECTED ${ID[$K]}$"; }
+disconnected() { grep_after "$1" "${MARK[$1]}" -q "${TS}DISCONNECTED ${ID[$K]}$"; }
 declare -a GONE_AT
 for i in $(others "$K"); do
     if within "$DISCONNECT_SECS" disconnected "$i"; then
-        GONE_AT[i]=$((MARK[i] + $(grep_after "$i" "${MARK[$i]}" -n -m1 "^DISCONNECTED ${ID[$K]}$" | cut -d: -f1)))
+        GONE_AT[i]=$((MARK[i] + $(grep_after "$i" "${MARK[$i]}" -n -m1 "${TS}DISCONNECTED ${ID[$K]}$" | cut -d: -f1)))
     else
         GONE_AT[i]=""
     fi
@@ -315,8 +397,8 @@ sleep "$QUIET_SECS"
 for i in $(others "$K"); do
     if [[ -z ${GONE_AT[$i]} ]]; then
         fail "node$i printed no DISCONNECTED for killed node$K within ${DISCONNECT_SECS}s"
-    elif grep_after "$i" "${GONE_AT[$i]}" -q "^GREETED ${ID[$K]} "; then
-        fail "node$i greeted killed node$K after DISCONNECTED: $(grep_after "$i" "${GONE_AT[$i]}" -m1 "^GREETED ${ID[$K]} ")"
+    elif grep_after "$i" "${GONE_AT[$i]}" -q "${TS}GREETED ${ID[$K]} "; then
+        fail "node$i greeted killed node$K after DISCONNECTED: $(grep_after "$i" "${GONE_AT[$i]}" -m1 "${TS}GREETED ${ID[$K]} ")"
     elif ! alive "$i"; then
         fail "node$i exited after node$K was killed"
     else
@@ -330,9 +412,9 @@ for i in $(others "$K"); do MARK[i]=$(count_lines "$i"); done
 RESTART_MARK=$(count_lines "$K")
 start "$K"
 say "restarted node$K"
-restarted_listens() { grep_after "$K" "$RESTART_MARK" -q "^LISTEN .*/p2p/"; }
+restarted_listens() { grep_after "$K" "$RESTART_MARK" -q "${TS}LISTEN .*/p2p/"; }
 if within 10 restarted_listens; then
-    peer=$(grep_after "$K" "$RESTART_MARK" -m1 "^LISTEN .*/p2p/" | sed 's|.*/p2p/||')
+    peer=$(grep_after "$K" "$RESTART_MARK" -m1 "${TS}LISTEN .*/p2p/" | sed 's|.*/p2p/||')
     if [[ $peer == "${ID[$K]}" ]]; then
         pass "node$K restarted with the same key file has the same PeerId ($peer)"
     else
@@ -341,7 +423,7 @@ if within 10 restarted_listens; then
 else
     fail "restarted node$K printed no LISTEN line"
 fi
-greeted_again() { grep_after "$1" "${MARK[$1]}" -q "^GREETED ${ID[$K]} "; }
+greeted_again() { grep_after "$1" "${MARK[$1]}" -q "${TS}GREETED ${ID[$K]} "; }
 for i in $(others "$K"); do
     if within "$CONVERGE_SECS" greeted_again "$i"; then
         pass "node$i greets restarted node$K again"

@@ -142,6 +142,12 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value = "hello")]
     pub(crate) message: String,
 
+    /// Begin every event line with the wall-clock time in milliseconds since
+    /// the Unix epoch and a space (`1733449062123 GREETED ...`), for scripts
+    /// that measure delays across nodes.
+    #[arg(long)]
+    pub(crate) timestamps: bool,
+
     /// An external address of this node the operator vouches for (repeatable):
     /// confirmed at once, never expires.
     #[arg(long, value_name = "MULTIADDR")]

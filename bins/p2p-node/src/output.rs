@@ -118,6 +118,18 @@ pub(crate) fn with_peer(address: &Multiaddr, peer: PeerId) -> Multiaddr {
     }
 }
 
+/// `line` as printed with `--timestamps` (`stamp`): after the wall-clock
+/// time in milliseconds since the Unix epoch and a space; as it is without.
+pub(crate) fn stamped(line: &str, stamp: bool) -> std::borrow::Cow<'_, str> {
+    if !stamp {
+        return line.into();
+    }
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    format!("{ms} {line}").into()
+}
+
 /// Prints `line` on stdout and flushes it, so that a reader sees each event as it happens.
 ///
 /// A closed stdout (the reader went away) is not a reason to stop the node.
@@ -136,6 +148,16 @@ mod tests {
     use p2p_transport::Reachability;
 
     use super::*;
+
+    #[test]
+    fn timestamps_come_first_only_when_asked_for() {
+        assert_eq!(stamped("LISTEN /ip4/10.0.0.1/tcp/1", false), "LISTEN /ip4/10.0.0.1/tcp/1");
+        let line = stamped("LISTEN /ip4/10.0.0.1/tcp/1", true);
+        let (ms, rest) = line.split_once(' ').unwrap();
+        assert_eq!(rest, "LISTEN /ip4/10.0.0.1/tcp/1");
+        let ms: u128 = ms.parse().unwrap();
+        assert!(ms > 1_700_000_000_000, "milliseconds since the epoch: {ms}");
+    }
 
     #[test]
     fn events_print_keyword_first() {

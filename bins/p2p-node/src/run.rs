@@ -44,8 +44,9 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
         );
     }
     // Operator-given addresses are confirmed from the start; the node reports no event for them.
+    let stamp = args.timestamps;
     for address in node.external_addrs() {
-        output::print_line(&output::external(&address));
+        output::print_line(&output::stamped(&output::external(&address), stamp));
     }
     for peer in &args.peer {
         if let Err(err) = node.dial(peer.clone()).await {
@@ -62,7 +63,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
                 Some(event) => {
                     log(&event);
                     for line in output::event_lines(&event, local) {
-                        output::print_line(&line);
+                        output::print_line(&output::stamped(&line, stamp));
                     }
                 }
                 None => bail!("the node stopped unexpectedly"),
@@ -70,7 +71,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
             Some(outcome) = outcomes.recv() => {
                 // How we are connected as the answer arrives; a peer gone since counts as direct.
                 let path = node.path(&outcome.peer_id).unwrap_or(Path::Direct);
-                output::print_line(&output::outcome_line(&outcome, path));
+                output::print_line(&output::stamped(&output::outcome_line(&outcome, path), stamp));
             }
             signal = signals.next() => break signal,
         }

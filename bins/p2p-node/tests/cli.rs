@@ -232,3 +232,32 @@ fn two_nodes_on_the_default_key_file_get_two_identities() {
     let out = p2p_node().env("XDG_DATA_HOME", data.path()).arg("id").output().unwrap();
     assert_eq!(stdout(&out).trim(), first_id);
 }
+
+/// `--timestamps` puts the wall-clock time (ms since the epoch) before every
+/// line, and a node's `LISTEN` lines come before anything about its peers,
+/// here a peer it dials at start.
+#[test]
+fn with_timestamps_every_line_is_stamped_and_listen_lines_come_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a_args = local_args(Some(&dir.path().join("a.key")));
+    a_args.extend(["--interval", "200ms"].map(String::from));
+    let mut a = Node::start(&a_args, &[]);
+    let a_addr = a.listen_addr();
+    let a_id = a.peer_id();
+
+    let mut b_args = local_args(Some(&dir.path().join("b.key")));
+    b_args.extend(["--interval", "200ms", "--timestamps", "--peer", &a_addr].map(String::from));
+    let mut b = Node::start(&b_args, &[]);
+    let prefix = format!("GREETED {a_id} rtt_ms=");
+    b.wait_for("GREETED a", |l| l.split_once(' ').is_some_and(|(_, rest)| rest.starts_with(&prefix)));
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let mut keywords = Vec::new();
+    for line in &b.seen {
+        let (ms, rest) = line.split_once(' ').unwrap_or_else(|| panic!("no timestamp: {line}"));
+        let ms: u128 = ms.parse().unwrap_or_else(|_| panic!("no timestamp: {line}"));
+        assert!(ms <= since_epoch && since_epoch - ms < 60_000, "not the time: {line}");
+        keywords.push(rest.split(' ').next().unwrap_or_default().to_owned());
+    }
+    assert_eq!(keywords[..2], ["LISTEN", "LISTEN"], "{:?}", b.seen);
+    assert!(keywords.contains(&"CONNECTED".to_owned()), "{:?}", b.seen);
+}

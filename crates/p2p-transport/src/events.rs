@@ -176,6 +176,23 @@ impl Stream for NodeEvents {
     }
 }
 
+/// How well the dialing policy keeps the peers mDNS found in hand
+/// ([`Node::peer_lifecycle`](crate::Node::peer_lifecycle)).
+///
+/// Every peer found that may be dialed is at every moment connected, being
+/// dialed, waiting for a dial at a known instant, or parked after a close on
+/// purpose. `unaccounted` counts those in none of these states (0 unless a
+/// rule is missing); `lost_dials` counts the dials whose outcome never came
+/// (each made again once its deadline passed).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerLifecycle {
+    /// Peers that may be dialed and have nothing under way.
+    pub unaccounted: usize,
+    /// Dials that ended in neither a connection nor an error, since the start.
+    pub lost_dials: u64,
+}
+
 /// What the swarm task keeps up to date for the handle's accessors.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
@@ -184,6 +201,8 @@ pub(crate) struct Snapshot {
     pub(crate) connected: BTreeSet<PeerId>,
     /// Each connected peer's direct and relayed connections.
     pub(crate) connections: std::collections::BTreeMap<PeerId, (usize, usize)>,
+    /// The lifecycle's health: see [`crate::Node::peer_lifecycle`].
+    pub(crate) lifecycle: PeerLifecycle,
 }
 
 impl NodeEvents {

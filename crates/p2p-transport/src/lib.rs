@@ -55,7 +55,7 @@ pub use addresses::{
 };
 pub use config::{NodeConfig, RelayServerConfig};
 pub use error::{BuildError, RequestError};
-pub use events::{NodeEvent, NodeEvents, Path, Reachability};
+pub use events::{NodeEvent, NodeEvents, Path, PeerLifecycle, Reachability};
 pub use gate::BanConfig;
 #[cfg(feature = "metrics")]
 pub use metrics::NodeMetrics;

@@ -8,6 +8,7 @@ use p2p_protocol::GreetResult;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
@@ -23,6 +24,8 @@ pub struct NodeMetrics {
     requests: Family<OutcomeLabel, Counter>,
     latency: Histogram,
     bans: Counter,
+    peers_unaccounted: Gauge,
+    lost_dials: Counter,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -54,7 +57,22 @@ impl NodeMetrics {
         );
         let bans = Counter::default();
         greet.register("bans", "Peers banned for being refused too often", bans.clone());
-        Self { libp2p, requests, latency, bans }
+        let peers = registry.sub_registry_with_prefix("peers");
+        let peers_unaccounted = Gauge::default();
+        peers.register(
+            "unaccounted",
+            "Peers found by mDNS that may be dialed and are neither connected, dialed, waiting nor parked (0 unless a rule is missing)",
+            peers_unaccounted.clone(),
+        );
+        let lost_dials = Counter::default();
+        peers.register("lost_dials", "Dials whose outcome never came (each made again)", lost_dials.clone());
+        Self { libp2p, requests, latency, bans, peers_unaccounted, lost_dials }
+    }
+
+    /// The lifecycle's counts, from `old` to `new`.
+    pub(crate) fn record_lifecycle(&self, old: &crate::PeerLifecycle, new: &crate::PeerLifecycle) {
+        self.peers_unaccounted.set(i64::try_from(new.unaccounted).unwrap_or(i64::MAX));
+        self.lost_dials.inc_by(new.lost_dials.saturating_sub(old.lost_dials));
     }
 
     /// Counts a ban.
@@ -102,11 +120,15 @@ mod tests {
         metrics
             .observe(&Err(RemoteError::new(ErrorCode::RATE_LIMITED, "slow down")), Duration::from_millis(1));
         metrics.record_ban();
+        let lost = crate::PeerLifecycle { unaccounted: 2, lost_dials: 3 };
+        metrics.record_lifecycle(&crate::PeerLifecycle::default(), &lost);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("greet_requests_total{code=\"429\"} 2"), "{text}");
         assert!(text.contains("greet_request_duration_seconds_count 2"), "{text}");
         assert!(text.contains("greet_bans_total 1"), "{text}");
+        assert!(text.contains("peers_unaccounted 2"), "{text}");
+        assert!(text.contains("peers_lost_dials_total 3"), "{text}");
         assert!(text.contains("libp2p_"), "libp2p's metrics are registered too");
         assert!(!text.contains("libp2p_libp2p_"), "one prefix, not two");
     }

@@ -67,6 +67,12 @@ impl Node {
         lock(&self.snapshot).connections.get(peer).copied().unwrap_or_default()
     }
 
+    /// Whether the dialing policy keeps every peer mDNS found in hand: see
+    /// [`PeerLifecycle`](crate::PeerLifecycle).
+    pub fn peer_lifecycle(&self) -> crate::PeerLifecycle {
+        lock(&self.snapshot).lifecycle
+    }
+
     /// The connected peers that identify says speak the greet protocol.
     pub fn greet_peers(&self) -> Vec<PeerId> {
         self.greet_peers.borrow().iter().copied().collect()

@@ -28,6 +28,7 @@ use crate::peers::{Announced, Lifecycle, PeerTable};
 use crate::shutdown::Shutdown;
 
 mod events;
+mod listen_first;
 mod reach;
 
 /// At most this many queued commands are taken per wake-up, so the swarm
@@ -45,6 +46,8 @@ pub(super) struct EventLoop {
     reporter: Reporter,
     peers: PeerTable,
     lifecycle: Lifecycle,
+    /// The lifecycle's counts as last reported (snapshot, metrics).
+    lifecycle_health: crate::PeerLifecycle,
     inbound_peers: Arc<InboundPeers>,
     outbound: OutboundV1,
     outbound_peers: Arc<OutboundPeers>,
@@ -62,6 +65,9 @@ pub(super) struct EventLoop {
     refusals: mpsc::Receiver<PeerId>,
     /// Peers announced in mDNS *answers* (js-libp2p's way); closed without mDNS.
     announced: mpsc::Receiver<Announced>,
+    /// Its listener's sender and query interval, until the listener starts
+    /// (once our own listeners have reported: see `listen_first`).
+    announcer: Option<(mpsc::Sender<Announced>, Duration)>,
     /// The DHT, relay reservations, lookups, reachability.
     reach: reach::Reach,
     #[cfg(feature = "metrics")]
@@ -83,9 +89,7 @@ impl EventLoop {
         let connection_wakers = swarm.behaviour().acceptor.wakers();
         // Peers announced the js-libp2p way, which libp2p-mdns does not hear.
         let (announced_tx, announced) = mpsc::channel(ANNOUNCED_CAPACITY);
-        if config.mdns {
-            tokio::spawn(crate::peers::listen_mdns_answers(announced_tx, super::build::MDNS_QUERY_INTERVAL));
-        }
+        let announcer = config.mdns.then_some((announced_tx, super::build::MDNS_QUERY_INTERVAL));
         let local = *swarm.local_peer_id();
         Self {
             swarm,
@@ -94,6 +98,7 @@ impl EventLoop {
             reporter,
             peers: PeerTable::new(greet_peers),
             lifecycle: Lifecycle::new(local),
+            lifecycle_health: crate::PeerLifecycle::default(),
             inbound_peers,
             outbound: OutboundV1::default(),
             outbound_peers,
@@ -108,6 +113,7 @@ impl EventLoop {
             bans: Bans::new(config.bans.clone()),
             refusals,
             announced,
+            announcer,
             reach: reach::Reach::new(config),
             #[cfg(feature = "metrics")]
             metrics,
@@ -116,6 +122,10 @@ impl EventLoop {
 
     pub(super) async fn run(mut self) {
         self.start_reach();
+        self.listen_first().await;
+        if let Some((announced, interval)) = self.announcer.take() {
+            tokio::spawn(crate::peers::listen_mdns_answers(announced, interval));
+        }
         loop {
             let next_reach = self.reach.next_due();
             let next_redial = self.lifecycle.next_due();
@@ -167,6 +177,7 @@ impl EventLoop {
                     break;
                 }
             }
+            self.report_lifecycle();
             if self.shutdown.drained() {
                 break;
             }
@@ -175,6 +186,30 @@ impl EventLoop {
         self.outbound_peers.clear();
         self.peers.clear();
         self.shutdown.finish(&mut self.swarm, self.listeners).await;
+    }
+
+    /// Until every listener has reported an address (or closed), only the
+    /// swarm is polled and its other events are held: see `listen_first`.
+    async fn listen_first(&mut self) {
+        let mut start = listen_first::ListenFirst::new(self.listeners.iter().copied());
+        let give_up = tokio::time::sleep(listen_first::LISTEN_WAIT);
+        tokio::pin!(give_up);
+        while !start.done() {
+            tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    if let Some(event) = start.take(event) {
+                        self.on_swarm_event(event);
+                    }
+                }
+                () = &mut give_up => {
+                    warn!("listeners still silent after {:?}; going on", listen_first::LISTEN_WAIT);
+                    break;
+                }
+            }
+        }
+        for event in start.release() {
+            self.on_swarm_event(event);
+        }
     }
 
     // ---- commands -------------------------------------------------------

@@ -97,6 +97,14 @@ impl EventLoop {
                     }
                 }
             }
+            SwarmEvent::IncomingConnection { send_back_addr, .. } => {
+                // Whose it is is known after the handshake; where from, now.
+                if let Some(libp2p::multiaddr::Protocol::Ip4(ip)) = send_back_addr.iter().next() {
+                    self.lifecycle.on_incoming(ip.into(), Instant::now());
+                } else if let Some(libp2p::multiaddr::Protocol::Ip6(ip)) = send_back_addr.iter().next() {
+                    self.lifecycle.on_incoming(ip.into(), Instant::now());
+                }
+            }
             SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
                 debug!(%send_back_addr, %error, "incoming connection failed");
             }
@@ -193,7 +201,7 @@ impl EventLoop {
         // A node that speaks 2.0.0 also speaks 1.0.0; either way it can be greeted.
         let speaks = speaks_v1 || speaks_v2;
         self.outbound_peers.set_speaks_v2(&peer_id, self.pipelining && speaks_v2);
-        self.lifecycle.on_identify(peer_id, speaks);
+        self.lifecycle.on_identify(peer_id, speaks, Instant::now());
         if self.peers.on_identify(peer_id, speaks) {
             self.reporter.emit(NodeEvent::GreetCapable { peer_id });
         }
@@ -208,7 +216,7 @@ impl EventLoop {
             return;
         }
         self.outbound_peers.set_speaks_v2(&peer_id, self.pipelining && v2);
-        self.lifecycle.on_identify(peer_id, true);
+        self.lifecycle.on_identify(peer_id, true, Instant::now());
         if self.peers.on_identify(peer_id, true) {
             self.reporter.emit(NodeEvent::GreetCapable { peer_id });
         }
@@ -254,21 +262,61 @@ impl EventLoop {
                 self.reporter.emit(NodeEvent::Discovered { peer_id, addresses });
             }
             Decision::Expired { peer_id } => self.reporter.emit(NodeEvent::Expired { peer_id }),
-            Decision::Dial { peer_id, addresses } => {
-                if self.shutdown.is_draining() || self.bans.is_banned(&peer_id) {
-                    return;
-                }
-                // One dial per peer, its addresses tried one at a time.
-                let opts = DialOpts::peer_id(peer_id)
-                    .addresses(addresses)
-                    .override_dial_concurrency_factor(std::num::NonZeroU8::MIN)
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(err) = self.swarm.dial(opts) {
-                    debug!(peer = %peer_id, %err, "dial of a discovered peer refused");
-                }
+            Decision::Dial { peer_id, addresses } => self.dial_discovered(peer_id, addresses),
+        }
+    }
+
+    /// Dials a peer the lifecycle decided to dial, and tells it at once when
+    /// the swarm refuses: the lifecycle owes every dial an outcome, and a
+    /// refused dial has no other (no event follows it).
+    fn dial_discovered(&mut self, peer_id: PeerId, addresses: Vec<Multiaddr>) {
+        if self.shutdown.is_draining() {
+            return;
+        }
+        if self.bans.is_banned(&peer_id) {
+            // Tried again after the back-off: the ban may be over by then.
+            self.lifecycle.on_dial_failed(peer_id, Instant::now());
+            return;
+        }
+        // One dial per peer, its addresses tried one at a time.
+        let opts = DialOpts::peer_id(peer_id)
+            .addresses(addresses)
+            .override_dial_concurrency_factor(std::num::NonZeroU8::MIN)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            Ok(()) => debug!(peer = %peer_id, "dialing a discovered peer"),
+            // Connected meanwhile: the lifecycle may not have heard of it.
+            Err(DialError::DialPeerConditionFalse(_)) if self.swarm.is_connected(&peer_id) => {
+                self.lifecycle.on_connected(peer_id, Instant::now());
+            }
+            // Someone else's dial of the peer is under way (Kademlia's, the
+            // user's): its outcome is the peer's, and reaches the lifecycle.
+            Err(DialError::DialPeerConditionFalse(_)) => {
+                debug!(peer = %peer_id, "a dial of the peer is already under way");
+            }
+            Err(err) => {
+                let line = crate::outbound::one_line(&err.to_string());
+                info!(peer = %peer_id, error = %line, "dial of a discovered peer refused");
+                self.reporter.emit(NodeEvent::DialFailed { peer_id: Some(peer_id), error: line });
+                self.lifecycle.on_dial_failed(peer_id, Instant::now());
             }
         }
+    }
+
+    /// The lifecycle's counts into the snapshot and the metrics, when they
+    /// changed: two comparisons per wake-up, no scan.
+    pub(super) fn report_lifecycle(&mut self) {
+        let health = self.lifecycle.health();
+        if health == self.lifecycle_health {
+            return;
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics.record_lifecycle(&self.lifecycle_health, &health);
+        }
+        self.lifecycle_health = health;
+        self.reporter.update(|s| s.lifecycle = health);
     }
 
     pub(super) fn apply_ban(&mut self, change: BanChange) {
