@@ -128,7 +128,8 @@ async fn a_peer_refused_too_often_is_banned_disconnected_and_let_back_after_the_
     else {
         unreachable!()
     };
-    assert_eq!(duration, Duration::from_secs(2));
+    // The first ban's length, shortened at random by up to a tenth.
+    assert!(duration <= Duration::from_secs(2) && duration >= Duration::from_millis(1800), "{duration:?}");
     let s_id = s.peer_id();
     flooder
         .wait_for("disconnected", |e| matches!(e, NodeEvent::Disconnected { peer_id } if *peer_id == s_id))
