@@ -3,10 +3,12 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use p2p_protocol::GreetRequest;
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::Multiaddr;
 use p2p_transport::libp2p::multiaddr::Protocol;
-use p2p_transport::{Node, NodeBuilder, NodeEvent};
+use p2p_transport::{ExternalAddrConfig, GreetVersion, Node, NodeBuilder, NodeEvent, NodeEvents};
+use tower::ServiceExt;
 
 /// A node on 127.0.0.1 over QUIC and TCP, limits as given; its two addresses with /p2p/.
 async fn target(limits: Limits) -> (Node, Multiaddr, Multiaddr) {
@@ -127,45 +129,102 @@ fn a_seed_prints_the_same_peer_id_every_time() {
     assert!(id("7").starts_with("12D3KooW"));
 }
 
+/// Three identities on one host lie alike about a node's address: one
+/// observer, below the default threshold of 2, so nothing is confirmed.
+/// The positive control: the same liars make a node that needs only one
+/// observer confirm their address, read the same way (no timeout decides).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn liars_answer_every_greeting_with_the_made_up_address() {
-    let (node, quic, _) = target(Limits::default()).await;
-    let ours = quic.iter().take(3).collect::<Multiaddr>();
-    let made_up: Multiaddr = "/ip4/198.51.100.7/udp/4101/quic-v1".parse().unwrap();
-    let greeter = {
-        let node = node.clone();
-        let made_up = made_up.clone();
-        tokio::spawn(async move {
-            // Greets every liar as it comes, as a node's periodic greeter does.
-            let mut seen = 0;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            while tokio::time::Instant::now() < deadline && seen < 3 {
-                for peer in node.greet_peers() {
-                    let answer = tower::ServiceExt::oneshot(
-                        node.client(),
-                        (peer, p2p_protocol::GreetRequest::new("where am I?")),
-                    )
-                    .await;
-                    if let Ok(answer) = answer {
-                        assert_eq!(answer.observed_addr, made_up);
-                        seen += 1;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            seen
-        })
-    };
-    let out =
-        p2p_fault(format!("liar {quic} --observed {made_up} --identities 3 --duration 3s --json")).await;
-    let report = json(&out);
-    assert_eq!(report["connected"], 3, "{report}");
-    assert!(report["lies"].as_u64().unwrap() >= 3, "{report}");
-    assert!(greeter.await.unwrap() >= 3);
-    // One host, three identities: one observer, below the default threshold of 2.
-    assert!(!node.external_addrs().iter().any(|a| a.to_string().contains("198.51.100.")));
-    assert!(!node.external_addrs().contains(&ours));
+    let (node, mut events, quic) = observed_target(2).await;
+    let (control, mut control_events, control_quic) = observed_target(1).await;
+    let made_up = made_up_on_the_port_of(&quic);
+    let control_made_up = made_up_on_the_port_of(&control_quic);
+    let liars = tokio::spawn(p2p_fault(format!(
+        "liar {quic} --observed {made_up} --identities 3 --duration 3s --json"
+    )));
+    let control_liars = tokio::spawn(p2p_fault(format!(
+        "liar {control_quic} --observed {control_made_up} --identities 3 --duration 3s --json"
+    )));
+
+    let seen = greet_three_liars(&node, &mut events, &made_up).await;
+    let control_seen = greet_three_liars(&control, &mut control_events, &control_made_up).await;
+    assert!(confirms(&control_seen, &control_made_up), "the control confirms the lie: {control_seen:?}");
+    assert!(!seen.iter().any(|e| matches!(e, NodeEvent::ExternalAddrConfirmed { .. })), "{seen:?}");
+    assert!(node.external_addrs().is_empty(), "{:?}", node.external_addrs());
+
+    for out in [liars.await.unwrap(), control_liars.await.unwrap()] {
+        let report = json(&out);
+        assert_eq!(report["connected"], 3, "{report}");
+        assert!(report["lies"].as_u64().unwrap() >= 3, "{report}");
+    }
     node.shutdown().await;
+    control.shutdown().await;
+}
+
+/// A QUIC node on 127.0.0.1 that confirms an address `threshold` observers
+/// agree on; its events, and its address with /p2p/.
+async fn observed_target(threshold: usize) -> (Node, NodeEvents, Multiaddr) {
+    let (node, mut events) = NodeBuilder::new()
+        .mdns(false)
+        .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+        .external_addrs(ExternalAddrConfig { threshold, ..ExternalAddrConfig::default() })
+        .build(stack(MakeGreeter::new("target"), Limits::default()))
+        .expect("the target starts");
+    let address = within(async {
+        loop {
+            if let Some(NodeEvent::Listening { address }) = events.recv().await {
+                return address;
+            }
+        }
+    })
+    .await;
+    let address = address.with(Protocol::P2p(node.local_peer_id()));
+    (node, events, address)
+}
+
+/// A documentation address (198.51.100.7) on the port of `ours`: a lie the
+/// node would take if enough observers agreed.
+fn made_up_on_the_port_of(ours: &Multiaddr) -> Multiaddr {
+    let Some(Protocol::Udp(port)) = ours.iter().nth(1) else { panic!("{ours}") };
+    format!("/ip4/198.51.100.7/udp/{port}/quic-v1").parse().unwrap()
+}
+
+/// Greets each of three liars on 1.0.0 as identify says it speaks greet,
+/// checks it lies, and returns every event of `node` up to a marker: a dial
+/// to a closed port, whose failure the swarm task reports only after what
+/// reached it before (each answer's observed address included).
+async fn greet_three_liars(node: &Node, events: &mut NodeEvents, made_up: &Multiaddr) -> Vec<NodeEvent> {
+    let mut seen = Vec::new();
+    let mut greeted = 0;
+    while greeted < 3 {
+        let event = within(events.recv()).await.expect("the node runs");
+        if let NodeEvent::GreetCapable { peer_id } = &event {
+            let client = node.client().peer(*peer_id).with_version(GreetVersion::V1);
+            let answer = within(client.oneshot(GreetRequest::new("where am I?"))).await.unwrap();
+            assert_eq!(answer.observed_addr, *made_up);
+            greeted += 1;
+        }
+        seen.push(event);
+    }
+    let marker = p2p_transport::libp2p::PeerId::random();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    node.dial(format!("/ip4/127.0.0.1/tcp/{closed}/p2p/{marker}").parse().unwrap()).await.unwrap();
+    loop {
+        let event = within(events.recv()).await.expect("the node runs");
+        if matches!(&event, NodeEvent::DialFailed { peer_id: Some(peer), .. } if *peer == marker) {
+            return seen;
+        }
+        seen.push(event);
+    }
+}
+
+fn confirms(events: &[NodeEvent], addr: &Multiaddr) -> bool {
+    events.iter().any(|e| matches!(e, NodeEvent::ExternalAddrConfirmed { address } if address == addr))
+}
+
+/// `future`, or a panic after 20 s.
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), future).await.expect("within 20 s")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,7 @@
 //! ```
 
 mod context;
+mod fault;
 mod greeter;
 pub mod in_flight;
 mod limits;
@@ -68,6 +69,7 @@ pub mod shed_unready;
 pub mod trace;
 
 pub use context::PeerContext;
+pub use fault::{FaultReporter, PeerFault};
 pub use greeter::{Greeter, MakeGreeter};
 pub use limits::Limits;
 pub use make::{DEFAULT_MAX_REMEMBERED_PEERS, MakePeerService, PeerService, stack};

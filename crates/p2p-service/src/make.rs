@@ -19,7 +19,7 @@ use crate::rate_limit::RateLimit;
 use crate::remote_error::MapRemoteErrorLayer;
 use crate::shed_unready::ShedUnreadyLayer;
 use crate::trace::TraceLayer;
-use crate::{BoxError, Limits, PeerContext};
+use crate::{BoxError, FaultReporter, Limits, PeerContext};
 
 /// The service that answers one peer's requests on one connection, as the transport calls it.
 ///
@@ -55,7 +55,11 @@ pub const DEFAULT_MAX_REMEMBERED_PEERS: usize = 65_536;
 ///   request through, and a handler that is not ready is answered 503 at
 ///   once: nothing waits in `poll_ready`, so the deadline bounds the whole
 ///   request, readiness and call;
-/// - a disabled limit is left out of the stack.
+/// - a disabled limit is left out of the stack;
+/// - a [`PeerContext`] with a [`FaultReporter`] gets its peer's faults
+///   reported (429 from its bucket, 503 from its own in-flight share, 400
+///   and 413 from the handler; never a 503 from the node-wide limit or the
+///   handler's back-pressure), see [`remote_error::classify`](crate::remote_error::classify).
 ///
 /// # Per-peer state
 ///
@@ -151,12 +155,13 @@ where
     fn call(&mut self, ctx: PeerContext) -> Self::Future {
         let peer = ctx.peer_id;
         let state = self.peers.state(peer);
+        let faults = ctx.fault_reporter().cloned();
         let making = self.make_handler.call(ctx);
         let limits = self.limits.clone();
         let shared_in_flight = self.shared_in_flight.clone();
         Box::pin(async move {
             let handler = making.await.map_err(Into::into)?;
-            Ok(peer_stack(handler, peer, &limits, state, shared_in_flight))
+            Ok(peer_stack(handler, peer, &limits, state, shared_in_flight, faults))
         })
     }
 }
@@ -168,6 +173,7 @@ fn peer_stack<H>(
     limits: &Limits,
     state: PeerState,
     shared_in_flight: Option<Arc<Semaphore>>,
+    faults: Option<FaultReporter>,
 ) -> PeerService
 where
     H: Service<GreetRequest, Response = GreetResponse> + Clone + Send + Sync + 'static,
@@ -183,7 +189,10 @@ where
     let timeout = limits.request_timeout.map(TimeoutLayer::new);
     let service = ServiceBuilder::new()
         .layer(TraceLayer::new(peer))
-        .layer(MapRemoteErrorLayer::new())
+        .layer(match faults {
+            Some(reporter) => MapRemoteErrorLayer::new().with_fault_reporter(peer, reporter),
+            None => MapRemoteErrorLayer::new(),
+        })
         .option_layer(rate_limit)
         .option_layer(in_flight)
         .option_layer(timeout)

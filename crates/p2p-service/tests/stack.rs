@@ -3,11 +3,12 @@
 //!
 //! Time is always paused: deadlines and refills are reached with `tokio::time::advance`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p_identity::PeerId;
 use p2p_protocol::{ErrorCode, GreetRequest, GreetResponse, GreetResult, RemoteError};
-use p2p_service::{BoxError, Greeter, Limits, MakeGreeter, PeerService, stack};
+use p2p_service::{BoxError, FaultReporter, Greeter, Limits, MakeGreeter, PeerFault, PeerService, stack};
 use tokio::time::advance;
 use tower::{Service, ServiceExt, service_fn};
 use tower_test::mock;
@@ -216,6 +217,7 @@ fn moody() -> impl Service<GreetRequest, Response = GreetResponse, Error = BoxEr
             "io" => Err(std::io::Error::other("disk on fire").into()),
             "bad" => Err(RemoteError::new(ErrorCode::BAD_REQUEST, "say please").into()),
             "teapot" => Err(RemoteError::new(ErrorCode::from(418), "short and stout").into()),
+            "busy" => Err(RemoteError::new(ErrorCode::OVERLOADED, "busy").into()),
             message => Ok(response(message)),
         }
     })
@@ -279,9 +281,84 @@ async fn the_bare_greeter_answers_with_its_context() {
 #[test]
 fn the_services_can_be_shared_across_tasks() {
     fn clone_send_sync<T: Clone + Send + Sync + 'static>() {}
-    fn clone_send<T: Clone + Send + 'static>() {}
     clone_send_sync::<p2p_service::MakePeerService<MakeGreeter>>();
     clone_send_sync::<MakeGreeter>();
     clone_send_sync::<Greeter>();
-    clone_send::<PeerService>();
+    // The transport shares one `PeerService` between a connection's tasks
+    // (by reference, each cloning it per request): `Sync`, not only `Send`.
+    clone_send_sync::<PeerService>();
+    clone_send_sync::<p2p_service::PeerContext>();
+    clone_send_sync::<p2p_service::FaultReporter>();
+}
+
+// ----- faults: which refusals the peer caused -----
+
+/// A reporter that records every fault, and what it recorded.
+fn recorder() -> (FaultReporter, Arc<Mutex<Vec<(PeerId, PeerFault)>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    (FaultReporter::new(move |peer, fault| sink.lock().unwrap().push((peer, fault))), seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_503_is_the_peers_fault_only_when_its_own_share_is_full_and_the_wire_cannot_tell() {
+    let (reporter, seen) = recorder();
+    let limits = Limits { max_in_flight_per_peer: 1, max_in_flight_total: 2, ..no_limits() };
+    let (handler, mut handle) = mock::pair::<GreetRequest, GreetResponse>();
+    let mut make = stack(clones_of(handler), limits);
+    let ids: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+    let mut services = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        services.push(make_for(&mut make, connection(*id, i).with_fault_reporter(reporter.clone())).await);
+    }
+    // Peers 0 and 1 hold one request each: their own shares and the node-wide limit are full.
+    let mut held = [send(&services[0], "held"), send(&services[1], "held")];
+    for request in &mut held {
+        assert_eq!(answer_now(request), None);
+    }
+    // Peer 0 asks for more than its share: its doing. Peer 2 asks once: not its doing.
+    let over_its_share = ask_now(&services[0], "more");
+    let under_a_full_node = ask_now(&services[2], "once");
+    assert_eq!(over_its_share, overloaded());
+    assert_eq!(under_a_full_node, overloaded(), "the same bytes on the wire");
+    assert_eq!(*seen.lock().unwrap(), [(ids[0], PeerFault::TooManyInFlight)]);
+    for _ in 0..2 {
+        let (request, reply) = handle.next_request().await.unwrap();
+        reply.send_response(response(&request.message));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_peers_rate_and_its_bad_requests_are_its_faults_timeouts_and_the_handlers_own_503s_are_not() {
+    let (reporter, seen) = recorder();
+    let limits = Limits {
+        rate_per_sec: 1,
+        rate_burst: 1,
+        request_timeout: Some(Duration::from_secs(1)),
+        ..no_limits()
+    };
+    let mut make = stack(clones_of(moody()), limits);
+    let peer = PeerId::random();
+    let service = make_for(&mut make, connection(peer, 0).with_fault_reporter(reporter)).await;
+    let mut codes = Vec::new();
+    for message in ["bad", "too fast"] {
+        codes.push(code(&ask_now(&service, message)));
+    }
+    advance(Duration::from_secs(1)).await;
+    codes.push(code(&ask_now(&service, "busy")));
+    advance(Duration::from_secs(1)).await;
+    codes.push(code(&ask_now(&service, "fail")));
+    assert_eq!(codes, [400, 429, 503, 500]);
+    assert_eq!(*seen.lock().unwrap(), [(peer, PeerFault::BadRequest), (peer, PeerFault::RateLimited)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_is_not_ready_is_nobodys_fault() {
+    let (reporter, seen) = recorder();
+    let (handler, mut handle) = mock::pair::<GreetRequest, GreetResponse>();
+    handle.allow(0);
+    let mut make = stack(clones_of(handler), no_limits());
+    let service = make_for(&mut make, connection(PeerId::random(), 0).with_fault_reporter(reporter)).await;
+    assert_eq!(ask_now(&service, "hi"), overloaded());
+    assert!(seen.lock().unwrap().is_empty());
 }

@@ -29,6 +29,8 @@
 // The rooms, from the bottom up: each uses only rooms above it in this list
 // (`tests/layering.rs` checks it), so no two rooms import each other.
 mod lock;
+mod origin;
+mod backoff;
 mod error;
 mod command;
 mod events;

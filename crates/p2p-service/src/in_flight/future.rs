@@ -8,11 +8,13 @@ use pin_project_lite::pin_project;
 use tokio::sync::OwnedSemaphorePermit;
 use tower::load_shed::error::Overloaded;
 
+use super::error::PeerOverloaded;
 use crate::BoxError;
 
 pin_project! {
     /// The response future of [`InFlightLimit`](super::InFlightLimit): the
-    /// inner service's response, or [`Overloaded`] at once.
+    /// inner service's response, or at once [`PeerOverloaded`] (its own
+    /// limit was full) or [`Overloaded`] (the shared one was).
     ///
     /// It holds the request's permits until it completes or is dropped.
     #[derive(Debug)]
@@ -21,7 +23,17 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         permits: Permits,
+        shed: Shed,
     }
+}
+
+/// Which limit shed a request.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Shed {
+    /// The service's own (the peer's share).
+    Own,
+    /// The shared one.
+    Shared,
 }
 
 /// The permits of one request: from its service's semaphore and from the shared one.
@@ -29,11 +41,11 @@ pub(super) type Permits = (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePe
 
 impl<F> ResponseFuture<F> {
     pub(super) fn called(inner: F, permits: Permits) -> Self {
-        Self { inner: Some(inner), permits }
+        Self { inner: Some(inner), permits, shed: Shed::Shared }
     }
 
-    pub(super) fn shed() -> Self {
-        Self { inner: None, permits: (None, None) }
+    pub(super) fn shed(by: Shed) -> Self {
+        Self { inner: None, permits: (None, None), shed: by }
     }
 }
 
@@ -53,7 +65,10 @@ where
                 *this.permits = (None, None);
                 Poll::Ready(output.map_err(Into::into))
             }
-            None => Poll::Ready(Err(Overloaded::new().into())),
+            None => Poll::Ready(Err(match this.shed {
+                Shed::Own => PeerOverloaded::new().into(),
+                Shed::Shared => Overloaded::new().into(),
+            })),
         }
     }
 }

@@ -4,8 +4,11 @@
 //! semaphore (one per peer: the default stack gives all the services of a
 //! peer's connections the same one) and from the shared one (all peers of a
 //! node);
-//! otherwise it is answered at once with
-//! [`Overloaded`](tower::load_shed::error::Overloaded). It never waits for a
+//! otherwise it is answered at once: with
+//! [`PeerOverloaded`](error::PeerOverloaded) when its own limit is full (the
+//! peer's doing), with [`Overloaded`](tower::load_shed::error::Overloaded)
+//! when only the shared one is (nobody's in particular). Both are 503 on the
+//! wire; only the first counts toward a ban. It never waits for a
 //! permit, neither in `poll_ready` nor in `call`: load shedding is decided on
 //! the real number of requests in flight, not on a queue's readiness (which is
 //! what makes `LoadShed` over `Buffer` report spurious overloads).
@@ -30,6 +33,7 @@
 //! # }
 //! ```
 
+pub mod error;
 pub mod future;
 mod layer;
 mod service;

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use tokio::sync::Semaphore;
 use tower::Service;
 
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, Shed};
 use crate::BoxError;
 
 /// Sheds the requests that find no free slot in their service's or the global in-flight limit.
@@ -64,8 +64,8 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         // The peer's own limit first, so a peer over its share never takes a global slot.
-        let Some(own) = try_permit(&self.own) else { return ResponseFuture::shed() };
-        let Some(shared) = try_permit(&self.shared) else { return ResponseFuture::shed() };
+        let Some(own) = try_permit(&self.own) else { return ResponseFuture::shed(Shed::Own) };
+        let Some(shared) = try_permit(&self.shared) else { return ResponseFuture::shed(Shed::Shared) };
         ResponseFuture::called(self.inner.call(request), (own, shared))
     }
 }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use p2p_protocol::RemoteError;
 use pin_project_lite::pin_project;
 
-use super::to_remote_error;
+use super::service::{Faults, answer};
 use crate::BoxError;
 
 pin_project! {
@@ -26,15 +26,15 @@ pin_project! {
     #[derive(Debug)]
     enum State<F> {
         // The inner service was called.
-        Called { #[pin] inner: F },
+        Called { #[pin] inner: F, faults: Option<Faults> },
         // The inner service failed to get ready: this is the answer.
         Failed { error: Option<RemoteError> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn called(inner: F) -> Self {
-        Self { state: State::Called { inner } }
+    pub(super) fn called(inner: F, faults: Option<Faults>) -> Self {
+        Self { state: State::Called { inner, faults } }
     }
 
     pub(super) fn failed(error: RemoteError) -> Self {
@@ -51,8 +51,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Called { inner } => {
-                Poll::Ready(Ok(ready!(inner.poll(cx)).map_err(|e| to_remote_error(e.into()))))
+            StateProj::Called { inner, faults } => {
+                Poll::Ready(Ok(ready!(inner.poll(cx)).map_err(|e| answer(e.into(), faults.as_ref()))))
             }
             StateProj::Failed { error } => {
                 let error = error.take().expect("ResponseFuture polled after completion");

@@ -11,11 +11,18 @@
 //! | --- | --- |
 //! | [`tower::timeout::error::Elapsed`] | 408 "request timed out" |
 //! | [`RateLimited`](crate::rate_limit::error::RateLimited) | 429 "rate limited" |
+//! | [`PeerOverloaded`](crate::in_flight::error::PeerOverloaded) | 503 "overloaded" |
 //! | [`tower::load_shed::error::Overloaded`] | 503 "overloaded" |
 //! | a [`RemoteError`](p2p_protocol::RemoteError) from the handler | itself, unchanged |
 //! | anything else | 500 "internal error" (the error itself is only logged) |
 //!
 //! A handler that wants to choose its code returns a `RemoteError` (boxed).
+//!
+//! It is also the one place that says which refusals the *peer* caused
+//! ([`classify`]): with a [`FaultReporter`](crate::FaultReporter) (from the
+//! peer's [`PeerContext`](crate::PeerContext) in the default stack) it
+//! reports them, so a ban policy counts a 503 from the peer's own in-flight
+//! share but never one from the node-wide limit.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -43,4 +50,4 @@ mod layer;
 mod service;
 
 pub use self::layer::MapRemoteErrorLayer;
-pub use self::service::{MapRemoteError, to_remote_error};
+pub use self::service::{MapRemoteError, classify, to_remote_error};

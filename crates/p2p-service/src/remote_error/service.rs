@@ -6,9 +6,12 @@ use tower::Service;
 use tower::load_shed::error::Overloaded;
 use tower::timeout::error::Elapsed;
 
+use libp2p_identity::PeerId;
+
 use super::future::ResponseFuture;
-use crate::BoxError;
+use crate::in_flight::error::PeerOverloaded;
 use crate::rate_limit::error::RateLimited;
+use crate::{BoxError, FaultReporter, PeerFault};
 
 /// Answers every error of the inner service as a [`RemoteError`] and never fails itself.
 ///
@@ -18,12 +21,23 @@ pub struct MapRemoteError<S> {
     inner: S,
     /// The answer to the next call, when the inner service failed to get ready.
     not_ready: Option<RemoteError>,
+    /// Where the peer's faults go, if anywhere.
+    faults: Option<Faults>,
 }
+
+/// The peer served and where its faults are reported.
+pub(super) type Faults = (PeerId, FaultReporter);
 
 impl<S> MapRemoteError<S> {
     /// Maps the errors of `inner`.
     pub const fn new(inner: S) -> Self {
-        Self { inner, not_ready: None }
+        Self { inner, not_ready: None, faults: None }
+    }
+
+    /// Also reports the refusals `peer` caused to `reporter` (see [`classify`]).
+    pub fn with_fault_reporter(mut self, peer: PeerId, reporter: FaultReporter) -> Self {
+        self.faults = Some((peer, reporter));
+        self
     }
 
     /// The inner service.
@@ -45,7 +59,7 @@ impl<S> MapRemoteError<S> {
 impl<S: Clone> Clone for MapRemoteError<S> {
     fn clone(&self) -> Self {
         // A clone is not ready yet (the inner clone is not either): it starts clean.
-        Self::new(self.inner.clone())
+        Self { inner: self.inner.clone(), not_ready: None, faults: self.faults.clone() }
     }
 }
 
@@ -67,7 +81,7 @@ where
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             // Ready to answer: the next call gets this error instead of reaching `inner`.
             Poll::Ready(Err(e)) => {
-                self.not_ready = Some(to_remote_error(e.into()));
+                self.not_ready = Some(answer(e.into(), self.faults.as_ref()));
                 Poll::Ready(Ok(()))
             }
         }
@@ -76,7 +90,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         match self.not_ready.take() {
             Some(error) => ResponseFuture::failed(error),
-            None => ResponseFuture::called(self.inner.call(request)),
+            None => ResponseFuture::called(self.inner.call(request), self.faults.clone()),
         }
     }
 }
@@ -96,19 +110,66 @@ where
 /// assert_eq!(to_remote_error("secret".into()).message, "internal error");
 /// ```
 pub fn to_remote_error(error: BoxError) -> RemoteError {
+    classify(error).0
+}
+
+/// The wire answer for an error of the stack (as [`to_remote_error`]), and
+/// whether the peer caused it: the one place both are decided.
+///
+/// | error | answer | the peer's fault |
+/// | --- | --- | --- |
+/// | [`Elapsed`] | 408 "request timed out" | no |
+/// | [`RateLimited`] (its own bucket) | 429 "rate limited" | [`PeerFault::RateLimited`] |
+/// | [`PeerOverloaded`] (its own in-flight share) | 503 "overloaded" | [`PeerFault::TooManyInFlight`] |
+/// | [`Overloaded`] (the node-wide limit, the handler's back-pressure) | 503 "overloaded" | no |
+/// | a handler's [`RemoteError`] 400 / 413 | itself | [`PeerFault::BadRequest`] / [`PeerFault::TooLarge`] |
+/// | a handler's other [`RemoteError`] | itself | no |
+/// | anything else | 500 "internal error" | no |
+///
+/// ```
+/// use p2p_protocol::{ErrorCode, RemoteError};
+/// use p2p_service::PeerFault;
+/// use p2p_service::in_flight::error::PeerOverloaded;
+/// use p2p_service::remote_error::classify;
+/// use tower::load_shed::error::Overloaded;
+///
+/// let overloaded = RemoteError::new(ErrorCode::OVERLOADED, "overloaded");
+/// // The same bytes on the wire; only one of them is the peer's doing.
+/// assert_eq!(classify(PeerOverloaded::new().into()), (overloaded.clone(), Some(PeerFault::TooManyInFlight)));
+/// assert_eq!(classify(Overloaded::new().into()), (overloaded, None));
+/// ```
+pub fn classify(error: BoxError) -> (RemoteError, Option<PeerFault>) {
     let error = match error.downcast::<RemoteError>() {
-        Ok(remote) => return *remote,
+        Ok(remote) => {
+            let fault = match remote.code {
+                ErrorCode::BAD_REQUEST => Some(PeerFault::BadRequest),
+                ErrorCode::TOO_LARGE => Some(PeerFault::TooLarge),
+                _ => None,
+            };
+            return (*remote, fault);
+        }
         Err(error) => error,
     };
-    let (code, message) = if error.is::<Elapsed>() {
-        (ErrorCode::TIMEOUT, "request timed out")
+    let (code, message, fault) = if error.is::<Elapsed>() {
+        (ErrorCode::TIMEOUT, "request timed out", None)
     } else if error.is::<RateLimited>() {
-        (ErrorCode::RATE_LIMITED, "rate limited")
+        (ErrorCode::RATE_LIMITED, "rate limited", Some(PeerFault::RateLimited))
+    } else if error.is::<PeerOverloaded>() {
+        (ErrorCode::OVERLOADED, "overloaded", Some(PeerFault::TooManyInFlight))
     } else if error.is::<Overloaded>() {
-        (ErrorCode::OVERLOADED, "overloaded")
+        (ErrorCode::OVERLOADED, "overloaded", None)
     } else {
         tracing::warn!(error = %error, "handler failed; answering 500");
-        (ErrorCode::INTERNAL, "internal error")
+        (ErrorCode::INTERNAL, "internal error", None)
     };
-    RemoteError::new(code, message)
+    (RemoteError::new(code, message), fault)
+}
+
+/// `error`'s wire answer; a fault of the peer is reported to `faults`.
+pub(super) fn answer(error: BoxError, faults: Option<&Faults>) -> RemoteError {
+    let (remote, fault) = classify(error);
+    if let (Some(fault), Some((peer, reporter))) = (fault, faults) {
+        reporter.report(*peer, fault);
+    }
+    remote
 }

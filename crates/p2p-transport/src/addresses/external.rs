@@ -1,12 +1,16 @@
 //! Which of our addresses the outside world agrees on: pure logic, no swarm.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use tokio::time::Instant;
+
+// Where a report comes from, as far as independence goes: the observer's
+// IPv4 address, or its IPv6 /56 (go-libp2p's grouping of observers; the
+// per-IP connection caps group alike).
+use crate::origin::Origin;
 
 /// The external-address policy: how many independent observers must agree,
 /// for how long a report counts, and which addresses are worth considering.
@@ -39,30 +43,6 @@ pub enum ExternalAddrChange {
     Confirmed(Multiaddr),
     /// No longer reported by enough observers within the TTL.
     Expired(Multiaddr),
-}
-
-/// Where a report comes from, as far as independence goes: the observer's
-/// IPv4 address, or its IPv6 /56 (what one home or site is usually given).
-/// This is go-libp2p's grouping of observers. A PeerId costs nothing, an
-/// address does: a thousand identities on one host are one origin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Origin {
-    V4(Ipv4Addr),
-    V6([u8; 7]),
-}
-
-impl Origin {
-    fn of(observer: &Multiaddr) -> Option<Self> {
-        match observer.iter().next()? {
-            Protocol::Ip4(ip) => Some(Self::V4(ip)),
-            Protocol::Ip6(ip) => {
-                let mut prefix = [0; 7];
-                prefix.copy_from_slice(&ip.octets()[..7]);
-                Some(Self::V6(prefix))
-            }
-            _ => None,
-        }
-    }
 }
 
 /// The transport and port an address is reached on: a candidate must match
@@ -286,28 +266,7 @@ impl ExternalAddresses {
 
     fn usable(&self, addr: Multiaddr) -> Option<Multiaddr> {
         let addr = strip_p2p(&addr);
-        let mut parts = addr.iter();
-        let ip_ok = match parts.next()? {
-            Protocol::Ip4(ip) => {
-                !(ip.is_unspecified()
-                    || ip.is_link_local()
-                    || ip.is_multicast()
-                    || ip.is_broadcast()
-                    || (ip.is_loopback() && !self.config.allow_loopback))
-            }
-            Protocol::Ip6(ip) => {
-                !(ip.is_unspecified()
-                    || ip.is_multicast()
-                    || ip.is_unicast_link_local()
-                    || (ip.is_loopback() && !self.config.allow_loopback))
-            }
-            _ => false,
-        };
-        let port_ok = match parts.next()? {
-            Protocol::Tcp(port) | Protocol::Udp(port) => port != 0,
-            _ => false,
-        };
-        (ip_ok && port_ok).then_some(addr)
+        crate::origin::dialable(&addr, self.config.allow_loopback).then_some(addr)
     }
 }
 

@@ -5,13 +5,27 @@
 //! Refusing a flood request still costs a stream, a negotiation, a decode
 //! and an answer; banning is the step after answering 429/503/400: the
 //! flood then costs the flooder (its dials are refused) and not the
-//! neighbours.
+//! neighbours. Only refusals the peer caused count (see `gate::Refusals`).
+//!
+//! Memory is hard-bounded ([`MAX_TRACKED`] peers, banned or not) and every
+//! operation is O(1) or O(log n), never a scan of the table: peers not
+//! banned are kept least recently refused first, so the one to make room is
+//! at the front; bans are kept apart, with their ends in order. When every
+//! tracked peer is banned, a new striker is *not tracked* (its requests are
+//! still refused by the service's limits, at the same cost as before): a
+//! ban is never evicted, for then fresh identities could lift their own
+//! bans, and unknown peers are never refused at the gate for want of room,
+//! for then 4,096 banned identities could shut every newcomer out. Room
+//! comes back as bans end (within [`BanConfig::max`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use hashlink::LinkedHashMap;
 use libp2p::PeerId;
 use tokio::time::Instant;
+
+use crate::backoff::Backoff;
 
 /// When to ban, and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +39,9 @@ pub struct BanConfig {
     /// The first ban's length. Default 30 s.
     pub first: Duration,
     /// The longest ban: each ban within [`BanConfig::max`] of the previous
-    /// one's end lasts twice as long, up to this. Default 1 h.
+    /// one's end lasts twice as long, up to this. Default 1 h. Each ban is
+    /// shortened at random by up to a tenth of its length, so that peers
+    /// banned together do not all come back at once.
     pub max: Duration,
 }
 
@@ -40,6 +56,9 @@ impl Default for BanConfig {
     }
 }
 
+/// The part of a ban's length it may be shortened by at random (10 %).
+pub(crate) const BAN_JITTER: f64 = 0.1;
+
 /// A change the swarm task carries out (and reports).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BanChange {
@@ -49,9 +68,9 @@ pub(crate) enum BanChange {
     Unbanned { peer: PeerId },
 }
 
-/// Peers tracked at once (striking, banned, or remembered); the oldest entry
-/// makes room. Remote input never grows memory beyond this.
-const MAX_TRACKED: usize = 4096;
+/// Peers tracked at once (striking, banned, or remembered for the doubling).
+/// Remote input never grows memory beyond this.
+pub(crate) const MAX_TRACKED: usize = 4096;
 
 #[derive(Debug)]
 struct Strikes {
@@ -63,10 +82,11 @@ struct Strikes {
 struct Record {
     /// Refusals in the current window.
     strikes: Option<Strikes>,
-    /// The current ban's end, if banned.
-    banned_until: Option<Instant>,
-    /// The last ban's length and end, for doubling.
-    last: Option<(Duration, Instant)>,
+    /// The lengths of this peer's bans: `first`, doubling up to `max`.
+    lengths: Backoff,
+    /// When its last ban ended, for the doubling.
+    last_end: Option<Instant>,
+    /// Its last refusal (or the end of its ban).
     touched: Instant,
 }
 
@@ -74,90 +94,104 @@ struct Record {
 #[derive(Debug)]
 pub(crate) struct Bans {
     config: BanConfig,
-    peers: HashMap<PeerId, Record>,
+    /// Peers not banned now, least recently touched first.
+    watched: LinkedHashMap<PeerId, Record>,
+    /// Banned peers: the ban's end and the peer's record.
+    banned: HashMap<PeerId, (Instant, Record)>,
+    /// The ends of the bans, soonest first.
+    ends: BTreeSet<(Instant, PeerId)>,
+    /// Seeds each record's jitter.
+    seed: u64,
 }
 
 impl Bans {
     pub(crate) fn new(config: BanConfig) -> Self {
-        Self { config, peers: HashMap::new() }
+        Self::with_seed(config, rand::random())
+    }
+
+    /// With the ban lengths' jitter drawn from `seed` (tests).
+    pub(crate) fn with_seed(config: BanConfig, seed: u64) -> Self {
+        Self { config, watched: LinkedHashMap::new(), banned: HashMap::new(), ends: BTreeSet::new(), seed }
     }
 
     pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
-        self.peers.get(peer).is_some_and(|r| r.banned_until.is_some())
+        self.banned.contains_key(peer)
+    }
+
+    fn tracked(&self) -> usize {
+        self.watched.len() + self.banned.len()
     }
 
     /// A request of `peer` was refused at `now`.
     pub(crate) fn on_refused(&mut self, peer: PeerId, now: Instant) -> Option<BanChange> {
-        if self.config.threshold == 0 {
-            return None;
+        if self.config.threshold == 0 || self.banned.contains_key(&peer) {
+            return None; // (banned: answers still in flight from before the ban)
         }
-        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_TRACKED {
-            self.evict_oldest();
+        self.forget_stale(now);
+        if self.watched.to_back(&peer).is_none() {
+            if self.tracked() >= MAX_TRACKED && self.watched.pop_front().is_none() {
+                return None; // every tracked peer is banned: see the module docs
+            }
+            self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let lengths = Backoff::new(self.config.first.min(self.config.max), self.config.max)
+                .with_jitter(BAN_JITTER)
+                .with_seed(self.seed);
+            self.watched.insert(peer, Record { strikes: None, lengths, last_end: None, touched: now });
         }
         let config = &self.config;
-        let record = self.peers.entry(peer).or_insert(Record {
-            strikes: None,
-            banned_until: None,
-            last: None,
-            touched: now,
-        });
+        let record = self.watched.get_mut(&peer).expect("just made sure");
         record.touched = now;
-        if record.banned_until.is_some() {
-            return None; // answers still in flight from before the ban
-        }
         let strikes = match &mut record.strikes {
-            Some(s) if now.duration_since(s.since) < config.window => s,
+            Some(s) if now.saturating_duration_since(s.since) < config.window => s,
             slot => slot.insert(Strikes { since: now, count: 0 }),
         };
         strikes.count += 1;
         if strikes.count < config.threshold {
             return None;
         }
-        let duration = match record.last {
-            Some((last, ended)) if now.duration_since(ended) < config.max => (last * 2).min(config.max),
-            _ => config.first.min(config.max),
-        };
+        let mut record = self.watched.remove(&peer).expect("just made sure");
+        // A peer well behaved for `max` since its last ban starts over.
+        if record.last_end.is_some_and(|ended| now.saturating_duration_since(ended) >= config.max) {
+            record.lengths.reset();
+        }
+        // Whole milliseconds: it is printed.
+        let duration = Duration::from_millis(record.lengths.next_wait().as_millis() as u64);
         record.strikes = None;
-        record.banned_until = Some(now + duration);
-        record.last = Some((duration, now + duration));
+        let until = now + duration;
+        self.banned.insert(peer, (until, record));
+        self.ends.insert((until, peer));
         Some(BanChange::Banned { peer, duration })
     }
 
     /// The bans over at `now`.
     pub(crate) fn due(&mut self, now: Instant) -> Vec<BanChange> {
         let mut over = Vec::new();
-        for (peer, record) in &mut self.peers {
-            if record.banned_until.is_some_and(|until| until <= now) {
-                record.banned_until = None;
+        while let Some(&(until, peer)) = self.ends.first()
+            && until <= now
+        {
+            self.ends.pop_first();
+            if let Some((_, mut record)) = self.banned.remove(&peer) {
+                record.last_end = Some(until);
                 record.touched = now;
-                over.push(BanChange::Unbanned { peer: *peer });
+                self.watched.insert(peer, record);
             }
+            over.push(BanChange::Unbanned { peer });
         }
-        // Forget peers whose last ban is long over and who strike no more.
-        let max = self.config.max;
-        self.peers.retain(|_, r| {
-            r.banned_until.is_some()
-                || r.last.is_some_and(|(_, ended)| now.duration_since(ended) < max)
-                || r.strikes.as_ref().is_some_and(|s| now.duration_since(s.since) < max)
-        });
+        self.forget_stale(now);
         over
     }
 
     /// When [`Bans::due`] has something to do next.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|r| r.banned_until).min()
+        self.ends.first().map(|(until, _)| *until)
     }
 
-    fn evict_oldest(&mut self) {
-        // Never a banned peer: its ban must end with an `Unbanned`.
-        let oldest = self
-            .peers
-            .iter()
-            .filter(|(_, r)| r.banned_until.is_none())
-            .min_by_key(|(_, r)| r.touched)
-            .map(|(peer, _)| *peer);
-        if let Some(peer) = oldest {
-            self.peers.remove(&peer);
+    /// Forgets the peers untouched for `max`: their strikes are long over,
+    /// and so is the doubling. The least recently touched are at the front.
+    fn forget_stale(&mut self, now: Instant) {
+        let max = self.config.max;
+        while self.watched.front().is_some_and(|(_, r)| now.saturating_duration_since(r.touched) >= max) {
+            self.watched.pop_front();
         }
     }
 }
@@ -170,15 +204,26 @@ mod tests {
         (0..times).map(|_| bans.on_refused(peer, Instant::now())).last().flatten()
     }
 
+    /// The ban's length, if `change` bans `peer`.
+    fn banned(change: Option<BanChange>, peer: PeerId) -> Duration {
+        match change {
+            Some(BanChange::Banned { peer: p, duration }) if p == peer => duration,
+            other => panic!("expected a ban of {peer}, got {other:?}"),
+        }
+    }
+
+    /// `d` is `nominal` shortened by at most the jitter.
+    fn jittered(d: Duration, nominal: Duration) -> bool {
+        d <= nominal && d >= nominal.mul_f64(1.0 - BAN_JITTER) - Duration::from_millis(1)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_peer_refused_past_the_threshold_within_the_window_is_banned() {
         let mut bans = Bans::new(BanConfig::default());
         let peer = PeerId::random();
         assert_eq!(strike(&mut bans, peer, 99), None);
-        assert_eq!(
-            bans.on_refused(peer, Instant::now()),
-            Some(BanChange::Banned { peer, duration: Duration::from_secs(30) })
-        );
+        let duration = banned(bans.on_refused(peer, Instant::now()), peer);
+        assert!(jittered(duration, Duration::from_secs(30)), "{duration:?}");
         assert!(bans.is_banned(&peer));
         assert_eq!(bans.on_refused(peer, Instant::now()), None, "already banned");
     }
@@ -197,25 +242,33 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bans_end_and_double_for_repeat_offenders_up_to_the_max() {
         let config = BanConfig { max: Duration::from_secs(200), ..BanConfig::default() };
-        let mut bans = Bans::new(config);
+        let mut bans = Bans::with_seed(config, 1);
         let peer = PeerId::random();
         let mut lengths = Vec::new();
-        for _ in 0..5 {
-            let Some(BanChange::Banned { duration, .. }) = strike(&mut bans, peer, 100) else { panic!() };
-            lengths.push(duration.as_secs());
+        for nominal in [30, 60, 120, 200, 200] {
+            let duration = banned(strike(&mut bans, peer, 100), peer);
+            assert!(jittered(duration, Duration::from_secs(nominal)), "{duration:?} for {nominal} s");
+            lengths.push(duration);
             assert_eq!(bans.next_due(), Some(Instant::now() + duration));
             tokio::time::advance(duration).await;
             assert_eq!(bans.due(Instant::now()), vec![BanChange::Unbanned { peer }]);
             assert!(!bans.is_banned(&peer));
+            assert_eq!(bans.next_due(), None);
         }
-        assert_eq!(lengths, [30, 60, 120, 200, 200]);
         // Well behaved for long enough, the peer starts over.
         tokio::time::advance(Duration::from_secs(200)).await;
         bans.due(Instant::now());
-        assert_eq!(
-            strike(&mut bans, peer, 100),
-            Some(BanChange::Banned { peer, duration: Duration::from_secs(30) })
-        );
+        let duration = banned(strike(&mut bans, peer, 100), peer);
+        assert!(jittered(duration, Duration::from_secs(30)), "{duration:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn peers_banned_together_do_not_all_come_back_together() {
+        let mut bans = Bans::with_seed(BanConfig { threshold: 1, ..BanConfig::default() }, 7);
+        let ends: std::collections::HashSet<Duration> =
+            (0..50).map(|_| PeerId::random()).map(|p| banned(strike(&mut bans, p, 1), p)).collect();
+        assert!(ends.len() > 40, "{} distinct ban lengths out of 50", ends.len());
+        assert!(ends.iter().all(|d| jittered(*d, Duration::from_secs(30))));
     }
 
     #[tokio::test(start_paused = true)]
@@ -225,14 +278,47 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn memory_is_bounded_by_the_cap_and_banned_peers_are_never_evicted() {
-        let mut bans = Bans::new(BanConfig::default());
-        let banned = PeerId::random();
-        strike(&mut bans, banned, 100);
+    async fn memory_is_bounded_by_the_cap_and_the_least_recently_refused_make_room() {
+        let mut bans = Bans::new(BanConfig { threshold: 30_000, ..BanConfig::default() });
+        let offender = PeerId::random();
+        strike(&mut bans, offender, 30_000);
+        let first = PeerId::random();
+        bans.on_refused(first, Instant::now());
         for _ in 0..20_000 {
             bans.on_refused(PeerId::random(), Instant::now());
+            // The first striker keeps striking: it is never the one evicted.
+            bans.on_refused(first, Instant::now());
         }
-        assert!(bans.peers.len() <= MAX_TRACKED);
-        assert!(bans.is_banned(&banned));
+        assert_eq!(bans.tracked(), MAX_TRACKED);
+        assert!(bans.is_banned(&offender));
+        assert!(bans.watched.contains_key(&first), "recently refused peers stay");
+        assert_eq!(bans.watched.front().map(|(_, r)| r.strikes.as_ref().unwrap().count), Some(1));
+        banned(strike(&mut bans, first, 30_000 - 20_001), first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_every_entry_an_active_ban_a_new_striker_is_not_tracked_and_no_ban_is_lost() {
+        let config = BanConfig { threshold: 1, ..BanConfig::default() };
+        let mut bans = Bans::with_seed(config, 3);
+        let peers: Vec<PeerId> = (0..MAX_TRACKED).map(|_| PeerId::random()).collect();
+        for peer in &peers {
+            banned(bans.on_refused(*peer, Instant::now()), *peer);
+        }
+        assert_eq!(bans.banned.len(), MAX_TRACKED);
+        // At the bound, all banned: a newcomer is not tracked, nothing grows, no ban is evicted.
+        let newcomer = PeerId::random();
+        for _ in 0..10 {
+            assert_eq!(bans.on_refused(newcomer, Instant::now()), None);
+        }
+        assert!(!bans.is_banned(&newcomer));
+        assert_eq!(bans.tracked(), MAX_TRACKED);
+        assert!(peers.iter().all(|p| bans.is_banned(p)));
+        // Every ban still ends with its `Unbanned`, and then there is room again.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let over = bans.due(Instant::now());
+        assert_eq!(over.len(), MAX_TRACKED);
+        assert_eq!(bans.tracked(), MAX_TRACKED, "remembered for the doubling");
+        banned(bans.on_refused(newcomer, Instant::now()), newcomer);
+        assert_eq!(bans.tracked(), MAX_TRACKED);
     }
 }

@@ -15,6 +15,7 @@ pub use bans::BanConfig;
 pub(crate) use bans::{BanChange, Bans};
 use libp2p::PeerId;
 use p2p_protocol::{ErrorCode, GreetResult};
+use p2p_service::FaultReporter;
 pub(crate) use per_ip::PerIpLimit;
 use tokio::sync::mpsc;
 
@@ -33,19 +34,27 @@ impl Refusals {
         (Self { tx }, rx)
     }
 
-    /// Notes `result` if it refuses `peer` for something the peer did: too
-    /// fast (429), too many at once (503), bad or oversized input (400, 413).
-    /// Never waits.
+    /// Notes `result`, an answer of the transport itself (not of the
+    /// service), if it refuses `peer` for its bytes: bad or oversized input
+    /// (400, 413). Never waits.
     pub(crate) fn note(&self, peer: PeerId, result: &GreetResult) {
         if let Err(err) = result
-            && is_refusal(err.code)
+            && [ErrorCode::BAD_REQUEST, ErrorCode::TOO_LARGE].contains(&err.code)
         {
             let _ = self.tx.try_send(peer);
         }
     }
-}
 
-fn is_refusal(code: ErrorCode) -> bool {
-    [ErrorCode::RATE_LIMITED, ErrorCode::OVERLOADED, ErrorCode::BAD_REQUEST, ErrorCode::TOO_LARGE]
-        .contains(&code)
+    /// Where the service stack reports the refusals a peer caused (its own
+    /// rate, its own in-flight share, 400, 413: see `p2p_service::PeerFault`),
+    /// set on each `PeerContext`. A 503 of the node-wide limit or of the
+    /// handler's back-pressure is never reported, so it never bans: a peer
+    /// is punished for what it did, not for a node someone else filled.
+    /// Never waits.
+    pub(crate) fn fault_reporter(&self) -> FaultReporter {
+        let tx = self.tx.clone();
+        FaultReporter::new(move |peer, _fault| {
+            let _ = tx.try_send(peer);
+        })
+    }
 }

@@ -20,5 +20,5 @@ pub(crate) use peers::InboundPeers;
 pub(crate) use responder::accept_loop;
 #[cfg(feature = "metrics")]
 pub(crate) use service::PeerService;
-pub(crate) use service::{MakePeerService, noting_refusals};
+pub(crate) use service::{MakePeerService, erased};
 pub(crate) use v1::ServeV1;

@@ -16,8 +16,6 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tracing::{debug, warn};
 
-use crate::gate::Refusals;
-
 /// The per-peer inbound service, type-erased.
 pub(crate) type PeerService = BoxCloneSyncService<GreetRequest, GreetResult, Infallible>;
 
@@ -25,11 +23,13 @@ pub(crate) type PeerService = BoxCloneSyncService<GreetRequest, GreetResult, Inf
 pub(crate) type MakePeerService =
     Arc<dyn Fn(PeerContext) -> BoxFuture<'static, Result<PeerService, BoxError>> + Send + Sync>;
 
-/// `service`, reporting each refusal it answers `peer` with to `refusals`
-/// (for the ban policy; never waits), type-erased: the user's service is
-/// boxed once, here, not once more for the erasure and again for the noting
-/// (each box is an allocation per request, for its clone and its future).
-pub(crate) fn noting_refusals<S>(service: S, peer: PeerId, refusals: Refusals) -> PeerService
+/// `service`, type-erased: boxed once, here (each box is an allocation per
+/// request, for its clone and its future). The refusals it answers are
+/// reported by the stack itself, to the `FaultReporter` of the
+/// `PeerContext` it was made with (`gate::Refusals::fault_reporter`), and
+/// only those the peer caused: a wire code alone cannot say (a 503 may be
+/// the node's overload), so none is counted here.
+pub(crate) fn erased<S>(service: S) -> PeerService
 where
     S: tower::Service<GreetRequest, Response = GreetResult, Error = Infallible>
         + Clone
@@ -38,10 +38,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    BoxCloneSyncService::new(service.map_response(move |result| {
-        refusals.note(peer, &result);
-        result
-    }))
+    BoxCloneSyncService::new(service)
 }
 
 /// A peer's service, made on its first request (1.0.0 or 2.0.0) and dropped

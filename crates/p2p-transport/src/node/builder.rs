@@ -16,7 +16,7 @@ use super::Node;
 use crate::NodeMetrics;
 use crate::events::{NodeEvents, Reporter, Snapshot};
 use crate::gate::Refusals;
-use crate::inbound::{MakePeerService, noting_refusals};
+use crate::inbound::{MakePeerService, erased};
 use crate::outbound::OutboundPeers;
 use crate::peers::PeerSet;
 use crate::{BanConfig, BuildError, Client, ExternalAddrConfig, NodeConfig, swarm};
@@ -244,15 +244,16 @@ impl NodeBuilder {
         #[cfg(feature = "metrics")]
         let metrics = self.metrics.clone();
         let (refusals, refusals_rx) = Refusals::channel();
-        let noted = refusals.clone();
+        let faults = refusals.fault_reporter();
         let make: MakePeerService = Arc::new(move |ctx: PeerContext| {
             let make = make_service.clone();
-            let (peer, refusals) = (ctx.peer_id, noted.clone());
+            // The stack reports the refusals the peer caused here (the ban policy's input).
+            let ctx = ctx.with_fault_reporter(faults.clone());
             #[cfg(feature = "metrics")]
             let metrics = metrics.clone();
             Box::pin(async move {
                 let service = make.oneshot(ctx).await.map_err(Into::into)?;
-                let service = noting_refusals(service, peer, refusals);
+                let service = erased(service);
                 #[cfg(feature = "metrics")]
                 let service = match metrics {
                     Some(metrics) => metrics.instrument(service),

@@ -33,6 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch}
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::backoff::Backoff;
 use crate::inbound::ConnectionWakers;
 use crate::lock::lock;
 use crate::{NodeConfig, RequestError};
@@ -52,10 +53,15 @@ const WRITE_QUEUE: usize = 64;
 /// stream (unless they change): they refresh a TTL of a minute or so.
 const OBSERVATION_INTERVAL: Duration = Duration::from_secs(1);
 
-/// After an open fails, calls fail at once with its error for this long:
-/// a peer that refuses or ignores the stream is asked at most once a second,
-/// not once per call.
+/// After an open fails, calls fail at once with its error for about this
+/// long (a [`Backoff`] from here, doubling per failure in a row up to
+/// [`OPEN_BACKOFF_MAX`], with jitter, reset by an open that works): a peer
+/// that refuses or ignores the stream is asked at most once a second, not
+/// once per call.
 const OPEN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest wait between two opens that fail.
+const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(8);
 
 /// How long our pipelined streams may idle and take to write: the node's
 /// settings, which the `Client` carries to each call.
@@ -84,6 +90,8 @@ pub(crate) struct Mux {
     connections: ConnectionWakers,
     /// The stream, or how far opening one has got.
     slot: Mutex<Slot>,
+    /// The waits after failed opens (its lock is taken inside `slot`'s, never alone).
+    open_backoff: Mutex<Backoff>,
     /// Still the peer's mux in the registry: a `PeerClient` keeps using the
     /// one it has while this holds, without looking it up per call.
     current: AtomicBool,
@@ -128,6 +136,7 @@ impl Mux {
             observations,
             connections,
             slot: Mutex::new(Slot::Empty),
+            open_backoff: Mutex::new(Backoff::new(OPEN_BACKOFF, OPEN_BACKOFF_MAX)),
             current: AtomicBool::new(true),
             speaks_v2: AtomicBool::new(false),
         }
@@ -277,11 +286,16 @@ impl Mux {
                 Err(_) => Err(RequestError::Timeout),
             };
             if let Some(mux) = mux.upgrade() {
-                *lock(&mux.slot) = match &opened {
-                    Ok(pipe) => Slot::Open(Arc::clone(pipe)),
+                let mut slot = lock(&mux.slot);
+                let mut backoff = lock(&mux.open_backoff);
+                *slot = match &opened {
+                    Ok(pipe) => {
+                        backoff.reset();
+                        Slot::Open(Arc::clone(pipe))
+                    }
                     Err(error) => {
                         debug!(%peer, %error, "could not open a pipelined stream");
-                        Slot::Failed { error: error.clone(), retry_at: Instant::now() + OPEN_BACKOFF }
+                        Slot::Failed { error: error.clone(), retry_at: Instant::now() + backoff.next_wait() }
                     }
                 };
             }

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::watch;
@@ -68,9 +67,9 @@ impl PeerTable {
     /// The remote address of one of the peer's *direct* connections (a
     /// relayed one says nothing about where the peer is).
     pub(crate) fn any_remote_addr(&self, peer: &PeerId) -> Option<Multiaddr> {
-        self.peers.get(peer).and_then(|p| {
-            p.connections.values().find(|a| !a.iter().any(|p| p == Protocol::P2pCircuit)).cloned()
-        })
+        self.peers
+            .get(peer)
+            .and_then(|p| p.connections.values().find(|a| !crate::origin::is_relayed(a)).cloned())
     }
 
     /// Each of the peer's connections with its remote address.

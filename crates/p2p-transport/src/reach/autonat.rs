@@ -17,12 +17,13 @@ use std::task::{Context, Poll};
 use libp2p::autonat::v2::{client, server};
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{
     ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
     THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
+
+use crate::origin::direct_ip;
 
 /// The protocol a peer that runs an AutoNAT v2 server lists in identify.
 pub(crate) const AUTONAT_DIAL_REQUEST: &str = "/libp2p/autonat/2/dial-request";
@@ -33,26 +34,7 @@ const MAX_PENDING_DIAL_BACKS: usize = 256;
 /// A dial-back target is allowed only if it is a direct address (no relay)
 /// on one of the IPs the client is connected to us from.
 pub(crate) fn dial_back_allowed(client_ips: &[IpAddr], target: &Multiaddr) -> bool {
-    if target.iter().any(|p| p == Protocol::P2pCircuit) {
-        return false;
-    }
-    let ip = match target.iter().next() {
-        Some(Protocol::Ip4(ip)) => IpAddr::V4(ip),
-        Some(Protocol::Ip6(ip)) => IpAddr::V6(ip),
-        _ => return false,
-    };
-    client_ips.contains(&ip)
-}
-
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    if addr.iter().any(|p| p == Protocol::P2pCircuit) {
-        return None;
-    }
-    match addr.iter().next()? {
-        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
-        _ => None,
-    }
+    direct_ip(target).is_some_and(|ip| client_ips.contains(&ip))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +56,7 @@ impl AutonatServer {
     }
 
     fn note(&mut self, connection: ConnectionId, peer: PeerId, remote: &Multiaddr) {
-        if let Some(ip) = ip_of(remote) {
+        if let Some(ip) = direct_ip(remote) {
             self.ips.entry(peer).or_default().push((connection, ip));
         }
     }

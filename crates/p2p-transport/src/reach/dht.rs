@@ -1,7 +1,8 @@
 //! Which of a peer's addresses go into our Kademlia routing table.
 
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, StreamProtocol};
+
+use crate::origin::{dialable, is_relayed};
 
 /// Our own DHT, not IPFS's: peers of other libp2p applications do not mix in.
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/p2p-node/kad/1.0.0");
@@ -23,36 +24,10 @@ pub(crate) fn dht_addresses(
 ) -> Vec<Multiaddr> {
     listen_addrs
         .iter()
-        .filter(|addr| {
-            let relayed = addr.iter().any(|p| p == Protocol::P2pCircuit);
-            (relayed || speaks_kad) && dialable(addr, allow_loopback)
-        })
+        .filter(|addr| (is_relayed(addr) || speaks_kad) && dialable(addr, allow_loopback))
         .take(ADDRS_PER_PEER)
         .cloned()
         .collect()
-}
-
-/// The address (for a relayed one, the relay's part) has a usable IP and port.
-fn dialable(addr: &Multiaddr, allow_loopback: bool) -> bool {
-    let mut parts = addr.iter();
-    let ip_ok = match parts.next() {
-        Some(Protocol::Ip4(ip)) => {
-            !(ip.is_unspecified()
-                || ip.is_link_local()
-                || ip.is_multicast()
-                || ip.is_broadcast()
-                || (ip.is_loopback() && !allow_loopback))
-        }
-        Some(Protocol::Ip6(ip)) => {
-            !(ip.is_unspecified()
-                || ip.is_multicast()
-                || ip.is_unicast_link_local()
-                || (ip.is_loopback() && !allow_loopback))
-        }
-        _ => false,
-    };
-    let port_ok = matches!(parts.next(), Some(Protocol::Tcp(port) | Protocol::Udp(port)) if port != 0);
-    ip_ok && port_ok
 }
 
 #[cfg(test)]

@@ -9,13 +9,16 @@
 //! and two thin wrappers around libp2p's AutoNAT v2: a server that refuses
 //! dial-back targets that are not the client's own IP, and a client whose
 //! successful dial-backs are reported to `addresses/` instead of confirming
-//! an address on their own (`autonat`).
+//! an address on their own (`autonat`), and whether `addresses/` must wait
+//! for a dial-back at all (`dial_backs`: only servers that proved
+//! themselves, or bootstrap ones, switch it on, and it lapses).
 //! Must never: confirm an address itself (that is `addresses/`' policy), put
 //! loopback or unspecified junk into the DHT, dial back an address that is
 //! not the requester's own, or retry a relay without back-off.
 
 mod autonat;
 mod dht;
+mod dial_backs;
 mod lookup;
 mod path;
 mod punch;
@@ -23,6 +26,7 @@ mod reservations;
 
 pub(crate) use autonat::{AUTONAT_DIAL_REQUEST, AutonatClient, AutonatServer};
 pub(crate) use dht::{KAD_PROTOCOL, dht_addresses};
+pub(crate) use dial_backs::DialBackRule;
 pub(crate) use lookup::{LookupDone, Lookups, refuse};
 pub(crate) use path::{Closing, is_relayed, relayed_to_close};
 pub(crate) use punch::Punches;

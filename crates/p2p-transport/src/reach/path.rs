@@ -16,7 +16,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
@@ -60,10 +59,7 @@ impl Closing {
     }
 }
 
-/// The address goes through a relay (`/p2p-circuit`).
-pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| p == Protocol::P2pCircuit)
-}
+pub(crate) use crate::origin::is_relayed;
 
 /// Of one peer's connections (each with its remote address), the relayed
 /// ones to close: all of them once there is a direct one, else none.

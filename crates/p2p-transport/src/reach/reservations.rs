@@ -3,8 +3,10 @@
 //! libp2p's relay client renews a reservation while its listener lives, but
 //! once the listener closes (the relay restarted, the connection to it
 //! dropped, the relay refused) nobody reserves again: that is ours, with a
-//! back-off that starts at `initial`, doubles per failure up to `max`, and
-//! is reset by a reservation that is accepted.
+//! back-off (`crate::backoff`) that starts at `initial`, doubles per failure
+//! up to `max`, and is reset by a reservation that is accepted; each wait is
+//! shortened at random by up to a fifth, so nodes that lost the same relay
+//! do not all come back at the same instant.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,6 +14,8 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
+
+use crate::backoff::{Backoff, DEFAULT_JITTER};
 
 /// Relays we reserve on at once; more are ignored (bootstrap peers only).
 const MAX_RELAYS: usize = 8;
@@ -22,8 +26,8 @@ struct Relay {
     addr: Multiaddr,
     /// `None`: listening (reserved or reserving); `Some(at)`: try again at.
     retry_at: Option<Instant>,
-    /// The wait after the next failure.
-    backoff: Duration,
+    /// The waits after failures.
+    backoff: Backoff,
 }
 
 /// The relays we reserve on, each listening or waiting to try again.
@@ -31,12 +35,21 @@ struct Relay {
 pub(crate) struct Reservations {
     initial: Duration,
     max: Duration,
+    jitter: f64,
     relays: HashMap<PeerId, Relay>,
 }
 
 impl Reservations {
     pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial: initial.max(Duration::from_millis(1)), max: max.max(initial), relays: HashMap::new() }
+        let initial = initial.max(Duration::from_millis(1));
+        Self { initial, max: max.max(initial), jitter: DEFAULT_JITTER, relays: HashMap::new() }
+    }
+
+    /// Each wait shortened by a random part of up to `jitter` (default a fifth).
+    #[cfg(test)]
+    pub(crate) fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
     }
 
     /// We want a reservation on `relay` at `addr`: the address to listen on
@@ -50,14 +63,15 @@ impl Reservations {
             _ => addr.clone().with(Protocol::P2p(relay)),
         };
         let listen = circuit(&addr);
-        self.relays.insert(relay, Relay { addr, retry_at: None, backoff: self.initial });
+        let backoff = Backoff::new(self.initial, self.max).with_jitter(self.jitter);
+        self.relays.insert(relay, Relay { addr, retry_at: None, backoff });
         Some(listen)
     }
 
     /// The relay accepted a reservation: the next failure waits `initial` again.
     pub(crate) fn on_reserved(&mut self, relay: &PeerId) {
         if let Some(state) = self.relays.get_mut(relay) {
-            state.backoff = self.initial;
+            state.backoff.reset();
         }
     }
 
@@ -65,9 +79,8 @@ impl Reservations {
     /// after the back-off, which doubles. Returns when.
     pub(crate) fn on_closed(&mut self, relay: &PeerId, now: Instant) -> Option<Instant> {
         let state = self.relays.get_mut(relay)?;
-        let at = now + state.backoff;
+        let at = now + state.backoff.next_wait();
         state.retry_at = Some(at);
-        state.backoff = (state.backoff * 2).min(self.max);
         Some(at)
     }
 
@@ -104,7 +117,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_closed_reservation_is_retried_with_a_doubling_back_off() {
-        let mut policy = Reservations::new(Duration::from_secs(1), Duration::from_secs(30));
+        let mut policy = Reservations::new(Duration::from_secs(1), Duration::from_secs(30)).with_jitter(0.0);
         let (peer, addr) = relay();
         let listen = policy.want(peer, &addr).expect("first reservation at once");
         assert_eq!(listen, addr.clone().with(Protocol::P2pCircuit));
@@ -133,7 +146,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_relay_restart_is_retried_within_ten_seconds() {
         // The relay is gone for 5 s: attempts at 1 s and 3 s fail, 7 s succeeds.
-        let mut policy = Reservations::new(Duration::from_secs(1), Duration::from_secs(30));
+        let mut policy = Reservations::new(Duration::from_secs(1), Duration::from_secs(30)).with_jitter(0.0);
         let (peer, addr) = relay();
         policy.want(peer, &addr).unwrap();
         let down = Instant::now();
@@ -149,5 +162,23 @@ mod tests {
             at = policy.on_closed(&peer, Instant::now()).unwrap();
         }
         assert_eq!(attempts, vec![1, 3, 7]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_jitter_nodes_that_lost_one_relay_retry_apart_and_never_later_than_the_back_off() {
+        let (peer, addr) = relay();
+        let now = Instant::now();
+        let mut firsts = std::collections::HashSet::new();
+        for _ in 0..20 {
+            // Twenty nodes, one relay: each node's policy has a back-off of its own.
+            let mut policy = Reservations::new(Duration::from_secs(1), Duration::from_secs(30));
+            policy.want(peer, &addr).unwrap();
+            let first = policy.on_closed(&peer, now).unwrap() - now;
+            assert!(first <= Duration::from_secs(1) && first >= Duration::from_millis(800), "{first:?}");
+            let second = policy.on_closed(&peer, now).unwrap() - now;
+            assert!(second <= Duration::from_secs(2) && second >= Duration::from_millis(1600), "{second:?}");
+            firsts.insert(first);
+        }
+        assert!(firsts.len() > 15, "only {} distinct first retries of 20", firsts.len());
     }
 }

@@ -149,6 +149,7 @@ impl EventLoop {
                 due = self.addresses.next_due() => match due {
                     Due::Observation(peer, observed) => self.observe(peer, observed),
                     Due::Expiry => {
+                        self.refresh_dial_back_rule();
                         self.addresses.expire(&mut self.swarm);
                         self.update_reachability(false);
                     }

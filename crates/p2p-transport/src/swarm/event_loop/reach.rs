@@ -16,8 +16,8 @@ use tracing::{debug, info, warn};
 use super::EventLoop;
 use crate::events::NodeEvent;
 use crate::reach::{
-    AUTONAT_DIAL_REQUEST, Closing, KAD_PROTOCOL, LookupDone, Lookups, Punches, ReachabilityState,
-    Reservations, dht_addresses, refuse, relayed_to_close,
+    AUTONAT_DIAL_REQUEST, Closing, DialBackRule, KAD_PROTOCOL, LookupDone, Lookups, Punches,
+    ReachabilityState, Reservations, dht_addresses, refuse, relayed_to_close,
 };
 use crate::{NodeConfig, RequestError};
 
@@ -31,8 +31,9 @@ pub(super) struct Reach {
     /// Our listeners on relays (`<relay>/p2p-circuit`), by listener.
     relay_listeners: HashMap<ListenerId, PeerId>,
     lookups: Lookups,
-    /// Connected peers that run an AutoNAT v2 server.
-    autonat_servers: HashSet<PeerId>,
+    /// Whether addresses need a dial-back: only while (and `ttl` after) an
+    /// AutoNAT server that proved itself, or a bootstrap one, is connected.
+    dial_backs: DialBackRule,
     reachability: ReachabilityState,
     /// Peers whose relayed connections close soon (they have a direct one).
     closing: Closing,
@@ -64,7 +65,7 @@ impl Reach {
             reservations: Reservations::new(config.reservation_backoff, config.reservation_backoff_max),
             relay_listeners: HashMap::new(),
             lookups: Lookups::default(),
-            autonat_servers: HashSet::new(),
+            dial_backs: DialBackRule::new(config.external.ttl),
             reachability: ReachabilityState::default(),
             closing: Closing::default(),
             punches: Punches::new(config.hole_punch_timeout),
@@ -190,9 +191,9 @@ impl EventLoop {
                 kad.add_address(&peer, addr);
             }
         }
-        if speaks(AUTONAT_DIAL_REQUEST) && self.reach.autonat_servers.insert(peer) {
-            self.addresses.require_dial_back(true);
-        }
+        let bootstrap = self.reach.bootstrap.contains_key(&peer);
+        self.reach.dial_backs.on_identify(peer, speaks(AUTONAT_DIAL_REQUEST), bootstrap);
+        self.refresh_dial_back_rule();
         let relay = speaks(relay::HOP_PROTOCOL_NAME.as_ref());
         if relay
             && !self.reach.relay_server
@@ -269,6 +270,7 @@ impl EventLoop {
     /// peer has a direct connection its relayed ones close (a moment later).
     pub(super) fn on_established_reach(&mut self, peer: PeerId) {
         self.reach.lookups.on_connected(peer);
+        self.reach.dial_backs.on_connected(&peer);
         if !relayed_to_close(self.peers.connections(&peer).iter().map(|(c, a)| (*c, *a))).is_empty() {
             self.reach.closing.schedule(peer, Instant::now());
         }
@@ -296,12 +298,12 @@ impl EventLoop {
                 kad.remove_peer(&peer);
             }
         }
-        // A node that has met an AutoNAT server keeps asking for dial-backs
-        // when it goes (a relay restart, say): it lives where they exist, and
-        // falling back to the observers alone let a node behind NAT confirm
-        // its NAT mapping 200 ms after its relay restarted (nat-netns.sh).
+        // A server leaving does not end the rule at once (a relay restart,
+        // say): falling back to the observers alone let a node behind NAT
+        // confirm its NAT mapping 200 ms after its relay restarted
+        // (nat-netns.sh). It lapses after the external address TTL.
         if !self.swarm.is_connected(&peer) {
-            self.reach.autonat_servers.remove(&peer);
+            self.reach.dial_backs.on_disconnected(&peer, Instant::now());
         }
     }
 
@@ -351,6 +353,9 @@ impl EventLoop {
         match event.result {
             Ok(()) => {
                 info!(addr = %event.tested_addr, server = %event.server, "dialed back");
+                // A proof: from now on this server's dial-backs are required.
+                self.reach.dial_backs.on_dialed_back(event.server);
+                self.refresh_dial_back_rule();
                 self.addresses.dial_back_succeeded(&mut self.swarm, &event.tested_addr);
                 self.update_reachability(false);
             }
@@ -376,6 +381,13 @@ impl EventLoop {
             }
             self.reporter.emit(NodeEvent::Reachability { reachability });
         }
+    }
+
+    /// Tells `addresses/` whether a dial-back is required now (the rule may
+    /// have changed, or lapsed: called on the address expiry tick too).
+    pub(super) fn refresh_dial_back_rule(&mut self) {
+        let required = self.reach.dial_backs.required(Instant::now());
+        self.addresses.require_dial_back(required);
     }
 
     pub(super) fn shut_down_reach(&mut self) {
