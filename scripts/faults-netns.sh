@@ -136,7 +136,7 @@ SLACK_MS=1000                              # timing checks: this much late is st
 HOARD_CONNECTIONS=32                       # scenario 11: the hoarders' connections (the per-IP cap) ...
 HOARD_SECS=${HOARD_SECS:-20}               # ... held this long, over each transport
 HOARD_RSS_BUDGET_KB=$((32 * 1024))         # the node's RSS may grow this much at the peak
-HOARD_W_RATE=20                            # the well-behaved peer's rate meanwhile (requests/s)
+HOARD_W_RATE=8                             # the well-behaved peer's rate meanwhile: within the default limit (10/s)
 
 [[ $(id -u) == 0 ]] || die "needs root to create network namespaces (try: sudo $0)"
 command -v ip >/dev/null || die "needs iproute2's 'ip' (apt-get install iproute2)"
