@@ -156,11 +156,11 @@ pub(crate) struct RunArgs {
     pub(crate) key_file: Option<PathBuf>,
 
     /// Debugging (hidden; only with the `debug-hooks` feature): this peer's requests go to a
-    /// handler that never answers, so the handler timeout answers them with 408. For
-    /// fault-injection scripts.
+    /// handler that never answers, so the handler timeout answers them with 408
+    /// (repeatable). For fault-injection scripts.
     #[cfg(feature = "debug-hooks")]
     #[arg(long, value_name = "PEER_ID", hide = true)]
-    pub(crate) debug_stall_peer: Option<p2p_transport::libp2p::PeerId>,
+    pub(crate) debug_stall_peer: Vec<p2p_transport::libp2p::PeerId>,
 
     /// Debugging (hidden; only with the `debug-hooks` feature): dial this address each time
     /// the process gets SIGUSR1 (repeatable). For fault-injection scripts.
