@@ -273,7 +273,8 @@ pub(crate) struct TransportArgs {
     #[arg(long, value_name = "N", default_value_t = unlimited_as_zero(NodeConfig::default().max_incoming_per_ip))]
     pub(crate) max_incoming_per_ip: u32,
 
-    /// Refused requests (429/503/400/413) within --ban-window that get a peer banned; 0 turns bans off.
+    /// Refusals the peer caused (its own rate 429, its own in-flight share 503, 400/413; never a
+    /// node-wide 503) within --ban-window that get a peer banned; 0 turns bans off.
     #[arg(long, value_name = "N", default_value_t = BanConfig::default().threshold)]
     pub(crate) ban_threshold: u32,
 
