@@ -22,6 +22,9 @@
 #  11. hoard          32 connections from one address hold as many greet 1.0.0 streams as the node
 #                     lets them, each with only a length prefix declaring 64 KiB (TCP, then QUIC):
 #                     the node's RSS grows <= 32 MiB, a well-behaved peer is answered throughout
+#  12. honest under   4 identities (stalled by the handler) hold every node-wide in-flight slot;
+#      overload       an honest peer W at its allowed rate collects 503s and is never banned,
+#                     the 4 (over their own share) are (not in the default run: sudo ... 12)
 #
 #   sudo scripts/faults-netns.sh            # all eleven, full counts (about 9 minutes)
 #   sudo scripts/faults-netns.sh --short    # CI: scenarios 2, 5, 7, 8 and 10 with smaller counts (about 3 minutes)
@@ -58,8 +61,8 @@ SCENARIOS=()
 for arg in "$@"; do
     case $arg in
         --short) SHORT=1 ;;
-        [1-9] | 1[01]) SCENARIOS+=("$arg") ;;
-        *) die "unknown argument '$arg' (expected --short or scenario numbers 1-11)" ;;
+        [1-9] | 1[012]) SCENARIOS+=("$arg") ;;
+        *) die "unknown argument '$arg' (expected --short or scenario numbers 1-12)" ;;
     esac
 done
 if ((${#SCENARIOS[@]} == 0)); then
@@ -137,6 +140,13 @@ HOARD_CONNECTIONS=32                       # scenario 11: the hoarders' connecti
 HOARD_SECS=${HOARD_SECS:-20}               # ... held this long, over each transport
 HOARD_RSS_BUDGET_KB=$((32 * 1024))         # the node's RSS may grow this much at the peak
 HOARD_W_RATE=8                             # the well-behaved peer's rate meanwhile: within the default limit (10/s)
+OVERLOAD_FLOODERS=4                        # scenario 12: identities whose requests the handler stalls ...
+OVERLOAD_SHARE=4                           # ... each holding this many (--max-in-flight-per-peer) ...
+OVERLOAD_SEED=31                           # ... seeds 31, 32, ...; W is seed 30
+OVERLOAD_BAN_THRESHOLD=20                  # --ban-threshold: W's 503s pass it several times over
+OVERLOAD_F_RATE=6                          # each flooder's rate (paced), held requests first
+OVERLOAD_W_RATE=8                          # W's rate: within the default limit (10/s)
+OVERLOAD_W_SECS=${OVERLOAD_W_SECS:-10}
 
 [[ $(id -u) == 0 ]] || die "needs root to create network namespaces (try: sudo $0)"
 command -v ip >/dev/null || die "needs iproute2's 'ip' (apt-get install iproute2)"
@@ -1113,6 +1123,52 @@ scenario_9() {
     check "bans: W's p99 over the whole flood <= $BAN_RATIO x alone: $p99_flood ms vs $p99_alone ms (x$ratio)" \
         holds 'a > 0 && b <= r * a' a="$p99_alone" b="$p99_flood" r="$BAN_RATIO"
     check "bans: the node is still up, no panic" healthy $node
+    stop $node
+}
+
+# ---- 12. an honest peer under a global overload ------------------------------------------------------
+
+scenario_12() {
+    local node=overload-node addr w_id i seed ids=() stall=()
+    header "12. honest peer under global overload: $OVERLOAD_FLOODERS stalled identities hold all" \
+        "$((OVERLOAD_FLOODERS * OVERLOAD_SHARE)) node-wide slots; W at $OVERLOAD_W_RATE/s; --ban-threshold $OVERLOAD_BAN_THRESHOLD"
+    w_id=$("$FAULT" id --seed "$OVERLOAD_SEED") || { fail "overload: cannot compute W's peer id"; return; }
+    for ((i = 1; i <= OVERLOAD_FLOODERS; i++)); do
+        ids+=("$("$FAULT" id --seed $((OVERLOAD_SEED + i)))") || { fail "overload: cannot compute a flooder's id"; return; }
+        stall+=(--debug-stall-peer "${ids[-1]}")
+    done
+    # The stalled requests hold their slots for the handler timeout: past W's whole run.
+    start_node $node 1 --no-mdns --ban-threshold "$OVERLOAD_BAN_THRESHOLD" \
+        --max-in-flight-per-peer "$OVERLOAD_SHARE" --max-in-flight-total $((OVERLOAD_FLOODERS * OVERLOAD_SHARE)) \
+        --handler-timeout "$((OVERLOAD_W_SECS + 30))s" "${stall[@]}"
+    addr=$(node_addr $node quic) || { fail "overload: the node printed no LISTEN line"; stop $node; return; }
+    client overload-w 2 $((OVERLOAD_W_SECS + 40)) load "$addr" --seed "$OVERLOAD_SEED" --rate "$OVERLOAD_W_RATE" \
+        --concurrency 4 --warmup 0s --duration "${OVERLOAD_W_SECS}s" --json
+    sleep 1
+    # Each flooder has room for twice its share: its first $OVERLOAD_SHARE requests are held
+    # (stalled), every later one is refused for its own share. Its held workers miss their
+    # turns, so it is refused at about half its rate and reaches the ban threshold some
+    # $((2 * OVERLOAD_BAN_THRESHOLD / OVERLOAD_F_RATE)) s in: W meets a full node meanwhile.
+    for ((i = 1; i <= OVERLOAD_FLOODERS; i++)); do
+        client overload-f$i 3 $((OVERLOAD_W_SECS + 40)) load "$addr" --seed $((OVERLOAD_SEED + i)) \
+            --rate "$OVERLOAD_F_RATE" --concurrency $((2 * OVERLOAD_SHARE)) --request-timeout 60s \
+            --warmup 0s --duration "${OVERLOAD_W_SECS}s" --json
+    done
+    finish overload-w || figure "W exited with status $? ($(tail -n 1 "$(err overload-w)"))"
+    for ((i = 1; i <= OVERLOAD_FLOODERS; i++)); do finish overload-f$i >/dev/null 2>&1; done
+
+    local w=$(out overload-w) w_bans f_bans=0 id
+    w_bans=$(grep -c "^BANNED $w_id " "$(out $node)")
+    for id in "${ids[@]}"; do grep -q "^BANNED $id " "$(out $node)" && f_bans=$((f_bans + 1)); done
+    figure "W ($w_id): $(json "$w" all.n) requests: $(json "$w" kind.ok.n) ok, $(json "$w" kind.remote_503.n) x 503," \
+        "$(json "$w" kind.remote_429.n) x 429; BANNED lines for W: $w_bans"
+    figure "flooders banned: $f_bans of $OVERLOAD_FLOODERS; e.g. F1: $(json "$(out overload-f1)" kind.remote_503.n) x 503 before its ban"
+    check "overload: W collected more 503s ($(json "$w" kind.remote_503.n)) than the ban threshold ($OVERLOAD_BAN_THRESHOLD)" \
+        holds 'n > t' n="$(json "$w" kind.remote_503.n)" t="$OVERLOAD_BAN_THRESHOLD"
+    check "overload: bans of the honest peer W = 0 ($w_bans)" holds 'b == 0' b="$w_bans"
+    check "overload: every flooder, over its own share, is banned ($f_bans of $OVERLOAD_FLOODERS)" \
+        holds 'b == n' b="$f_bans" n="$OVERLOAD_FLOODERS"
+    check "overload: the node is still up, no panic" healthy $node
     stop $node
 }
 

@@ -162,11 +162,11 @@ pub(crate) struct RunArgs {
     pub(crate) key_file: Option<PathBuf>,
 
     /// Debugging (hidden; only with the `debug-hooks` feature): this peer's requests go to a
-    /// handler that never answers, so the handler timeout answers them with 408. For
-    /// fault-injection scripts.
+    /// handler that never answers, so the handler timeout answers them with 408
+    /// (repeatable). For fault-injection scripts.
     #[cfg(feature = "debug-hooks")]
     #[arg(long, value_name = "PEER_ID", hide = true)]
-    pub(crate) debug_stall_peer: Option<p2p_transport::libp2p::PeerId>,
+    pub(crate) debug_stall_peer: Vec<p2p_transport::libp2p::PeerId>,
 
     /// Debugging (hidden; only with the `debug-hooks` feature): dial this address each time
     /// the process gets SIGUSR1 (repeatable). For fault-injection scripts.
@@ -275,7 +275,8 @@ pub(crate) struct TransportArgs {
     #[arg(long, value_name = "N", default_value_t = unlimited_as_zero(NodeConfig::default().max_incoming_per_ip))]
     pub(crate) max_incoming_per_ip: u32,
 
-    /// Refused requests (429/503/400/413) within --ban-window that get a peer banned; 0 turns bans off.
+    /// Refusals the peer caused (its own rate 429, its own in-flight share 503, 400/413; never a
+    /// node-wide 503) within --ban-window that get a peer banned; 0 turns bans off.
     #[arg(long, value_name = "N", default_value_t = BanConfig::default().threshold)]
     pub(crate) ban_threshold: u32,
 

@@ -50,16 +50,16 @@ pub(crate) fn dial_on_usr1(node: &Node, addresses: Vec<Multiaddr>) -> anyhow::Re
 }
 
 /// A `MakeService<PeerContext>` that makes `inner`'s handler for every peer
-/// but `stalled`, which gets a [`Stalled`] handler instead.
+/// but those `stalled`, which get a [`Stalled`] handler instead.
 #[derive(Debug, Clone)]
 pub(crate) struct MakeStalling<M> {
     inner: M,
-    stalled: Option<PeerId>,
+    stalled: Vec<PeerId>,
 }
 
 impl<M> MakeStalling<M> {
     /// `inner`, except for `stalled` (none: `inner` for everyone).
-    pub(crate) fn new(inner: M, stalled: Option<PeerId>) -> Self {
+    pub(crate) fn new(inner: M, stalled: Vec<PeerId>) -> Self {
         Self { inner, stalled }
     }
 }
@@ -80,7 +80,7 @@ where
     }
 
     fn call(&mut self, ctx: PeerContext) -> Self::Future {
-        if self.stalled == Some(ctx.peer_id) {
+        if self.stalled.contains(&ctx.peer_id) {
             warn!(peer = %ctx.peer_id, "--debug-stall-peer: this peer's requests will never be answered by the handler");
             return Box::pin(std::future::ready(Ok(Either::Right(Stalled))));
         }
@@ -121,7 +121,7 @@ mod tests {
     async fn the_stalled_peer_is_answered_408_and_the_others_are_served() {
         let stalled = PeerId::random();
         let limits = Limits { request_timeout: Some(Duration::from_millis(50)), ..Limits::default() };
-        let make = stack(MakeStalling::new(MakeGreeter::new("hi"), Some(stalled)), limits);
+        let make = stack(MakeStalling::new(MakeGreeter::new("hi"), vec![stalled]), limits);
         let addr: p2p_transport::libp2p::Multiaddr = "/ip4/10.0.0.1/udp/1/quic-v1".parse().unwrap();
 
         let service = make.clone().oneshot(PeerContext::new(stalled, addr.clone())).await.unwrap();

@@ -22,7 +22,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let key = keyfile::load_locked(args.key_file.as_deref())?;
     let make_handler = MakeGreeter::new(args.message.clone());
     #[cfg(feature = "debug-hooks")]
-    let make_handler = crate::debug::MakeStalling::new(make_handler, args.debug_stall_peer);
+    let make_handler = crate::debug::MakeStalling::new(make_handler, args.debug_stall_peer.clone());
     let make_service = stack(make_handler, args.service.limits());
     let mut builder = NodeBuilder::with_config(args.node_config()).keypair(key.keypair.clone());
     let mut metrics = None;

@@ -293,8 +293,11 @@ fn the_services_can_be_shared_across_tasks() {
 
 // ----- faults: which refusals the peer caused -----
 
+/// The faults a [`recorder`] saw.
+type Seen = Arc<Mutex<Vec<(PeerId, PeerFault)>>>;
+
 /// A reporter that records every fault, and what it recorded.
-fn recorder() -> (FaultReporter, Arc<Mutex<Vec<(PeerId, PeerFault)>>>) {
+fn recorder() -> (FaultReporter, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     (FaultReporter::new(move |peer, fault| sink.lock().unwrap().push((peer, fault))), seen)

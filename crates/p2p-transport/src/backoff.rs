@@ -14,7 +14,7 @@
 //! partition, a relay that restarted) spread out instead of retrying in
 //! lock-step.
 //!
-//! ```ignore
+//! ```text
 //! let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 //! let first = backoff.next_wait(); // in (0.8 s, 1 s] with the default jitter (0.2)
 //! let second = backoff.next_wait(); // in (1.6 s, 2 s]

@@ -94,8 +94,8 @@ pub struct ExternalAddresses {
     /// Origin → the addresses it reported lately, with when.
     reports: HashMap<Origin, Vec<(Multiaddr, Instant)>>,
     confirmed: HashSet<Multiaddr>,
-    /// An AutoNAT server is known: an address needs a dial-back as well as
-    /// its observers.
+    /// An AutoNAT server whose word counts is connected (or was, within the
+    /// TTL): an address needs a dial-back as well as its observers.
     dial_back_required: bool,
     /// Addresses an AutoNAT server dialed back successfully, oldest first.
     dialed_back: VecDeque<Multiaddr>,
@@ -132,7 +132,9 @@ impl ExternalAddresses {
     }
 
     /// Whether an address also needs a successful dial-back (AutoNAT v2)
-    /// before it is confirmed: true while an AutoNAT server is known. On a
+    /// before it is confirmed: true while an AutoNAT server whose word counts
+    /// is connected, and a TTL after (the swarm task asks `reach/`'s
+    /// `DialBackRule`). On a
     /// LAN with none, the observers alone decide. Addresses already
     /// confirmed stay so.
     pub fn require_dial_back(&mut self, required: bool) {

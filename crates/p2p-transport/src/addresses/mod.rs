@@ -103,7 +103,8 @@ impl AddressBook {
         self.external.remove_listener(addr);
     }
 
-    /// While an AutoNAT server is known, addresses need its dial-back too.
+    /// While an AutoNAT server whose word counts is connected (and a TTL
+    /// after), addresses need its dial-back too.
     pub(crate) fn require_dial_back(&mut self, required: bool) {
         self.external.require_dial_back(required);
     }

@@ -30,8 +30,10 @@ use crate::backoff::Backoff;
 /// When to ban, and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BanConfig {
-    /// Refused requests (429, 503, 400, 413) within [`BanConfig::window`] that
-    /// get a peer banned. Default 100: a well-behaved peer is never refused,
+    /// Refusals the peer caused (its own rate, 429; its own in-flight share,
+    /// 503; bad or oversized requests, 400/413; never a 503 of the node-wide
+    /// limit or of the handler's back-pressure) within [`BanConfig::window`]
+    /// that get a peer banned. Default 100: a well-behaved peer is never refused,
     /// a flooding one reaches it within a second or two. `0` turns bans off.
     pub threshold: u32,
     /// The window refusals are counted in. Default 10 s.
