@@ -16,7 +16,13 @@ struct PeerState {
     connections: HashMap<ConnectionId, Multiaddr>,
     /// What identify said: `None` until it has spoken.
     speaks_greet: Option<bool>,
+    /// Our identify pushed to the peer after its identify failed.
+    identify_pushes: u8,
 }
+
+/// How many times, per connected peer, our identify is pushed after its own
+/// failed (see [`PeerTable::on_identify_failed`]).
+pub(crate) const IDENTIFY_PUSHES: u8 = 3;
 
 /// Connected peers. Owned by the swarm task; the greet-capable set is
 /// published through a `watch` so no reader ever makes the task wait.
@@ -88,6 +94,24 @@ impl PeerTable {
         self.set_greet_capable(peer, speaks_greet)
     }
 
+    /// Identify of a connected peer failed (on a starved machine its stream
+    /// open times out). True if our own identify should be pushed to it: it
+    /// has not said whether it speaks greet, and fewer than
+    /// [`IDENTIFY_PUSHES`] pushes were made. When both sides' identify of a
+    /// pair failed, neither greeted the other and libp2p asks again only
+    /// after its interval (5 minutes): the pair stayed connected and silent
+    /// until the connection idled out (issue 23's lost pair, seen at 128
+    /// nodes). Our push tells the peer we speak greet, so it greets us, and
+    /// its greeting tells us the same of it.
+    pub(crate) fn on_identify_failed(&mut self, peer: PeerId) -> bool {
+        let Some(state) = self.peers.get_mut(&peer) else { return false };
+        if state.speaks_greet.is_some() || state.identify_pushes >= IDENTIFY_PUSHES {
+            return false;
+        }
+        state.identify_pushes += 1;
+        true
+    }
+
     /// Empties the table and the published set (the node has stopped).
     pub(crate) fn clear(&mut self) {
         self.peers.clear();
@@ -104,5 +128,36 @@ impl PeerTable {
             if capable { set.insert(peer) } else { set.remove(&peer) }
         });
         changed && capable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> PeerTable {
+        PeerTable::new(watch::channel(PeerSet::default()).0)
+    }
+
+    #[test]
+    fn a_failed_identify_pushes_ours_a_few_times_while_the_peer_is_unknown() {
+        let mut table = table();
+        let peer = PeerId::random();
+        assert!(!table.on_identify_failed(peer), "not connected: nothing to push to");
+        table.on_established(peer, ConnectionId::new_unchecked(1), Multiaddr::empty());
+        for _ in 0..IDENTIFY_PUSHES {
+            assert!(table.on_identify_failed(peer));
+        }
+        assert!(!table.on_identify_failed(peer), "bounded");
+
+        let other = PeerId::random();
+        table.on_established(other, ConnectionId::new_unchecked(2), Multiaddr::empty());
+        table.on_identify(other, true);
+        assert!(!table.on_identify_failed(other), "identify has spoken: no need");
+
+        // A new connection after the last closed starts afresh.
+        table.on_closed(peer, ConnectionId::new_unchecked(1));
+        table.on_established(peer, ConnectionId::new_unchecked(3), Multiaddr::empty());
+        assert!(table.on_identify_failed(peer));
     }
 }

@@ -190,6 +190,10 @@ impl EventLoop {
             | identify::Event::Pushed { peer_id, info, .. } => (peer_id, info),
             identify::Event::Error { peer_id, error, .. } => {
                 debug!(peer = %peer_id, %error, "identify failed");
+                if self.peers.on_identify_failed(peer_id) {
+                    debug!(peer = %peer_id, "pushing our identify to it");
+                    self.swarm.behaviour_mut().identify.push(std::iter::once(peer_id));
+                }
                 return;
             }
             identify::Event::Sent { .. } => return,
