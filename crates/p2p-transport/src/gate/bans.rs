@@ -7,7 +7,7 @@
 //! flood then costs the flooder (its dials are refused) and not the
 //! neighbours.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -75,11 +75,14 @@ struct Record {
 pub(crate) struct Bans {
     config: BanConfig,
     peers: HashMap<PeerId, Record>,
+    /// Every ban's end, earliest first: [`Bans::next_due`] without a scan.
+    /// An entry may outlive its ban (then `due` just drops it).
+    ends: BTreeSet<(Instant, PeerId)>,
 }
 
 impl Bans {
     pub(crate) fn new(config: BanConfig) -> Self {
-        Self { config, peers: HashMap::new() }
+        Self { config, peers: HashMap::new(), ends: BTreeSet::new() }
     }
 
     pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
@@ -120,12 +123,16 @@ impl Bans {
         record.strikes = None;
         record.banned_until = Some(now + duration);
         record.last = Some((duration, now + duration));
+        self.ends.insert((now + duration, peer));
         Some(BanChange::Banned { peer, duration })
     }
 
     /// The bans over at `now`.
     pub(crate) fn due(&mut self, now: Instant) -> Vec<BanChange> {
         let mut over = Vec::new();
+        while self.ends.first().is_some_and(|(end, _)| *end <= now) {
+            self.ends.pop_first();
+        }
         for (peer, record) in &mut self.peers {
             if record.banned_until.is_some_and(|until| until <= now) {
                 record.banned_until = None;
@@ -145,7 +152,7 @@ impl Bans {
 
     /// When [`Bans::due`] has something to do next.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|r| r.banned_until).min()
+        self.ends.first().map(|(end, _)| *end)
     }
 
     fn evict_oldest(&mut self) {
@@ -234,5 +241,24 @@ mod tests {
         }
         assert!(bans.peers.len() <= MAX_TRACKED);
         assert!(bans.is_banned(&banned));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_due_is_the_earliest_ban_end_and_moves_on_as_bans_end() {
+        let config = BanConfig { threshold: 1, ..BanConfig::default() };
+        let mut bans = Bans::new(config);
+        let (first, second) = (PeerId::random(), PeerId::random());
+        let start = Instant::now();
+        assert_eq!(bans.next_due(), None);
+        bans.on_refused(first, start);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        bans.on_refused(second, Instant::now());
+        assert_eq!(bans.next_due(), Some(start + Duration::from_secs(30)));
+        tokio::time::advance(Duration::from_secs(25)).await;
+        assert_eq!(bans.due(Instant::now()), vec![BanChange::Unbanned { peer: first }]);
+        assert_eq!(bans.next_due(), Some(start + Duration::from_secs(35)));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(bans.due(Instant::now()), vec![BanChange::Unbanned { peer: second }]);
+        assert_eq!(bans.next_due(), None);
     }
 }
