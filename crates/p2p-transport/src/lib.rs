@@ -29,6 +29,7 @@
 // The rooms, from the bottom up: each uses only rooms above it in this list
 // (`tests/layering.rs` checks it), so no two rooms import each other.
 mod lock;
+mod wakers;
 mod error;
 mod command;
 mod events;

@@ -7,17 +7,19 @@
 //! `NetworkBehaviour`s.
 //! Must never: hold a policy of its own, await a handler or a consumer.
 
-mod behaviour;
+// Its files from the bottom up: each uses only files above it (`tests/layering.rs`).
+mod wrap;
+mod ping;
 mod boxed;
+mod behaviour;
 mod build;
 mod event_loop;
-mod ping;
-mod wrap;
 
 use std::sync::Arc;
 
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
 use crate::command::Command;
@@ -45,12 +47,14 @@ pub(crate) struct Shared {
 }
 
 /// Builds the swarm, starts listening, and spawns the swarm task (and, with
-/// greet 2.0.0, the task accepting its streams). Returns our PeerId.
+/// greet 2.0.0, the task accepting its streams) on `runtime`, the node's,
+/// which every task of the node is spawned on. Returns our PeerId.
 pub(crate) fn spawn(
     config: NodeConfig,
     keypair: Option<Keypair>,
     make: MakePeerService,
     shared: Shared,
+    runtime: Handle,
     #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
 ) -> Result<PeerId, BuildError> {
     let keypair = keypair.unwrap_or_else(Keypair::generate_ed25519);
@@ -64,19 +68,21 @@ pub(crate) fn spawn(
         shutdown: shutdown.stop_signal(),
         tasks: shutdown.stream_tasks(),
         timeout: config.request_timeout,
+        runtime: runtime.clone(),
     });
     let (acceptor, incoming) = Acceptor::new(config.greet_v2, serve_v1, config.max_concurrent_streams);
-    let mut swarm = build::build_swarm(&config, keypair, acceptor)?;
+    let mut swarm = build::build_swarm(&config, keypair, acceptor, &runtime)?;
     let listeners = build::listen(&mut swarm, &config)?;
 
     if config.greet_v2 {
-        tokio::spawn(inbound::accept_loop(
+        runtime.spawn(inbound::accept_loop(
             incoming,
             Arc::clone(&inbound_peers),
             make,
             &config,
             shutdown.stop_signal(),
             shutdown.stream_tasks(),
+            runtime.clone(),
         ));
     }
     let event_loop = event_loop::EventLoop::new(
@@ -86,9 +92,10 @@ pub(crate) fn spawn(
         inbound_peers,
         shutdown,
         shared,
+        runtime.clone(),
         #[cfg(feature = "metrics")]
         metrics,
     );
-    tokio::spawn(event_loop.run());
+    runtime.spawn(event_loop.run());
     Ok(local_peer_id)
 }
