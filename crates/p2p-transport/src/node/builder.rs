@@ -294,6 +294,7 @@ impl NodeBuilder {
             greet_peers,
             outbound_peers: Arc::clone(&outbound_peers),
             refusals: (refusals, refusals_rx),
+            runtime: runtime.clone(),
         };
         let client = Client::new(commands_tx.clone(), outbound_peers, &self.config);
         let local_peer_id = swarm::spawn(
@@ -301,7 +302,6 @@ impl NodeBuilder {
             self.keypair,
             make,
             shared,
-            runtime,
             #[cfg(feature = "metrics")]
             self.metrics,
         )?;

@@ -79,8 +79,7 @@ impl EventLoop {
         listeners: Vec<ListenerId>,
         inbound_peers: Arc<InboundPeers>,
         shutdown: Shutdown,
-        Shared { commands, reporter, greet_peers, outbound_peers, refusals: (_, refusals) }: Shared,
-        runtime: Handle,
+        Shared { commands, reporter, greet_peers, outbound_peers, refusals: (_, refusals), runtime }: Shared,
         #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
     ) -> Self {
         let addresses = AddressBook::new(config.external.clone(), &mut swarm, reporter.clone());

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) outbound_peers: Arc<OutboundPeers>,
     /// Where the request paths report refusals, and where the ban policy hears them.
     pub(crate) refusals: (Refusals, mpsc::Receiver<PeerId>),
+    /// The node's runtime: every task of the node is spawned on it.
+    pub(crate) runtime: Handle,
 }
 
 /// Builds the swarm, starts listening, and spawns the swarm task (and, with
@@ -54,9 +56,9 @@ pub(crate) fn spawn(
     keypair: Option<Keypair>,
     make: MakePeerService,
     shared: Shared,
-    runtime: Handle,
     #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
 ) -> Result<PeerId, BuildError> {
+    let runtime = shared.runtime.clone();
     let keypair = keypair.unwrap_or_else(Keypair::generate_ed25519);
     let local_peer_id = keypair.public().to_peer_id();
     let shutdown = Shutdown::new(config.shutdown_grace);
@@ -92,7 +94,6 @@ pub(crate) fn spawn(
         inbound_peers,
         shutdown,
         shared,
-        runtime.clone(),
         #[cfg(feature = "metrics")]
         metrics,
     );
