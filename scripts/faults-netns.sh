@@ -369,6 +369,12 @@ w_figures() {
 
 FLOOD_ADDR=""
 F_NAMES=()
+FLOOD_CPU_TICKS=0 # the node's CPU (utime + stime, clock ticks) over F's runs ...
+FLOOD_CPU_MS=0    # ... and their wall time: what the flood costs the node (its swarm task has
+FLOOD_CPU_AT=()   # no thread of its own, so the whole process is read from /proc/<pid>/stat)
+
+# `cpu_ticks PID`: the process's user + system CPU so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # F: 10x the limit, pinned to the last CPU (FLOOD_PIN_F=0: not pinned), as if it were
 # another machine: what is measured is the node's handling of the flood, not the
@@ -387,8 +393,13 @@ flood() {
                 --duration "$((W_SECS + 6))s" --latencies "$WORK/f$2.lat" --json \
                 >"$(out "f$2")" 2>"$(err "f$2")" </dev/null &
             PIDS[f$2]=$!
+            FLOOD_CPU_AT=("$(cpu_ticks "${PIDS[flood-node]}")" "$(now_ms)")
             ;;
-        wait) finish "f$2" || fail "flood: F run f$2 exited with status $?" ;;
+        wait)
+            finish "f$2" || fail "flood: F run f$2 exited with status $?"
+            FLOOD_CPU_TICKS=$((FLOOD_CPU_TICKS + $(cpu_ticks "${PIDS[flood-node]}") - FLOOD_CPU_AT[0]))
+            FLOOD_CPU_MS=$((FLOOD_CPU_MS + $(now_ms) - FLOOD_CPU_AT[1]))
+            ;;
     esac
 }
 
@@ -399,7 +410,7 @@ scenario_1() {
     # bans); this one measures what the rate limiter costs the others under a sustained flood.
     start_node $node 1 --no-mdns --rate-per-sec "$FLOOD_LIMIT" --rate-burst "$FLOOD_LIMIT" --ban-threshold 0
     FLOOD_ADDR=$(node_addr $node quic) || { fail "flood: the node printed no LISTEN line"; stop $node; return; }
-    F_NAMES=()
+    F_NAMES=() FLOOD_CPU_TICKS=0 FLOOD_CPU_MS=0
     w_rounds flood "$FLOOD_ADDR" flood
 
     w_figures "while F floods"
@@ -419,6 +430,9 @@ scenario_1() {
     figure "F in all: $f_n requests, $f_ok ok, $f_429 answered 429, $f_503 answered 503;" \
         "p99 of its error answers $f_p99 ms (pooled, measured windows), the slowest $f_max ms"
 
+    figure "the node's CPU while F flooded: $(calc 't / hz' t=$FLOOD_CPU_TICKS hz="$(getconf CLK_TCK)") s" \
+        "over $(calc 'm / 1000' m=$FLOOD_CPU_MS) s = $(calc 'm > 0 ? 100 * t / hz / (m / 1000) : 0' t=$FLOOD_CPU_TICKS \
+            hz="$(getconf CLK_TCK)" m=$FLOOD_CPU_MS) % of one core (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
     figure "the node's log over the scenario: $(wc -l <"$(err $node)") lines, $(($(wc -c <"$(err $node)") / 1024)) KiB" \
         "on stderr (RUST_LOG=${RUST_LOG:-info})"
     check "flood: F is refused: $((f_429 + f_503)) of its $f_n requests answered 429/503, no other error" \

@@ -31,6 +31,7 @@
 mod lock;
 mod origin;
 mod backoff;
+mod wakers;
 mod error;
 mod command;
 mod events;

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Script, TestNode, Transport, spawn_on_host, spawn_with, within};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use p2p_protocol::GreetRequest;
 use p2p_transport::libp2p::identity::Keypair;
 use p2p_transport::libp2p::multiaddr::Protocol;
@@ -110,12 +110,18 @@ async fn a_peer_that_left_its_relay_is_not_found_through_it() {
     let result = within("the lookup", late.node.connect_peer(b_id)).await;
     assert!(matches!(result, Err(RequestError::Unreachable(ref r)) if r.contains("not found")), "{result:?}");
     // Kademlia's own query leaves out a peer it could not reach, so what
-    // shows the relay's table is whether the lookup dialed B's old circuit
-    // (the failure is reported before the query ends).
-    while let Some(Some(event)) = late.events.recv().now_or_never() {
+    // shows the relay's table is whether the lookup dialed B's old circuit.
+    // Every event `late` ever reports is read, to the end of its stream (the
+    // node shut down): a dial reported late, or one still under way at the
+    // shutdown (aborted), is seen too, not only what was buffered by now.
+    within("late's shutdown", late.node.shutdown()).await;
+    let mut seen = 0;
+    while let Some(event) = within("late's events", late.events.recv()).await {
         let dialed_b = matches!(event, NodeEvent::DialFailed { peer_id: Some(p), .. } if p == b_id);
         assert!(!dialed_b, "the relay handed out B's relayed address after B left: {event:?}");
+        seen += 1;
     }
+    assert!(seen > 0, "late's events were read");
 }
 
 #[tokio::test]

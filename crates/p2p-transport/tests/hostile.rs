@@ -84,10 +84,11 @@ async fn inbound_connections_are_capped_per_ip_and_in_total_and_outbound_dials_s
 
     // In total: a crowd of inbound connections leaves room for our own dials.
     let mut b = spawn_with(Script::new("b"), Transport::Quic, |n| n.max_incoming(Some(2), None)).await;
+    let mut crowd = Vec::new(); // stays connected for the rest of the test
     for host in 4..6 {
         let client = spawn_on_host(Script::new("crowd"), host).await;
         assert_eq!(within("crowd", client.node.connect(b.addr.clone())).await, Ok(b.peer_id()));
-        std::mem::forget(client); // stays connected for the rest of the test
+        crowd.push(client);
     }
     let mut late = spawn_on_host(Script::new("late"), 6).await;
     if within("late", late.node.connect(b.addr.clone())).await.is_ok() {
@@ -99,6 +100,15 @@ async fn inbound_connections_are_capped_per_ip_and_in_total_and_outbound_dials_s
     let friend = spawn_on_host(Script::new("friend"), 7).await;
     connect(&mut b, &friend).await;
     assert_eq!(b.greet(&friend, "still dialing out").await.unwrap().message, "friend: still dialing out");
+    assert_eq!(
+        b.node.connected_peers().len(),
+        3,
+        "the crowd was still connected: {:?}",
+        b.node.connected_peers()
+    );
+    for node in crowd.iter().chain([&a, &b, &late, &friend, &other_host]).chain(&host_2) {
+        within("a shutdown", node.node.shutdown()).await;
+    }
 }
 
 /// Many identities hold the node-wide in-flight slots full with slow
@@ -234,21 +244,15 @@ async fn a_peer_refused_too_often_is_banned_disconnected_and_let_back_after_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_connection_is_told_its_own_observed_address() {
     let tcp: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
-    let s = spawn_with(Script::new("s"), Transport::Quic, |n| n.listen_on(tcp)).await;
+    let mut s = spawn_with(Script::new("s"), Transport::Quic, |n| n.listen_on(tcp)).await;
     let a = spawn_with(Script::new("a"), Transport::Quic, |n| {
         n.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
     })
     .await;
-    let addrs = within("both listeners", async {
-        loop {
-            let addrs = s.node.listen_addrs();
-            if addrs.len() == 2 {
-                break addrs;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    // `spawn_with` waited for the first listener; the other one is the next.
+    s.wait_for("the second listener", |e| matches!(e, NodeEvent::Listening { .. })).await;
+    let addrs = s.node.listen_addrs();
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
     // Two connections from A to S: one over QUIC, one over TCP.
     for addr in addrs {
         assert_eq!(within("connect", a.node.connect(addr)).await, Ok(s.peer_id()));

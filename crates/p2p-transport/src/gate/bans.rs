@@ -323,4 +323,28 @@ mod tests {
         banned(bans.on_refused(newcomer, Instant::now()), newcomer);
         assert_eq!(bans.tracked(), MAX_TRACKED);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_due_is_the_earliest_ban_end_and_moves_on_as_bans_end() {
+        let config = BanConfig { threshold: 1, ..BanConfig::default() };
+        let mut bans = Bans::with_seed(config, 7);
+        let (first, second) = (PeerId::random(), PeerId::random());
+        let length = |change: Option<BanChange>| match change {
+            Some(BanChange::Banned { duration, .. }) => duration,
+            other => panic!("expected a ban, got {other:?}"),
+        };
+        let start = Instant::now();
+        assert_eq!(bans.next_due(), None);
+        let first_end = start + length(bans.on_refused(first, start));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let second_end = Instant::now() + length(bans.on_refused(second, Instant::now()));
+        assert!(first_end < second_end);
+        assert_eq!(bans.next_due(), Some(first_end));
+        tokio::time::advance(first_end - Instant::now()).await;
+        assert_eq!(bans.due(Instant::now()), vec![BanChange::Unbanned { peer: first }]);
+        assert_eq!(bans.next_due(), Some(second_end));
+        tokio::time::advance(second_end - Instant::now()).await;
+        assert_eq!(bans.due(Instant::now()), vec![BanChange::Unbanned { peer: second }]);
+        assert_eq!(bans.next_due(), None);
+    }
 }

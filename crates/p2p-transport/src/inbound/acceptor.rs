@@ -20,18 +20,15 @@
 //! outbound streams (opened through libp2p-stream, which does not wake its
 //! connection either) do the same through [`ConnectionWakers`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::{Ready, ready};
-use std::io;
-use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::channel::mpsc;
 use futures::task::AtomicWaker;
-use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::{DeniedUpgrade, InboundUpgrade, UpgradeInfo};
@@ -44,8 +41,9 @@ use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use p2p_protocol::{PROTOCOL_NAME, v2};
 use tracing::{debug, warn};
 
+use super::stream::{InboundStream, Incoming, IncomingStream};
 use super::v1::ServeV1;
-use crate::lock::lock;
+use crate::wakers::ConnectionWakers;
 
 /// Streams negotiated but not yet taken, per connection. A peer with more
 /// than this many streams waiting is misbehaving; the excess is dropped.
@@ -53,91 +51,6 @@ const BACKLOG: usize = 256;
 
 /// Streams handed over but not yet picked up by the accepting task.
 const QUEUE: usize = 64;
-
-/// An inbound v2 stream: the peer, the connection it came on and that
-/// connection's remote address (what the peer is told it was observed at).
-pub(crate) type IncomingStream = (PeerId, ConnectionId, Multiaddr, InboundStream);
-
-/// A negotiated inbound stream that wakes its connection once dropped, so
-/// that the connection sees it gone and its idle timeout can start.
-pub(crate) struct InboundStream {
-    /// Always `Some` until dropped.
-    stream: Option<Stream>,
-    connection: Arc<AtomicWaker>,
-    /// The count of its connection's 1.0.0 streams, for a 1.0.0 stream.
-    counted: Option<Arc<AtomicUsize>>,
-}
-
-impl InboundStream {
-    fn new(stream: Stream, connection: &Arc<AtomicWaker>, counted: Option<Arc<AtomicUsize>>) -> Self {
-        Self { stream: Some(stream), connection: Arc::clone(connection), counted }
-    }
-
-    fn stream(&mut self) -> Pin<&mut Stream> {
-        Pin::new(self.stream.as_mut().expect("taken only on drop"))
-    }
-}
-
-impl Drop for InboundStream {
-    fn drop(&mut self) {
-        drop(self.stream.take()); // first, so the woken connection sees it gone
-        if let Some(counted) = &self.counted {
-            counted.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.connection.wake();
-    }
-}
-
-impl AsyncRead for InboundStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.stream().poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for InboundStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.stream().poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream().poll_flush(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream().poll_close(cx)
-    }
-}
-
-/// Every live connection's task, as of its last poll, with its peer: what
-/// wakes a peer's connections once a stream of ours on one of them has ended,
-/// so that libp2p sees it gone and the connection's idle timeout can start.
-/// One entry per connection with a [`Handler`] (bounded by the connection
-/// limits); a handler removes its own entry when dropped.
-#[derive(Clone, Default)]
-pub(crate) struct ConnectionWakers(Arc<Mutex<HashMap<ConnectionId, ConnectionTask>>>);
-
-/// A connection's peer and its task's waker.
-type ConnectionTask = (PeerId, Arc<AtomicWaker>);
-
-impl ConnectionWakers {
-    /// Wakes every connection to `peer` (we do not know which one carried the
-    /// stream; waking the others costs one poll each).
-    pub(crate) fn wake(&self, peer: &PeerId) {
-        for (owner, waker) in lock(&self.0).values() {
-            if owner == peer {
-                waker.wake();
-            }
-        }
-    }
-
-    fn insert(&self, connection: ConnectionId, peer: PeerId, waker: Arc<AtomicWaker>) {
-        lock(&self.0).insert(connection, (peer, waker));
-    }
-
-    fn remove(&self, connection: &ConnectionId) {
-        lock(&self.0).remove(connection);
-    }
-}
 
 /// A peer opened a greet stream to us (reported once per connection and
 /// version): it speaks greet, and 2.0.0 if `v2`, whatever identify has said
@@ -147,9 +60,6 @@ pub(crate) struct GreetedBy {
     pub(crate) peer: PeerId,
     pub(crate) v2: bool,
 }
-
-/// The receiving end: every inbound v2 stream.
-pub(crate) type Incoming = mpsc::Receiver<IncomingStream>;
 
 /// Accepts inbound greet streams on every connection: 1.0.0 always, 2.0.0
 /// unless the node is 1.0.0-only.
@@ -185,7 +95,7 @@ impl Acceptor {
 
     fn handler(&self, peer: PeerId, connection_id: ConnectionId, remote_addr: &Multiaddr) -> Handler {
         let connection = Arc::new(AtomicWaker::new());
-        self.wakers.insert(connection_id, peer, Arc::clone(&connection));
+        self.wakers.insert(peer, connection_id, Arc::clone(&connection));
         Handler {
             peer,
             connection_id,
@@ -318,7 +228,7 @@ impl InboundUpgrade<Stream> for GreetProtocols {
 
 impl Drop for Handler {
     fn drop(&mut self) {
-        self.wakers.remove(&self.connection_id);
+        self.wakers.remove(&self.peer, self.connection_id);
     }
 }
 

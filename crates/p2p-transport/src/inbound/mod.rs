@@ -9,13 +9,17 @@
 //! its stream's task, a 2.0.0 request in its stream's responder task), or let
 //! user code (an error, a panic) go unanswered.
 
-mod acceptor;
+// Its files from the bottom up, as lib.rs lists the rooms: each uses only
+// files above it (`tests/layering.rs`); `stream` and `drain` are leaves.
+mod stream;
+mod drain;
+mod service;
 mod peers;
 mod responder;
-mod service;
 mod v1;
+mod acceptor;
 
-pub(crate) use acceptor::{Acceptor, ConnectionWakers, GreetedBy};
+pub(crate) use acceptor::{Acceptor, GreetedBy};
 pub(crate) use peers::InboundPeers;
 pub(crate) use responder::accept_loop;
 #[cfg(feature = "metrics")]

@@ -21,19 +21,18 @@ use futures::{AsyncReadExt, StreamExt};
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
 use p2p_protocol::{DecodeError, ErrorCode, GreetResult, RemoteError, decode, encode};
 use p2p_service::PeerContext;
-use tokio::sync::{mpsc, watch};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use super::acceptor::{InboundStream, Incoming};
+use super::drain::{CONNECTION_WAIT, Stop, drain_over};
 use super::peers::InboundPeers;
 use super::service::{self, MakePeerService, ServiceCell};
+use super::stream::{InboundStream, Incoming};
 use crate::NodeConfig;
 use crate::wire::{answer_body, frames, write_bodies};
-
-/// How long a stream waits for the swarm task to register its connection.
-pub(super) const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 
 /// What bounds one served stream (from [`NodeConfig`]).
 #[derive(Debug, Clone, Copy)]
@@ -49,9 +48,6 @@ struct Limits {
     request: Duration,
 }
 
-/// The shutdown signal: `Some(end of the grace period)` once the drain began.
-pub(crate) type Stop = watch::Receiver<Option<Instant>>;
-
 /// Takes every inbound v2 stream and serves each in a task of its own.
 pub(crate) fn accept_loop(
     mut incoming: Incoming,
@@ -60,6 +56,7 @@ pub(crate) fn accept_loop(
     config: &NodeConfig,
     mut shutdown: Stop,
     streams: TaskTracker,
+    runtime: Handle,
 ) -> impl Future<Output = ()> + Send + 'static {
     let limits = Limits {
         max_in_flight: config.max_in_flight_per_stream.max(1),
@@ -77,15 +74,18 @@ pub(crate) fn accept_loop(
                 _ = shutdown.wait_for(Option::is_some) => return,
             };
             let peers = Arc::clone(&peers);
-            let (make, shutdown) = (make.clone(), shutdown.clone());
-            streams.spawn(async move {
-                let Some(cell) = peers.wait_for(&connection, CONNECTION_WAIT).await else {
-                    debug!(%peer, "pipelined stream from a peer with no connection; dropped");
-                    return;
-                };
-                let ctx = PeerContext::new(peer, remote_addr);
-                serve(stream, ctx, cell, make, limits, shutdown).await;
-            });
+            let (make, shutdown, writers) = (make.clone(), shutdown.clone(), runtime.clone());
+            streams.spawn_on(
+                async move {
+                    let Some(cell) = peers.wait_for(&connection, CONNECTION_WAIT).await else {
+                        debug!(%peer, "pipelined stream from a peer with no connection; dropped");
+                        return;
+                    };
+                    let ctx = PeerContext::new(peer, remote_addr);
+                    serve(stream, ctx, cell, make, limits, shutdown, &writers).await;
+                },
+                &runtime,
+            );
         }
     }
 }
@@ -108,10 +108,11 @@ async fn serve(
     make: MakePeerService,
     limits: Limits,
     mut shutdown: Stop,
+    runtime: &Handle,
 ) {
     let (reader, writer) = stream.split();
     let (bodies, ready) = mpsc::channel(limits.max_in_flight);
-    let mut writer = tokio::spawn(write_bodies(writer, ready, limits.write));
+    let mut writer = runtime.spawn(write_bodies(writer, ready, limits.write));
     let stop_writer = writer.abort_handle();
     // Dropped with this function: a request still running when the stream
     // closes early is abandoned.
@@ -244,18 +245,6 @@ async fn serve(
     };
     if let Ok(Err(err)) = written {
         debug!(%peer, %err, "writing pipelined answers failed; closing the stream");
-    }
-}
-
-/// Resolves at the end of the shutdown grace period; never before shutdown
-/// begins, at once if the node is gone.
-pub(super) async fn drain_over(shutdown: &mut Stop) {
-    let deadline = match shutdown.wait_for(Option::is_some).await {
-        Ok(deadline) => *deadline,
-        Err(_) => return,
-    };
-    if let Some(deadline) = deadline {
-        tokio::time::sleep_until(deadline).await;
     }
 }
 

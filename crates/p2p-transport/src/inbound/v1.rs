@@ -17,13 +17,14 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use p2p_protocol::{ErrorCode, GreetRequest, GreetResult, RemoteError};
 use p2p_service::PeerContext;
+use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use super::acceptor::InboundStream;
+use super::drain::{CONNECTION_WAIT, Stop, drain_over};
 use super::peers::InboundPeers;
-use super::responder::{CONNECTION_WAIT, Stop, drain_over};
 use super::service::{self, MakePeerService};
+use super::stream::InboundStream;
 use crate::gate::Refusals;
 use crate::wire::{read_request, write_response};
 
@@ -39,6 +40,8 @@ pub(crate) struct ServeV1 {
     pub(crate) tasks: TaskTracker,
     /// The whole exchange, from the stream's arrival to the answer written.
     pub(crate) timeout: Duration,
+    /// The node's runtime, which the stream tasks are spawned on.
+    pub(crate) runtime: Handle,
 }
 
 impl ServeV1 {
@@ -51,19 +54,22 @@ impl ServeV1 {
         stream: InboundStream,
     ) {
         let this = Arc::clone(self);
-        self.tasks.spawn(async move {
-            let mut shutdown = this.shutdown.clone();
-            let exchange =
-                tokio::time::timeout(this.timeout, this.exchange(peer, connection, remote_addr, stream));
-            tokio::select! {
-                done = exchange => if done.is_err() {
-                    debug!(%peer, "greet 1.0.0 stream took longer than the request timeout; dropped");
-                },
-                () = drain_over(&mut shutdown) => {
-                    debug!(%peer, "shutdown grace over; dropping a greet 1.0.0 stream");
+        self.tasks.spawn_on(
+            async move {
+                let mut shutdown = this.shutdown.clone();
+                let exchange =
+                    tokio::time::timeout(this.timeout, this.exchange(peer, connection, remote_addr, stream));
+                tokio::select! {
+                    done = exchange => if done.is_err() {
+                        debug!(%peer, "greet 1.0.0 stream took longer than the request timeout; dropped");
+                    },
+                    () = drain_over(&mut shutdown) => {
+                        debug!(%peer, "shutdown grace over; dropping a greet 1.0.0 stream");
+                    }
                 }
-            }
-        });
+            },
+            &self.runtime,
+        );
     }
 
     async fn exchange(

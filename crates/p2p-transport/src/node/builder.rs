@@ -8,6 +8,7 @@ use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 use p2p_protocol::{GreetRequest, GreetResult};
 use p2p_service::{BoxError, PeerContext};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tower::{Service, ServiceExt};
 
@@ -46,6 +47,8 @@ pub struct NodeBuilder {
     listen_set: bool,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<NodeMetrics>,
+    /// Where the node's tasks run (none: the runtime `build` is called on).
+    runtime: Option<Handle>,
 }
 
 impl NodeBuilder {
@@ -78,6 +81,14 @@ impl NodeBuilder {
     /// The settings so far.
     pub fn config(&self) -> &NodeConfig {
         &self.config
+    }
+
+    /// Runs every task of the node on `runtime` (by default, the runtime
+    /// [`NodeBuilder::build`] is called on); `build` may then be called
+    /// outside any runtime.
+    pub fn runtime(mut self, runtime: Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
     }
 
     /// The node's identity; a fresh Ed25519 key by default.
@@ -224,7 +235,14 @@ impl NodeBuilder {
         self
     }
 
-    /// Builds the node and spawns its swarm task on the current tokio runtime.
+    /// Builds the node and spawns its swarm task on the current tokio runtime
+    /// (or the one given to [`NodeBuilder::runtime`]).
+    ///
+    /// That runtime is the node's own: every task of the node (the swarm
+    /// task, the stream tasks, the pipelined streams' openers, readers and
+    /// writers that a [`Client`] starts) is spawned on it, whatever polls the
+    /// handles. A `Client` works from any executor (`futures::executor::block_on`
+    /// on a plain thread, say), and no task of the node outlives its runtime.
     ///
     /// `make_service` is asked for one service per connection, on the first
     /// request that arrives on it, with a `PeerContext` naming the peer and
@@ -232,7 +250,7 @@ impl NodeBuilder {
     /// connection. State that belongs to the peer (the default stack's rate
     /// limit and in-flight budget) is keyed by PeerId inside the stack, so it
     /// holds across a peer's connections and reconnects. Must be called from
-    /// within a tokio runtime.
+    /// within a tokio runtime unless [`NodeBuilder::runtime`] gave one.
     pub fn build<M, S>(self, make_service: M) -> Result<(Node, NodeEvents), BuildError>
     where
         M: Service<PeerContext, Response = S> + Clone + Send + Sync + 'static,
@@ -241,6 +259,9 @@ impl NodeBuilder {
         S: Service<GreetRequest, Response = GreetResult, Error = Infallible> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
+        let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
+        // Sockets, listeners and timers made while building are the node runtime's too.
+        let _node_runtime = runtime.enter();
         #[cfg(feature = "metrics")]
         let metrics = self.metrics.clone();
         let (refusals, refusals_rx) = Refusals::channel();
@@ -274,6 +295,7 @@ impl NodeBuilder {
             greet_peers,
             outbound_peers: Arc::clone(&outbound_peers),
             refusals: (refusals, refusals_rx),
+            runtime: runtime.clone(),
         };
         let client = Client::new(commands_tx.clone(), outbound_peers, &self.config);
         let local_peer_id = swarm::spawn(

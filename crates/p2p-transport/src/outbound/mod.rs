@@ -9,11 +9,12 @@
 //! Must never: queue without bound (back-pressure is `poll_ready`), or leave
 //! a caller waiting once the node or the peer is gone.
 
-mod client;
+// Its files from the bottom up: each uses only files above it (`tests/layering.rs`).
 mod dials;
+mod v1;
 mod mux;
 mod peers;
-mod v1;
+mod client;
 
 pub use client::{Client, GreetVersion, MakePeerClient, PeerClient, ResponseFuture};
 pub(crate) use dials::{Dials, one_line};

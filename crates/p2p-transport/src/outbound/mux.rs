@@ -29,13 +29,14 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use p2p_protocol::v2::{self};
 use p2p_protocol::{GreetRequest, GreetResponse};
+use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
 use crate::backoff::Backoff;
-use crate::inbound::ConnectionWakers;
 use crate::lock::lock;
+use crate::wakers::ConnectionWakers;
 use crate::{NodeConfig, RequestError};
 
 mod pipe;
@@ -88,6 +89,9 @@ pub(crate) struct Mux {
     observations: mpsc::Sender<(PeerId, Multiaddr)>,
     /// Woken once a stream of ours has ended.
     connections: ConnectionWakers,
+    /// The node's runtime: the stream's opener, reader and writer run on it,
+    /// and the calls' timers are its, whatever executor polls the caller.
+    runtime: Handle,
     /// The stream, or how far opening one has got.
     slot: Mutex<Slot>,
     /// The waits after failed opens (its lock is taken inside `slot`'s, never alone).
@@ -127,6 +131,7 @@ impl Mux {
         request_timeout: Duration,
         observations: mpsc::Sender<(PeerId, Multiaddr)>,
         connections: ConnectionWakers,
+        runtime: Handle,
     ) -> Self {
         Self {
             peer,
@@ -135,6 +140,7 @@ impl Mux {
             request_timeout,
             observations,
             connections,
+            runtime,
             slot: Mutex::new(Slot::Empty),
             open_backoff: Mutex::new(Backoff::new(OPEN_BACKOFF, OPEN_BACKOFF_MAX)),
             current: AtomicBool::new(true),
@@ -179,7 +185,7 @@ impl Mux {
                 Err(TryAcquireError::Closed) => return Err(RequestError::Shutdown),
                 Err(TryAcquireError::NoPermits) => {
                     let permits = Arc::clone(&self.permits);
-                    within(deadline, async {
+                    within(&self.runtime, deadline, async {
                         permits.acquire_owned().await.map_err(|_| RequestError::Shutdown)
                     })
                     .await?
@@ -213,7 +219,7 @@ impl Mux {
         let open = self.open_pipe().map(|pipe| pipe.register(deadline)).transpose()?.flatten();
         let call = match open {
             Some(call) => call,
-            None => within(deadline, self.register(timeouts, deadline)).await?,
+            None => within(&self.runtime, deadline, self.register(timeouts, deadline)).await?,
         };
         let result = call.send(request).await;
         drop(permit);
@@ -273,12 +279,19 @@ impl Mux {
         let connections = self.connections.clone();
         let open_timeout = self.request_timeout;
         let request_timeout = self.request_timeout;
-        tokio::spawn(async move {
+        let runtime = self.runtime.clone();
+        self.runtime.spawn(async move {
             let protocol = StreamProtocol::new(v2::PROTOCOL_NAME);
             let opened = match tokio::time::timeout(open_timeout, control.open_stream(peer, protocol)).await {
-                Ok(Ok(stream)) => {
-                    Ok(Pipe::start(stream, peer, observations, timeouts, connections, request_timeout))
-                }
+                Ok(Ok(stream)) => Ok(Pipe::start(
+                    stream,
+                    peer,
+                    observations,
+                    timeouts,
+                    connections,
+                    request_timeout,
+                    &runtime,
+                )),
                 Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
                     Err(RequestError::UnsupportedProtocol)
                 }
@@ -305,10 +318,16 @@ impl Mux {
     }
 }
 
-/// `call`'s result, or [`RequestError::Timeout`] at `deadline`.
+/// `call`'s result, or [`RequestError::Timeout`] at `deadline`. The timer is
+/// the node runtime's: the caller may be polled by any executor.
 async fn within<T>(
+    runtime: &Handle,
     deadline: Instant,
     call: impl Future<Output = Result<T, RequestError>>,
 ) -> Result<T, RequestError> {
-    tokio::time::timeout_at(deadline, call).await.unwrap_or(Err(RequestError::Timeout))
+    let timeout = {
+        let _node_runtime = runtime.enter();
+        tokio::time::timeout_at(deadline, call)
+    };
+    timeout.await.unwrap_or(Err(RequestError::Timeout))
 }

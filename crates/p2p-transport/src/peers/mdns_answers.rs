@@ -14,6 +14,11 @@
 //!
 //! On the same socket it hears everyone's queries, which paces this node's
 //! own (see [`querier`]): the one thing it sends is that query.
+//!
+//! Only the local link is believed (RFC 6762 §11): a datagram whose source
+//! is in none of our interfaces' networks (as `if-watch` reports them), nor
+//! link-local, is dropped unread, so a host beyond a router cannot feed
+//! peers to our dialer nor put our queries off.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,6 +28,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RData, Record};
+use if_watch::IpNet;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::net::UdpSocket;
@@ -109,6 +115,19 @@ fn dialable(address: &Multiaddr) -> bool {
     ip_ok && !relayed
 }
 
+/// Whether a datagram from `source` comes from the local link (RFC 6762
+/// §11): inside one of `networks` (our interfaces' own, as they are up now),
+/// or link-local (IPv4 169.254.0.0/16, IPv6 fe80::/10), which is on-link by
+/// definition.
+pub(crate) fn on_link<'a>(source: IpAddr, networks: impl IntoIterator<Item = &'a IpNet>) -> bool {
+    let source = source.to_canonical();
+    let link_local = match source {
+        IpAddr::V4(ip) => ip.is_link_local(),
+        IpAddr::V6(ip) => ip.is_unicast_link_local(),
+    };
+    link_local || networks.into_iter().any(|network| network.contains(&source))
+}
+
 /// Listens until `found` is closed; each announced peer is `try_send`: the
 /// swarm task never waits for this, and this never waits for it. Queries
 /// the LAN about every `query_interval`, unless someone else just did.
@@ -130,10 +149,13 @@ pub(crate) async fn listen(found: mpsc::Sender<Announced>, query_interval: Durat
     let mut buf = vec![0; MAX_PACKET];
     let mut schedule = QuerySchedule::new(query_interval, Instant::now());
     let mut up: HashSet<Ipv4Addr> = HashSet::new();
+    // Every interface network that is up (IPv4 and IPv6): the local link.
+    let mut networks: HashSet<IpNet> = HashSet::new();
     loop {
         tokio::select! {
             Some(event) = interfaces.next() => match event {
                 Ok(if_watch::IfEvent::Up(net)) => {
+                    networks.insert(net);
                     if let IpAddr::V4(ip) = net.addr()
                         && !ip.is_loopback()
                     {
@@ -144,6 +166,7 @@ pub(crate) async fn listen(found: mpsc::Sender<Announced>, query_interval: Durat
                     }
                 }
                 Ok(if_watch::IfEvent::Down(net)) => {
+                    networks.remove(&net);
                     if let IpAddr::V4(ip) = net.addr() {
                         up.remove(&ip);
                     }
@@ -157,6 +180,10 @@ pub(crate) async fn listen(found: mpsc::Sender<Announced>, query_interval: Durat
             }
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = received else { continue };
+                if !on_link(from.ip(), &networks) {
+                    debug!(%from, "mDNS datagram from beyond the local link; dropped");
+                    continue;
+                }
                 if is_peer_query(&buf[..len]) {
                     schedule.on_query(Instant::now());
                     continue;

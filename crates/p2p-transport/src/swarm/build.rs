@@ -66,6 +66,7 @@ pub(crate) fn build_swarm(
     config: &NodeConfig,
     keypair: Keypair,
     acceptor: Acceptor,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<NodeSwarm, BuildError> {
     let local_peer_id = keypair.public().to_peer_id();
     let mdns = if config.mdns {
@@ -124,7 +125,13 @@ pub(crate) fn build_swarm(
             })
         })
         .map_err(|err| BuildError::Transport(err.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+        // libp2p's connection tasks on the node's runtime too (`with_tokio` spawns
+        // on whichever runtime polls the swarm).
+        .with_swarm_config(|_| {
+            let runtime = runtime.clone();
+            libp2p::swarm::Config::with_executor(move |task| drop(runtime.spawn(task)))
+                .with_idle_connection_timeout(idle_timeout)
+        })
         .build();
     Ok(swarm)
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::PeerId;
 use libp2p::core::transport::ListenerId;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -22,10 +23,11 @@ use crate::addresses::{AddressBook, Due};
 use crate::command::Command;
 use crate::events::Reporter;
 use crate::gate::Bans;
-use crate::inbound::{ConnectionWakers, InboundPeers};
+use crate::inbound::InboundPeers;
 use crate::outbound::{Dials, OutboundPeers, OutboundV1};
 use crate::peers::{Announced, Lifecycle, PeerTable};
 use crate::shutdown::Shutdown;
+use crate::wakers::ConnectionWakers;
 
 mod events;
 mod listen_first;
@@ -62,6 +64,8 @@ pub(super) struct EventLoop {
     pipelining: bool,
     request_timeout: Duration,
     bans: Bans,
+    /// The node's runtime: the pipelined streams' tasks are spawned on it.
+    runtime: Handle,
     refusals: mpsc::Receiver<PeerId>,
     /// Peers announced in mDNS *answers* (js-libp2p's way); closed without mDNS.
     announced: mpsc::Receiver<Announced>,
@@ -81,7 +85,7 @@ impl EventLoop {
         listeners: Vec<ListenerId>,
         inbound_peers: Arc<InboundPeers>,
         shutdown: Shutdown,
-        Shared { commands, reporter, greet_peers, outbound_peers, refusals: (_, refusals) }: Shared,
+        Shared { commands, reporter, greet_peers, outbound_peers, refusals: (_, refusals), runtime }: Shared,
         #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
     ) -> Self {
         let addresses = AddressBook::new(config.external.clone(), &mut swarm, reporter.clone());
@@ -111,6 +115,7 @@ impl EventLoop {
             pipelining: config.greet_v2,
             request_timeout: config.request_timeout,
             bans: Bans::new(config.bans.clone()),
+            runtime,
             refusals,
             announced,
             announcer,
@@ -124,12 +129,13 @@ impl EventLoop {
         self.start_reach();
         self.listen_first().await;
         if let Some((announced, interval)) = self.announcer.take() {
-            tokio::spawn(crate::peers::listen_mdns_answers(announced, interval));
+            self.runtime.spawn(crate::peers::listen_mdns_answers(announced, interval));
         }
+        // One timer for every policy's next deadline, moved only when the
+        // earliest one changes: no fresh timer per event.
+        let mut timer = Timer::new();
         loop {
-            let next_reach = self.reach.next_due();
-            let next_redial = self.lifecycle.next_due();
-            let next_unban = self.bans.next_due();
+            timer.arm(self.next_due());
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv(), if self.commands_open => match command {
@@ -154,21 +160,15 @@ impl EventLoop {
                         self.update_reachability(false);
                     }
                 },
-                () = sleep_until(next_reach), if next_reach.is_some() => self.on_reach_due(),
-                () = sleep_until(next_redial), if next_redial.is_some() => {
-                    for decision in self.lifecycle.due(Instant::now()) {
-                        self.apply(decision);
-                    }
-                }
+                () = timer.fired() => self.on_timer(),
                 Some((peer_id, addresses)) = self.announced.recv() => self.on_discovered(peer_id, addresses),
                 Some(peer) = self.refusals.recv() => {
-                    if let Some(change) = self.bans.on_refused(peer, Instant::now()) {
-                        self.apply_ban(change);
-                    }
-                }
-                () = sleep_until(next_unban), if next_unban.is_some() => {
-                    for change in self.bans.due(Instant::now()) {
-                        self.apply_ban(change);
+                    // A flood's refusals come in bursts: up to a batch per wake-up.
+                    let now = Instant::now();
+                    self.on_refused(peer, now);
+                    for _ in 0..BATCH {
+                        let Ok(peer) = self.refusals.try_recv() else { break };
+                        self.on_refused(peer, now);
                     }
                 }
                 // Wakes the loop when the last inbound stream has finished draining.
@@ -210,6 +210,38 @@ impl EventLoop {
         }
         for event in start.release() {
             self.on_swarm_event(event);
+        }
+    }
+
+    // ---- timers ---------------------------------------------------------
+
+    /// The earliest of the policies' next deadlines (each kept by its
+    /// policy, none found by a scan here).
+    fn next_due(&self) -> Option<Instant> {
+        [self.reach.next_due(), self.lifecycle.next_due(), self.bans.next_due()].into_iter().flatten().min()
+    }
+
+    fn on_refused(&mut self, peer: PeerId, now: Instant) {
+        if let Some(change) = self.bans.on_refused(peer, now) {
+            self.apply_ban(change);
+        }
+    }
+
+    /// The timer fired: each policy whose deadline has come does its work.
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.reach.next_due().is_some_and(|at| at <= now) {
+            self.on_reach_due();
+        }
+        if self.lifecycle.next_due().is_some_and(|at| at <= now) {
+            for decision in self.lifecycle.due(now) {
+                self.apply(decision);
+            }
+        }
+        if self.bans.next_due().is_some_and(|at| at <= now) {
+            for change in self.bans.due(now) {
+                self.apply_ban(change);
+            }
         }
     }
 
@@ -262,9 +294,36 @@ fn refuse(command: Command) {
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// One `Sleep` for the whole loop, reset only when the deadline it waits
+/// for changes (a reset re-registers the timer; an unchanged one is free).
+struct Timer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// What `sleep` waits for; `None`: nothing (it never fires).
+    armed: Option<Instant>,
+}
+
+impl Timer {
+    fn new() -> Self {
+        // (Never polled while unarmed.)
+        Self { sleep: Box::pin(tokio::time::sleep(Duration::ZERO)), armed: None }
+    }
+
+    fn arm(&mut self, at: Option<Instant>) {
+        if at != self.armed {
+            if let Some(at) = at {
+                self.sleep.as_mut().reset(at);
+            }
+            self.armed = at;
+        }
+    }
+
+    /// Resolves when the armed deadline has come (then it is disarmed:
+    /// the next `arm` sets it again); never while nothing is armed.
+    async fn fired(&mut self) {
+        if self.armed.is_none() {
+            return std::future::pending().await;
+        }
+        self.sleep.as_mut().await;
+        self.armed = None;
     }
 }

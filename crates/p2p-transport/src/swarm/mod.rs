@@ -7,17 +7,19 @@
 //! `NetworkBehaviour`s.
 //! Must never: hold a policy of its own, await a handler or a consumer.
 
-mod behaviour;
+// Its files from the bottom up: each uses only files above it (`tests/layering.rs`).
+mod wrap;
+mod ping;
 mod boxed;
+mod behaviour;
 mod build;
 mod event_loop;
-mod ping;
-mod wrap;
 
 use std::sync::Arc;
 
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
 use crate::command::Command;
@@ -42,10 +44,13 @@ pub(crate) struct Shared {
     pub(crate) outbound_peers: Arc<OutboundPeers>,
     /// Where the request paths report refusals, and where the ban policy hears them.
     pub(crate) refusals: (Refusals, mpsc::Receiver<PeerId>),
+    /// The node's runtime: every task of the node is spawned on it.
+    pub(crate) runtime: Handle,
 }
 
 /// Builds the swarm, starts listening, and spawns the swarm task (and, with
-/// greet 2.0.0, the task accepting its streams). Returns our PeerId.
+/// greet 2.0.0, the task accepting its streams) on `runtime`, the node's,
+/// which every task of the node is spawned on. Returns our PeerId.
 pub(crate) fn spawn(
     config: NodeConfig,
     keypair: Option<Keypair>,
@@ -53,6 +58,7 @@ pub(crate) fn spawn(
     shared: Shared,
     #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
 ) -> Result<PeerId, BuildError> {
+    let runtime = shared.runtime.clone();
     let keypair = keypair.unwrap_or_else(Keypair::generate_ed25519);
     let local_peer_id = keypair.public().to_peer_id();
     let shutdown = Shutdown::new(config.shutdown_grace);
@@ -64,19 +70,21 @@ pub(crate) fn spawn(
         shutdown: shutdown.stop_signal(),
         tasks: shutdown.stream_tasks(),
         timeout: config.request_timeout,
+        runtime: runtime.clone(),
     });
     let (acceptor, incoming) = Acceptor::new(config.greet_v2, serve_v1, config.max_concurrent_streams);
-    let mut swarm = build::build_swarm(&config, keypair, acceptor)?;
+    let mut swarm = build::build_swarm(&config, keypair, acceptor, &runtime)?;
     let listeners = build::listen(&mut swarm, &config)?;
 
     if config.greet_v2 {
-        tokio::spawn(inbound::accept_loop(
+        runtime.spawn(inbound::accept_loop(
             incoming,
             Arc::clone(&inbound_peers),
             make,
             &config,
             shutdown.stop_signal(),
             shutdown.stream_tasks(),
+            runtime.clone(),
         ));
     }
     let event_loop = event_loop::EventLoop::new(
@@ -89,6 +97,6 @@ pub(crate) fn spawn(
         #[cfg(feature = "metrics")]
         metrics,
     );
-    tokio::spawn(event_loop.run());
+    runtime.spawn(event_loop.run());
     Ok(local_peer_id)
 }

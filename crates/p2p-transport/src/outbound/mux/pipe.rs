@@ -12,6 +12,7 @@ use futures::{AsyncRead, AsyncReadExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
 use p2p_protocol::{GreetRequest, GreetResponse, decode, encode};
+use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -19,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::RequestError;
-use crate::inbound::ConnectionWakers;
 use crate::lock::lock;
+use crate::wakers::ConnectionWakers;
 use crate::wire::{frames, write_bodies};
 
 use super::{OBSERVATION_INTERVAL, StreamTimeouts, WRITE_QUEUE};
@@ -104,6 +105,7 @@ impl Pipe {
         timeouts: StreamTimeouts,
         connections: ConnectionWakers,
         request_timeout: Duration,
+        runtime: &Handle,
     ) -> Arc<Self> {
         let (reader, writer) = stream.split();
         // Dropped by whichever half ends last, after it dropped its half.
@@ -120,12 +122,12 @@ impl Pipe {
             reaper: Arc::new(Notify::new()),
         }));
         let write = write_requests(writer, queue, Arc::clone(&pending), timeouts);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             write.await;
             drop(ended);
         });
         let read = read_answers(reader, Arc::clone(&pending), peer, observations, request_timeout);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             read.await;
             drop(reader_ended);
         });

@@ -100,3 +100,27 @@ fn queries_garbage_and_oversized_announcements_yield_little_or_nothing() {
     assert_eq!(found.len(), MAX_PEERS_PER_PACKET);
     assert!(found.iter().all(|(_, addrs)| addrs.len() == MAX_ADDRS_PER_PEER));
 }
+
+#[test]
+fn only_sources_on_the_local_link_are_believed() {
+    let networks: HashSet<IpNet> = ["192.168.1.20/24", "10.78.0.2/16", "2001:db8:1:2::5/64"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    // On the link: inside an interface's network, or link-local (positive controls).
+    for source in
+        ["192.168.1.77", "10.78.200.1", "2001:db8:1:2::99", "fe80::1", "169.254.3.4", "::ffff:192.168.1.9"]
+    {
+        assert!(on_link(ip(source), &networks), "{source} is on the link");
+    }
+    // Beyond a router: another network, however close.
+    for source in
+        ["192.168.2.77", "10.79.0.1", "203.0.113.5", "2001:db8:1:3::99", "fec0::1", "::ffff:203.0.113.5"]
+    {
+        assert!(!on_link(ip(source), &networks), "{source} is not on the link");
+    }
+    // No interface up: only link-local sources.
+    assert!(!on_link(ip("192.168.1.77"), &HashSet::new()));
+    assert!(on_link(ip("fe80::2"), &HashSet::new()));
+}

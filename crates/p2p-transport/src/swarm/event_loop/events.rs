@@ -119,6 +119,7 @@ impl EventLoop {
             self.request_timeout,
             self.addresses.observations(),
             self.connection_wakers.clone(),
+            self.runtime.clone(),
         )
     }
 

@@ -1,0 +1,122 @@
+//! Each connection's task waker, by peer: what wakes a peer's connections
+//! once a stream on one of them has ended, so that libp2p sees the stream
+//! gone and the connection's idle timeout can start.
+//!
+//! libp2p checks whether a connection has streams left (and so whether its
+//! idle timeout runs) only when the connection's task is woken, and a peer
+//! that does nothing else (no ping) would otherwise never wake it again.
+//! `inbound/` registers each connection (its handler's task) and wakes it
+//! when an inbound stream is dropped; `outbound/` wakes a peer's connections
+//! when one of our pipelined streams to it has ended (we do not know which
+//! connection carried it).
+//!
+//! Owns: the table of wakers, keyed by peer, so that a wake costs one lookup
+//! and the peer's few connections, never a scan of every connection.
+//! Must never: hold a connection's handler or stream (only its waker).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::task::AtomicWaker;
+use libp2p::PeerId;
+use libp2p::swarm::ConnectionId;
+
+use crate::lock::lock;
+
+/// One entry per live connection with a handler that registered (bounded by
+/// the connection limits); the handler removes its own entry when dropped,
+/// and a peer's entry goes with its last connection.
+#[derive(Clone, Default)]
+pub(crate) struct ConnectionWakers(Arc<Mutex<HashMap<PeerId, Vec<ConnectionTask>>>>);
+
+/// A connection and its task's waker.
+type ConnectionTask = (ConnectionId, Arc<AtomicWaker>);
+
+impl ConnectionWakers {
+    /// Wakes every connection to `peer` (we do not know which one carried the
+    /// stream; waking the others costs one poll each).
+    pub(crate) fn wake(&self, peer: &PeerId) {
+        if let Some(connections) = lock(&self.0).get(peer) {
+            connections.iter().for_each(|(_, waker)| waker.wake());
+        }
+    }
+
+    /// `connection` to `peer` is woken through `waker` from now on.
+    pub(crate) fn insert(&self, peer: PeerId, connection: ConnectionId, waker: Arc<AtomicWaker>) {
+        lock(&self.0).entry(peer).or_default().push((connection, waker));
+    }
+
+    /// `connection` to `peer` is gone.
+    pub(crate) fn remove(&self, peer: &PeerId, connection: ConnectionId) {
+        let mut peers = lock(&self.0);
+        if let Some(connections) = peers.get_mut(peer) {
+            connections.retain(|(id, _)| *id != connection);
+            if connections.is_empty() {
+                peers.remove(peer);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn peers(&self) -> usize {
+        lock(&self.0).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection's waker, registered with a task waker that counts its wakes.
+    fn connection() -> (Arc<AtomicWaker>, Arc<Count>) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Arc::new(AtomicWaker::new());
+        rearm(&waker, &count);
+        (waker, count)
+    }
+
+    /// An `AtomicWaker` forgets its waker once woken: the task registers again when polled.
+    fn rearm(waker: &AtomicWaker, count: &Arc<Count>) {
+        waker.register(&Waker::from(Arc::clone(count)));
+    }
+
+    #[test]
+    fn a_wake_reaches_the_peers_connections_only_and_gone_connections_are_forgotten() {
+        let wakers = ConnectionWakers::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let ids = [1, 2, 3].map(ConnectionId::new_unchecked);
+        let (a1, a1_count) = connection();
+        let (a2, a2_count) = connection();
+        let (b1, b1_count) = connection();
+        wakers.insert(a, ids[0], Arc::clone(&a1));
+        wakers.insert(a, ids[1], Arc::clone(&a2));
+        wakers.insert(b, ids[2], Arc::clone(&b1));
+        let counts = || [&a1_count, &a2_count, &b1_count].map(|c| c.0.load(Ordering::Relaxed));
+
+        wakers.wake(&a);
+        assert_eq!(counts(), [1, 1, 0], "both of A's connections, none of B's");
+
+        wakers.remove(&a, ids[0]);
+        rearm(&a1, &a1_count);
+        rearm(&a2, &a2_count);
+        wakers.wake(&a);
+        assert_eq!(counts(), [1, 2, 0], "a removed connection is not woken");
+
+        wakers.remove(&a, ids[1]);
+        assert_eq!(wakers.peers(), 1, "a peer's entry goes with its last connection");
+        wakers.remove(&b, ids[2]);
+        assert_eq!(wakers.peers(), 0);
+        wakers.wake(&a); // nothing to wake, nothing fails
+    }
+}
