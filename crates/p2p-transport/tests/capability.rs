@@ -55,3 +55,34 @@ async fn a_peer_that_greets_us_on_2_0_0_is_greet_capable_without_identify() {
     assert_eq!(decode::<Response>(&body).unwrap().result.unwrap().message, "s: hi");
     becomes_greet_capable(&mut s, raw).await;
 }
+
+/// A connected peer whose identify failed, and that has not greeted us, is
+/// sent our identify (a push), so that it learns we speak greet and greets
+/// us: when both sides' identify of a pair failed (stream opens timing out
+/// on a starved machine), neither greeted the other until the connection
+/// idled out (issue 23). The raw peer here answers no identify request,
+/// and takes the push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_identify_failed_is_sent_ours() {
+    use futures::StreamExt;
+    use p2p_transport::libp2p::{StreamProtocol, SwarmBuilder};
+
+    let s = spawn_with(Script::new("s"), Transport::Quic, |b| b).await;
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(std::time::Duration::from_secs(60)))
+        .build();
+    let mut pushes =
+        swarm.behaviour().new_control().accept(StreamProtocol::new("/ipfs/id/push/1.0.0")).unwrap();
+    swarm.dial(s.addr.clone()).unwrap();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let (from, _stream) = within("our identify pushed to the raw peer", pushes.next()).await.expect("a push");
+    assert_eq!(from, s.peer_id());
+}

@@ -64,8 +64,9 @@ pub(crate) const MAX_PEERS: usize = 4096;
 /// timeout, `SwarmBuilder`'s default): the longest a dial of one address can
 /// take before it ends in a connection or an error.
 pub(crate) const DIAL_TIMEOUT_PER_ADDRESS: Duration = Duration::from_secs(10);
-/// Added to a dial's deadline, for an event loop that is late.
-pub(crate) const DIAL_GRACE: Duration = Duration::from_secs(5);
+/// Added to a dial's deadline, for a swarm and an event loop that are late: at 128 nodes on
+/// 2 cores (load 170) a one-address dial ended 15 s after it began, microseconds after a 5 s grace.
+pub(crate) const DIAL_GRACE: Duration = Duration::from_secs(15);
 
 /// What the swarm task should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
