@@ -51,7 +51,7 @@ impl Backoff {
     }
 
     /// Each wait `factor` times the one before (at least 1).
-    #[cfg_attr(not(test), allow(dead_code))] // for the redial back-off (`peers/lifecycle.rs`)
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn with_factor(mut self, factor: u32) -> Self {
         self.factor = factor.max(1);
         self

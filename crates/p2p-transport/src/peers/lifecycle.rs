@@ -19,7 +19,9 @@
 //! - A peer is redialed only while mDNS still knows it, and only after a
 //!   connection *error* or a failed dial; not after our own idle close, not
 //!   after a clean close (such a peer is *parked* until mDNS announces it again).
-//! - Redials back off from [`REDIAL_MIN`] doubling to [`REDIAL_MAX`]; the
+//! - Redials back off from [`REDIAL_MIN`] doubling to [`REDIAL_MAX`], each wait
+//!   shortened by up to a fifth at random (`backoff.rs`), so peers that lost
+//!   their connections together do not redial in lock-step; the
 //!   back-off resets only once a connection stayed up for [`STABLE_AFTER`],
 //!   so a peer that accepts and closes at once is not redialed every second.
 //! - A dial has a deadline: one whose outcome (a connection, a failure) has
@@ -37,7 +39,7 @@
 //! of these. [`Lifecycle::unaccounted`] counts the peers that break it (kept
 //! as events come, not by a scan), and the property test in `tests.rs`
 //! checks it over random event sequences. The next instant anything is due
-//! is kept in an ordered set ([`Lifecycle::next_deadline`] is O(log n)), so
+//! is kept in an ordered set ([`Lifecycle::next_due`] is O(log n)), so
 //! the event loop never scans the table for it.
 
 use std::collections::{BTreeSet, HashMap};
@@ -47,6 +49,9 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
+
+use crate::backoff::{Backoff, DEFAULT_JITTER};
+use crate::origin::{ip_of, is_loopback};
 
 /// How long the side with the greater PeerId waits for the other's dial.
 pub(crate) const DIAL_YIELD: Duration = Duration::from_secs(2);
@@ -115,7 +120,8 @@ struct Peer {
     /// From mDNS, QUIC first; empty when mDNS does not know the peer.
     addresses: Vec<Multiaddr>,
     speaks_greet: Option<bool>,
-    backoff: Option<Duration>,
+    /// Redials since the last stable connection; `None`: none yet.
+    backoff: Option<Backoff>,
     state: State,
 }
 
@@ -149,14 +155,14 @@ impl Peer {
     }
 
     /// A redial after the back-off, or nothing for a peer that may not be dialed.
-    fn schedule(&mut self, now: Instant) {
+    fn schedule(&mut self, now: Instant, jitter: f64) {
         if !self.dialable() {
             self.state = State::Idle;
             return;
         }
-        let backoff = self.backoff.map_or(REDIAL_MIN, |b| (b * 2).min(REDIAL_MAX));
-        self.backoff = Some(backoff);
-        self.state = State::Waiting(now + backoff);
+        let backoff =
+            self.backoff.get_or_insert_with(|| Backoff::new(REDIAL_MIN, REDIAL_MAX).with_jitter(jitter));
+        self.state = State::Waiting(now + backoff.next_wait());
     }
 }
 
@@ -173,11 +179,28 @@ pub(crate) struct Lifecycle {
     unaccounted: usize,
     /// Dials whose outcome never came.
     lost_dials: u64,
+    /// The redial back-off's jitter: peers that lost their connections
+    /// together (a healed partition) do not redial in lock-step.
+    redial_jitter: f64,
 }
 
 impl Lifecycle {
     pub(crate) fn new(local: PeerId) -> Self {
-        Self { local, peers: HashMap::new(), deadlines: BTreeSet::new(), unaccounted: 0, lost_dials: 0 }
+        Self {
+            local,
+            peers: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            unaccounted: 0,
+            lost_dials: 0,
+            redial_jitter: DEFAULT_JITTER,
+        }
+    }
+
+    /// Redials exactly at their nominal back-off (tests that count instants).
+    #[cfg(test)]
+    pub(crate) fn without_jitter(mut self) -> Self {
+        self.redial_jitter = 0.0;
+        self
     }
 
     /// mDNS found `addresses` of `peer_id`, which is `connected` or not.
@@ -272,6 +295,7 @@ impl Lifecycle {
 
     /// A peer's last connection closed.
     pub(crate) fn on_disconnected(&mut self, peer_id: PeerId, how: Closed, now: Instant) {
+        let jitter = self.redial_jitter;
         self.update(peer_id, |peer| {
             if let State::Connected(since) = peer.state
                 && now.duration_since(since) >= STABLE_AFTER
@@ -279,7 +303,7 @@ impl Lifecycle {
                 peer.backoff = None;
             }
             match how {
-                Closed::Error => peer.schedule(now),
+                Closed::Error => peer.schedule(now, jitter),
                 Closed::OnPurpose if peer.dialable() => peer.state = State::Parked,
                 Closed::OnPurpose => peer.state = State::Idle,
             }
@@ -290,15 +314,17 @@ impl Lifecycle {
     /// A dial of `peer_id` failed, or the swarm refused to start it (a
     /// limit, a ban, no address left to dial).
     pub(crate) fn on_dial_failed(&mut self, peer_id: PeerId, now: Instant) {
+        let jitter = self.redial_jitter;
         self.update(peer_id, |peer| {
             if !peer.is_connected() {
-                peer.schedule(now);
+                peer.schedule(now, jitter);
             }
         });
     }
 
     /// Identify said whether the peer speaks greet.
     pub(crate) fn on_identify(&mut self, peer_id: PeerId, speaks_greet: bool, now: Instant) {
+        let jitter = self.redial_jitter;
         self.update(peer_id, |peer| {
             peer.speaks_greet = Some(speaks_greet);
             if !peer.dialable() && !peer.is_connected() {
@@ -308,7 +334,7 @@ impl Lifecycle {
             // when it seemed not to speak greet, and is due now.
             if peer.unaccounted() {
                 peer.backoff = None;
-                peer.schedule(now);
+                peer.schedule(now, jitter);
             }
         });
     }
@@ -374,13 +400,8 @@ impl Lifecycle {
         decisions
     }
 
-    /// When [`Lifecycle::due`] has something next.
-    pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.next_deadline()
-    }
-
     /// When [`Lifecycle::due`] has something next: O(log n), no scan.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.deadlines.first().map(|(at, _)| *at)
     }
 
@@ -433,22 +454,6 @@ impl Lifecycle {
 
 fn is_quic(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::QuicV1))
-}
-
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    match addr.iter().next() {
-        Some(Protocol::Ip4(ip)) => Some(IpAddr::V4(ip)),
-        Some(Protocol::Ip6(ip)) => Some(IpAddr::V6(ip)),
-        _ => None,
-    }
-}
-
-fn is_loopback(addr: &Multiaddr) -> bool {
-    match addr.iter().next() {
-        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
-        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ fn dials(decisions: &[Decision]) -> usize {
 /// A policy that dials first, and a peer with a greater PeerId.
 fn dialing_first() -> (Lifecycle, PeerId) {
     let (a, b) = (PeerId::random(), PeerId::random());
-    (Lifecycle::new(a.min(b)), a.max(b))
+    (Lifecycle::new(a.min(b)).without_jitter(), a.max(b))
 }
 
 /// A peer found, connected and then lost with `how` after `up`.
@@ -116,6 +116,37 @@ async fn failed_dials_back_off_too() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn peers_that_fail_together_do_not_redial_in_lock_step() {
+    // A healed partition: many peers' connections fail at the same instant.
+    let local = PeerId::random();
+    let mut policy = Lifecycle::new(local);
+    let start = Instant::now();
+    let peers: Vec<PeerId> = (0..32).map(|_| PeerId::random()).collect();
+    for (i, peer) in peers.iter().enumerate() {
+        policy.on_discovered(*peer, vec![quic(i as u8 + 2)], false, start);
+        policy.on_connected(*peer, start);
+    }
+    for peer in &peers {
+        policy.on_disconnected(*peer, Closed::Error, start);
+    }
+    let mut redials = Vec::new();
+    while let Some(at) = policy.next_due() {
+        tokio::time::advance(at - Instant::now()).await;
+        let due = dials(&policy.due(Instant::now()));
+        redials.push((at - start, due));
+        if redials.iter().map(|(_, n)| n).sum::<usize>() == peers.len() {
+            break;
+        }
+    }
+    // Each within the back-off's bound, and spread: not all on one instant.
+    assert!(
+        redials.iter().all(|(wait, _)| *wait <= REDIAL_MIN && *wait >= REDIAL_MIN * 4 / 5),
+        "{redials:?}"
+    );
+    assert!(redials.len() > peers.len() / 2, "redials bunched on few instants: {redials:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_peer_that_does_not_speak_greet_is_never_redialed() {
     let (mut policy, peer) = dialing_first();
     policy.on_discovered(peer, vec![quic(2)], false, Instant::now());
@@ -160,7 +191,7 @@ async fn of_a_pair_only_the_smaller_peer_id_dials_at_once_and_the_other_after_a_
     let smaller = first.local;
     assert_eq!(dials(&first.on_discovered(greater, vec![quic(2)], false, Instant::now())), 1);
 
-    let mut second = Lifecycle::new(greater);
+    let mut second = Lifecycle::new(greater).without_jitter();
     assert_eq!(dials(&second.on_discovered(smaller, vec![quic(1)], false, Instant::now())), 0, "waits");
     assert_eq!(dials(&second.on_discovered(smaller, vec![quic(1)], false, Instant::now())), 0, "still");
     // The other side's dial did not come: ours does.
@@ -171,7 +202,7 @@ async fn of_a_pair_only_the_smaller_peer_id_dials_at_once_and_the_other_after_a_
     );
 
     // When it does come, there is nothing left to do.
-    let mut third = Lifecycle::new(greater);
+    let mut third = Lifecycle::new(greater).without_jitter();
     third.on_discovered(smaller, vec![quic(1)], false, Instant::now());
     third.on_connected(smaller, Instant::now());
     tokio::time::advance(DIAL_YIELD).await;
@@ -189,7 +220,7 @@ async fn of_a_pair_only_the_smaller_peer_id_dials_at_once_and_the_other_after_a_
 async fn a_dial_whose_outcome_never_comes_is_made_again_at_its_deadline() {
     let (mut first, greater) = dialing_first();
     let smaller = first.local;
-    let mut second = Lifecycle::new(greater);
+    let mut second = Lifecycle::new(greater).without_jitter();
     let start = Instant::now();
     assert_eq!(dials(&first.on_discovered(greater, vec![quic(2), tcp(2)], false, start)), 1);
     assert_eq!(dials(&second.on_discovered(smaller, vec![quic(1), tcp(1)], false, start)), 0);
@@ -264,7 +295,7 @@ async fn a_peer_found_to_speak_greet_after_it_left_is_dialed_again() {
 async fn a_connection_from_the_peer_extends_the_wait_once() {
     let (first, greater) = dialing_first();
     let smaller = first.local;
-    let mut policy = Lifecycle::new(greater);
+    let mut policy = Lifecycle::new(greater).without_jitter();
     let start = Instant::now();
     policy.on_discovered(smaller, vec![quic(1), tcp(1)], false, start);
     tokio::time::advance(Duration::from_millis(1500)).await;
@@ -398,7 +429,7 @@ mod invariant {
             // Two peers below us (we wait for them) and two above (we dial first).
             let local = ids.remove(2);
             Self {
-                policy: Lifecycle::new(local),
+                policy: Lifecycle::new(local).without_jitter(),
                 ids,
                 real: vec![Real::default(); PEERS],
                 now: Instant::now(),
@@ -535,7 +566,7 @@ mod invariant {
             prop_assert_eq!(self.policy.unaccounted(), scanned);
             prop_assert_eq!(self.policy.unaccounted(), 0);
             let next = self.policy.peers.values().filter_map(Peer::deadline).min();
-            prop_assert_eq!(self.policy.next_deadline(), next);
+            prop_assert_eq!(self.policy.next_due(), next);
             let with_deadline = self.policy.peers.values().filter(|p| p.deadline().is_some()).count();
             prop_assert_eq!(self.policy.deadlines.len(), with_deadline);
             Ok(())
