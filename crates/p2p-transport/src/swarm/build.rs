@@ -10,7 +10,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     PeerId, StreamProtocol, allow_block_list, connection_limits, dcutr, identify, kad, mdns, noise, relay,
-    tcp, yamux,
+    tcp,
 };
 use p2p_protocol::PROTOCOL_NAME;
 
@@ -151,12 +151,11 @@ fn quic_config(mut quic: libp2p::quic::Config, config: &NodeConfig) -> libp2p::q
 /// Yamux (over TCP and relayed connections) with the same streams per
 /// connection as QUIC: its limit counts both sides' streams, so it is twice
 /// `max_concurrent_streams` (each side may have that many open), and a peer
-/// that opens more has its connection reset by yamux. Its receive window is
-/// yamux's fixed 256 KiB a stream.
-fn yamux_config(config: &NodeConfig) -> yamux::Config {
-    let mut yamux = yamux::Config::default();
-    yamux.set_max_num_streams(config.max_concurrent_streams.max(1).saturating_mul(2));
-    yamux
+/// that opens more has its connection reset by yamux. Its receive windows are
+/// set (`yamux.rs`): 256 KiB a stream, never tuned beyond, so a connection
+/// holds at most that times its streams (32 MiB at the default 64).
+fn yamux_config(config: &NodeConfig) -> super::yamux::Config {
+    super::yamux::Config::new(config.max_concurrent_streams.max(1).saturating_mul(2))
 }
 
 /// Kademlia on our own protocol name, in server mode only for a relay

@@ -12,6 +12,7 @@ mod wrap;
 mod ping;
 mod boxed;
 mod behaviour;
+mod yamux;
 mod build;
 mod event_loop;
 
