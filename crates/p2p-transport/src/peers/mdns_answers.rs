@@ -36,6 +36,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::origin;
+
 mod querier;
 
 use querier::{QuerySchedule, is_peer_query, query_packet};
@@ -104,15 +106,10 @@ fn peer_of(target: &Name, records: &[&Record]) -> Option<Announced> {
     Some((peer?, addresses)).filter(|(_, addresses)| !addresses.is_empty())
 }
 
-/// An address a peer on this LAN can be dialed at.
+/// An address a peer on this LAN can be dialed at: a usable IP (no
+/// loopback, link-local, unspecified or multicast one), not relayed.
 fn dialable(address: &Multiaddr) -> bool {
-    let relayed = address.iter().any(|p| matches!(p, Protocol::P2pCircuit));
-    let ip_ok = match address.iter().next() {
-        Some(Protocol::Ip4(ip)) => !(ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()),
-        Some(Protocol::Ip6(ip)) => !(ip.is_loopback() || ip.is_unicast_link_local() || ip.is_unspecified()),
-        _ => false,
-    };
-    ip_ok && !relayed
+    origin::ip_of(address).is_some_and(|ip| origin::usable_ip(ip, false)) && !origin::is_relayed(address)
 }
 
 /// Whether a datagram from `source` comes from the local link (RFC 6762

@@ -99,10 +99,8 @@ impl EventLoop {
             }
             SwarmEvent::IncomingConnection { send_back_addr, .. } => {
                 // Whose it is is known after the handshake; where from, now.
-                if let Some(libp2p::multiaddr::Protocol::Ip4(ip)) = send_back_addr.iter().next() {
-                    self.lifecycle.on_incoming(ip.into(), Instant::now());
-                } else if let Some(libp2p::multiaddr::Protocol::Ip6(ip)) = send_back_addr.iter().next() {
-                    self.lifecycle.on_incoming(ip.into(), Instant::now());
+                if let Some(ip) = crate::origin::ip_of(&send_back_addr) {
+                    self.lifecycle.on_incoming(ip, Instant::now());
                 }
             }
             SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
