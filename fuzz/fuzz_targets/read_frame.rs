@@ -123,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
             Err(err) => {
                 let _ = err.to_string();
                 let expected_code = match &err {
-                    DecodeError::FrameTooLarge { len } => {
+                    DecodeError::FrameTooLarge { len, .. } => {
                         assert!(*len > MAX_FRAME_LEN as u64, "{err:?}");
                         // Rejected before the body: only the (minimal) prefix was read.
                         assert_eq!(consumed, uvarint_len(*len), "{err:?}");

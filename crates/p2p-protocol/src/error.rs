@@ -9,12 +9,15 @@ use crate::ErrorCode;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// The declared body length exceeds [`MAX_FRAME_LEN`](crate::MAX_FRAME_LEN).
-    /// The body was neither read nor allocated.
-    #[error("declared frame length {len} exceeds the maximum of {max}", max = crate::MAX_FRAME_LEN)]
+    /// The declared body length exceeds the protocol's frame limit
+    /// ([`MAX_FRAME_LEN`](crate::MAX_FRAME_LEN) for greet). The body was
+    /// neither read nor allocated.
+    #[error("declared frame length {len} exceeds the maximum of {max}")]
     FrameTooLarge {
         /// The length the peer declared.
         len: u64,
+        /// The limit it exceeds.
+        max: usize,
     },
     /// The length prefix is not a valid unsigned varint: longer than
     /// [`MAX_VARINT_LEN`](crate::MAX_VARINT_LEN) bytes, overflowing `u64`, or not minimal.

@@ -37,9 +37,17 @@ pub async fn write_frame<W>(writer: &mut W, body: &[u8]) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
+    write_frame_max(writer, body, MAX_FRAME_LEN).await
+}
+
+/// [`write_frame`] for a protocol whose frames may be up to `max` bytes long.
+pub async fn write_frame_max<W>(writer: &mut W, body: &[u8], max: usize) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
     // Prefix and body go out in one write, so a frame is one packet when it fits.
     let mut frame = Vec::with_capacity(MAX_VARINT_LEN + body.len());
-    append_frame(&mut frame, body)?;
+    append_frame_max(&mut frame, body, max)?;
     writer.write_all(&frame).await?;
     writer.flush().await
 }
@@ -50,10 +58,15 @@ where
 /// Fails with [`std::io::ErrorKind::InvalidInput`] and appends nothing if the
 /// body is longer than [`MAX_FRAME_LEN`].
 pub fn append_frame(out: &mut Vec<u8>, body: &[u8]) -> std::io::Result<()> {
-    if body.len() > MAX_FRAME_LEN {
+    append_frame_max(out, body, MAX_FRAME_LEN)
+}
+
+/// [`append_frame`] for a protocol whose frames may be up to `max` bytes long.
+pub fn append_frame_max(out: &mut Vec<u8>, body: &[u8], max: usize) -> std::io::Result<()> {
+    if body.len() > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("frame body of {} bytes exceeds the maximum of {MAX_FRAME_LEN}", body.len()),
+            format!("frame body of {} bytes exceeds the maximum of {max}", body.len()),
         ));
     }
     let mut prefix = unsigned_varint::encode::u64_buffer();
@@ -75,6 +88,14 @@ where
     try_read_frame(reader).await?.ok_or(DecodeError::Closed)
 }
 
+/// [`read_frame`] for a protocol whose frames may be up to `max` bytes long.
+pub async fn read_frame_max<R>(reader: &mut R, max: usize) -> Result<Vec<u8>, DecodeError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    try_read_frame_max(reader, max).await?.ok_or(DecodeError::Closed)
+}
+
 /// The body buffer's first size: a greeting fits (most are well under it).
 const FIRST_READ: usize = 1024;
 
@@ -90,13 +111,23 @@ pub async fn try_read_frame<R>(reader: &mut R) -> Result<Option<Vec<u8>>, Decode
 where
     R: AsyncRead + Unpin + ?Sized,
 {
+    try_read_frame_max(reader, MAX_FRAME_LEN).await
+}
+
+/// [`try_read_frame`] for a protocol whose frames may be up to `max` bytes
+/// long (its [`Protocol::MAX_FRAME_LEN`](crate::Protocol::MAX_FRAME_LEN)):
+/// the same rule, memory paid for with bytes received, whatever `max` is.
+pub async fn try_read_frame_max<R>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>, DecodeError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
     let Some(len) = read_length(reader).await? else {
         return Ok(None);
     };
-    if len > MAX_FRAME_LEN as u64 {
-        return Err(DecodeError::FrameTooLarge { len });
+    if len > max as u64 {
+        return Err(DecodeError::FrameTooLarge { len, max });
     }
-    let expected = len as usize; // ≤ MAX_FRAME_LEN, so it fits
+    let expected = len as usize; // ≤ max, so it fits
     let mut body = Vec::new();
     let mut read = 0;
     while read < expected {

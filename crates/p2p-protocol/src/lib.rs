@@ -1,4 +1,6 @@
-//! Wire types and codec of the greet protocol, `/p2p-node/greet/1.0.0`.
+//! Wire types and codec of the greet protocol, `/p2p-node/greet/1.0.0`, and
+//! the [`Protocol`] trait that makes any request/response protocol one the
+//! node can serve and call the same way (greet is [`Greet`]).
 //!
 //! This is the one crate downstream code needs to speak to a p2p-node: the
 //! messages, their error codes and the framing, exactly as the protocol
@@ -44,14 +46,17 @@
 mod codec;
 mod error;
 mod frame;
+mod protocol;
 mod types;
 pub mod v2;
 
 pub use codec::{decode, encode};
 pub use error::DecodeError;
 pub use frame::{
-    MAX_VARINT_LEN, append_frame, read_frame, try_read_frame, uvarint, uvarint_len, write_frame,
+    MAX_VARINT_LEN, append_frame, append_frame_max, read_frame, read_frame_max, try_read_frame,
+    try_read_frame_max, uvarint, uvarint_len, write_frame, write_frame_max,
 };
+pub use protocol::{Greet, Protocol};
 pub use types::{ErrorCode, GreetRequest, GreetResponse, GreetResult, RemoteError};
 
 /// Re-exported so that users of the messages need no direct `multiaddr` dependency.

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{GreetRequest, GreetResult};
+use crate::{GreetRequest, GreetResponse, RemoteError};
 
 /// The protocol id negotiated with multistream-select.
 pub const PROTOCOL_NAME: &str = "/p2p-node/greet/2.0.0";
@@ -16,20 +16,22 @@ pub const PROTOCOL_NAME: &str = "/p2p-node/greet/2.0.0";
 /// The id of a stream-level error response; never a request's id.
 pub const STREAM_ERROR_ID: u64 = 0;
 
-/// A request frame body: postcard `(u64 id, GreetRequest)`.
+/// A request frame body: postcard `(u64 id, GreetRequest)`; for any
+/// [`Protocol`](crate::Protocol)'s pipelined name, `(u64 id, P::Request)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Request {
+pub struct Request<Q = GreetRequest> {
     /// Chosen by the requester: unique among its in-flight requests on the stream, never 0.
     pub id: u64,
     /// The request.
-    pub request: GreetRequest,
+    pub request: Q,
 }
 
-/// A response frame body: postcard `(u64 id, Result<GreetResponse, RemoteError>)`.
+/// A response frame body: postcard `(u64 id, Result<GreetResponse, RemoteError>)`;
+/// for any [`Protocol`](crate::Protocol)'s pipelined name, `(u64 id, Result<P::Response, RemoteError>)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Response {
+pub struct Response<T = GreetResponse> {
     /// The id of the request this answers, or [`STREAM_ERROR_ID`].
     pub id: u64,
     /// The answer.
-    pub result: GreetResult,
+    pub result: Result<T, RemoteError>,
 }

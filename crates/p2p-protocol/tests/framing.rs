@@ -97,7 +97,7 @@ fn hostile_frames_give_distinct_errors_and_codes() {
         (
             "declared 65,537",
             too_long,
-            |e| matches!(e, DecodeError::FrameTooLarge { len: 65_537 }),
+            |e| matches!(e, DecodeError::FrameTooLarge { len: 65_537, .. }),
             ErrorCode::TOO_LARGE,
         ),
         (
