@@ -1,12 +1,13 @@
 //! The default per-peer stack and the `MakeService<PeerContext>` that builds it.
 
 use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use libp2p_identity::PeerId;
-use p2p_protocol::{GreetRequest, GreetResponse};
+use p2p_protocol::{GreetRequest, GreetResponse, RemoteError};
 use tokio::sync::Semaphore;
 use tower::layer::layer_fn;
 use tower::timeout::TimeoutLayer;
@@ -21,7 +22,9 @@ use crate::shed_unready::ShedUnreadyLayer;
 use crate::trace::TraceLayer;
 use crate::{BoxError, FaultReporter, Limits, PeerContext};
 
-/// The service that answers one peer's requests on one connection, as the transport calls it.
+/// The service that answers one peer's requests on one connection, as the
+/// transport calls it: greet's by default, any protocol's as
+/// `PeerService<P::Request, P::Response>`.
 ///
 /// It never fails and answers every request, with a response or a
 /// [`RemoteError`](p2p_protocol::RemoteError), and never makes its caller
@@ -29,7 +32,8 @@ use crate::{BoxError, FaultReporter, Limits, PeerContext};
 /// the clones concurrently (it is `Sync`, so one can be shared between
 /// tasks). Its per-peer limits are shared by its clones and by every other
 /// service the same [`MakePeerService`] made for the same peer.
-pub type PeerService = BoxCloneSyncService<GreetRequest, p2p_protocol::GreetResult, Infallible>;
+pub type PeerService<Req = GreetRequest, Resp = GreetResponse> =
+    BoxCloneSyncService<Req, Result<Resp, RemoteError>, Infallible>;
 
 /// How many peers' limit state a [`MakePeerService`] remembers at most, unless
 /// [`with_max_remembered_peers`](MakePeerService::with_max_remembered_peers) says otherwise.
@@ -76,21 +80,40 @@ pub const DEFAULT_MAX_REMEMBERED_PEERS: usize = 65_536;
 /// [`with_max_remembered_peers`](Self::with_max_remembered_peers)). The
 /// global in-flight limit is shared by every service this value and its
 /// clones make.
-#[derive(Debug, Clone)]
-pub struct MakePeerService<M> {
+///
+/// # Any protocol
+///
+/// `Req` is the request type of the handlers (greet's by default): the same
+/// stack serves any protocol's handlers, and one `MakePeerService` per
+/// mounted protocol keeps each protocol's limits its own.
+#[derive(Debug)]
+pub struct MakePeerService<M, Req = GreetRequest> {
     make_handler: M,
     limits: Limits,
     peers: Arc<PeerStates>,
     shared_in_flight: Option<Arc<Semaphore>>,
+    _request: PhantomData<fn(Req)>,
 }
 
-impl<M> MakePeerService<M> {
+impl<M: Clone, Req> Clone for MakePeerService<M, Req> {
+    fn clone(&self) -> Self {
+        Self {
+            make_handler: self.make_handler.clone(),
+            limits: self.limits.clone(),
+            peers: Arc::clone(&self.peers),
+            shared_in_flight: self.shared_in_flight.clone(),
+            _request: PhantomData,
+        }
+    }
+}
+
+impl<M, Req> MakePeerService<M, Req> {
     /// Wraps the handlers `make_handler` makes in the default stack, configured by `limits`.
     pub fn new(make_handler: M, limits: Limits) -> Self {
         let shared_in_flight =
             (limits.max_in_flight_total > 0).then(|| Arc::new(Semaphore::new(limits.max_in_flight_total)));
         let peers = Arc::new(PeerStates::new(&limits, DEFAULT_MAX_REMEMBERED_PEERS));
-        Self { make_handler, limits, peers, shared_in_flight }
+        Self { make_handler, limits, peers, shared_in_flight, _request: PhantomData }
     }
 
     /// Remembers the limit state of at most `max` peers (default: [`DEFAULT_MAX_REMEMBERED_PEERS`]).
@@ -102,9 +125,11 @@ impl<M> MakePeerService<M> {
     /// of its own. Call it before making services: it starts a new, empty table.
     ///
     /// ```
-    /// use p2p_service::{Limits, MakeGreeter, stack};
+    /// use p2p_service::{Limits, MakeGreeter, MakePeerService, stack};
     ///
-    /// let make_peer_service = stack(MakeGreeter::new("hi"), Limits::default()).with_max_remembered_peers(1024);
+    /// // (The request type, greet's by default, is usually inferred from where the stack goes.)
+    /// let make_peer_service: MakePeerService<_> =
+    ///     stack(MakeGreeter::new("hi"), Limits::default()).with_max_remembered_peers(1024);
     /// assert_eq!(make_peer_service.max_remembered_peers(), 1024);
     /// ```
     pub fn with_max_remembered_peers(mut self, max: usize) -> Self {
@@ -125,28 +150,33 @@ impl<M> MakePeerService<M> {
 
 /// Builds the default per-peer stack around the handlers `make_handler` makes: [`MakePeerService::new`].
 ///
-/// ```
-/// use p2p_service::{Limits, MakeGreeter, stack};
+/// `Req`, the handlers' request type, is inferred from where the stack goes
+/// (`NodeBuilder::serve::<P>` wants `P::Request`); alone, name it:
 ///
-/// let make_peer_service = stack(MakeGreeter::new("hi"), Limits::default());
+/// ```
+/// use p2p_service::{Limits, MakeGreeter, MakePeerService, stack};
+///
+/// let make_peer_service: MakePeerService<_> = stack(MakeGreeter::new("hi"), Limits::default());
 /// assert_eq!(make_peer_service.limits().rate_per_sec, 10);
 /// ```
-pub fn stack<M>(make_handler: M, limits: Limits) -> MakePeerService<M> {
+pub fn stack<M, Req>(make_handler: M, limits: Limits) -> MakePeerService<M, Req> {
     MakePeerService::new(make_handler, limits)
 }
 
-impl<M, H> Service<PeerContext> for MakePeerService<M>
+impl<M, H, Req> Service<PeerContext> for MakePeerService<M, Req>
 where
     M: Service<PeerContext, Response = H> + Clone + Send + 'static,
     M::Error: Into<BoxError>,
     M::Future: Send,
-    H: Service<GreetRequest, Response = GreetResponse> + Clone + Send + Sync + 'static,
+    H: Service<Req> + Clone + Send + Sync + 'static,
+    H::Response: Send + 'static,
     H::Error: Into<BoxError>,
     H::Future: Send + 'static,
+    Req: Send + 'static,
 {
-    type Response = PeerService;
+    type Response = PeerService<Req, H::Response>;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<PeerService, BoxError>>;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.make_handler.poll_ready(cx).map_err(Into::into)
@@ -167,18 +197,20 @@ where
 }
 
 /// The stack of one peer's service around `handler`, on the peer's shared `state`; see [`MakePeerService`].
-fn peer_stack<H>(
+fn peer_stack<H, Req>(
     handler: H,
     peer: PeerId,
     limits: &Limits,
     state: PeerState,
     shared_in_flight: Option<Arc<Semaphore>>,
     faults: Option<FaultReporter>,
-) -> PeerService
+) -> PeerService<Req, H::Response>
 where
-    H: Service<GreetRequest, Response = GreetResponse> + Clone + Send + Sync + 'static,
+    H: Service<Req> + Clone + Send + Sync + 'static,
+    H::Response: Send + 'static,
     H::Error: Into<BoxError>,
     H::Future: Send + 'static,
+    Req: Send + 'static,
 {
     let PeerState { bucket, in_flight } = state;
     let rate_limit =
