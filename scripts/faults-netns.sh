@@ -1120,13 +1120,13 @@ scenario_9() {
     p99_alone=$(pooled_p99 all "$WORK/bans-w-before.lat" "$WORK/bans-w-after.lat")
     p99_flood=$(pooled_p99 all "$WORK/bans-w-flood.lat")
     ratio=$(calc 'a > 0 ? b / a : 0' a="$p99_alone" b="$p99_flood")
-    bans=$(metric_sum '^greet_bans_total')
+    bans=$(metric_sum '^p2p_bans_total')
     local answered
-    answered=$(node_metrics | awk '/^greet_requests_total[{]/ { sub(/.*code="/, "", $1); sub(/".*/, "", $1); printf "%s x %s, ", $NF, $1 }')
+    answered=$(node_metrics | awk '/^p2p_requests_total[{]/ { sub(/.*code="/, "", $1); sub(/".*/, "", $1); printf "%s x %s, ", $NF, $1 }')
     figure "F ($f_id): $(json "$f" all.n) requests: $(json "$f" kind.ok.n) ok, $(json "$f" kind.remote_429.n) x 429," \
         "$(json "$f" kind.remote_503.n) x 503, then failed locally: $(grep -o '"kind\.[a-z_]*\.n":[0-9]*' "$f" | grep -v 'ok\|remote' | tr '\n' ' ')"
     figure "BANNED ${f_id} ${banned_ms:+$banned_ms ms after F started}: $(grep -m1 "^BANNED $f_id" < <(after $node "$mark") | cut -d' ' -f3-);" \
-        "greet_bans_total $bans; UNBANNED lines: $(grep -c "^UNBANNED $f_id" "$(out $node)")"
+        "p2p_bans_total $bans; UNBANNED lines: $(grep -c "^UNBANNED $f_id" "$(out $node)")"
     figure "the node answered (all peers, whole scenario): ${answered%, }; inbound connections denied: $(metric_sum '^libp2p_swarm_connections_incoming_error_total[{].*error="Denied"')"
     figure "F again, same identity, while banned: exit $again_status, $again_reason"
     figure "W's p99: $p99_flood ms over the whole flood vs $p99_alone ms alone (pooled before and after): ratio $ratio (bound $BAN_RATIO)"

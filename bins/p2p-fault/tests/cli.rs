@@ -1,5 +1,6 @@
 //! `p2p-fault` against a node in this process, on 127.0.0.1 only, mDNS off.
 
+use p2p_protocol::Greet;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -198,8 +199,8 @@ async fn greet_three_liars(node: &Node, events: &mut NodeEvents, made_up: &Multi
     let mut greeted = 0;
     while greeted < 3 {
         let event = within(events.recv()).await.expect("the node runs");
-        if let NodeEvent::GreetCapable { peer_id } = &event {
-            let client = node.client().peer(*peer_id).with_version(GreetVersion::V1);
+        if let NodeEvent::Capable { peer_id, .. } = &event {
+            let client = node.client::<Greet>().peer(*peer_id).with_version(GreetVersion::V1);
             let answer = within(client.oneshot(GreetRequest::new("where am I?"))).await.unwrap();
             assert_eq!(answer.observed_addr, *made_up);
             greeted += 1;
@@ -273,7 +274,7 @@ async fn a_silent_peer_takes_the_greeting_and_never_answers() {
     let peer = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match events.recv().await {
-                Some(NodeEvent::GreetCapable { peer_id }) => break peer_id,
+                Some(NodeEvent::Capable { peer_id, .. }) => break peer_id,
                 Some(_) => {}
                 None => panic!("the target stopped"),
             }
@@ -283,7 +284,8 @@ async fn a_silent_peer_takes_the_greeting_and_never_answers() {
     .expect("the silent peer connects and speaks greet");
     let started = std::time::Instant::now();
     let answer =
-        tower::ServiceExt::oneshot(node.client(), (peer, p2p_protocol::GreetRequest::new("hello?"))).await;
+        tower::ServiceExt::oneshot(node.client::<Greet>(), (peer, p2p_protocol::GreetRequest::new("hello?")))
+            .await;
     let took = started.elapsed();
     assert!(
         matches!(answer, Err(p2p_transport::RequestError::Timeout)),

@@ -1,5 +1,6 @@
 //! `p2p-node greet`: one greeting to one node, from an ephemeral identity with mDNS off.
 
+use p2p_protocol::Greet;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ async fn exchange(
     }
     let start = Instant::now();
     let request = (peer, GreetRequest::new(args.message.clone()));
-    match tokio::time::timeout_at(deadline, node.client().oneshot(request)).await {
+    match tokio::time::timeout_at(deadline, node.client::<Greet>().oneshot(request)).await {
         Ok(Ok(response)) => Ok((response, start.elapsed())),
         Ok(Err(err)) => bail!("greeting {peer} failed: {}", output::failure_reason(&err)),
         Err(_) => bail!("{peer} did not answer within {}", args.timeout),

@@ -24,6 +24,7 @@ mod id;
 mod keyfile;
 mod metrics;
 mod output;
+mod periodic;
 mod run;
 mod signals;
 

@@ -259,7 +259,7 @@ mod tests {
         let answer = http_get(&mut connect(&server).await, "/metrics").await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert!(answer.to_lowercase().contains(&format!("content-type: {CONTENT_TYPE}\r\n")), "{answer}");
-        assert!(answer.contains("# TYPE greet_request_duration_seconds histogram"), "{answer}");
+        assert!(answer.contains("# TYPE p2p_bans counter"), "{answer}");
         assert!(answer.trim_end().ends_with("# EOF"), "{answer}");
 
         for path in ["/other", "/", "/metrics/x"] {

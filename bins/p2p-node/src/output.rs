@@ -14,7 +14,9 @@ use p2p_protocol::GreetResponse;
 
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
-use p2p_transport::{GreetOutcome, NodeEvent, Path, RequestError};
+use p2p_transport::{NodeEvent, Path, RequestError};
+
+use crate::periodic::GreetOutcome;
 
 /// The lines an event prints; none for events that are only logged.
 pub(crate) fn event_lines(event: &NodeEvent, local: PeerId) -> Vec<String> {
@@ -184,7 +186,7 @@ mod tests {
                 NodeEvent::ExternalAddrExpired { address: quic.clone() },
                 vec![format!("EXTERNAL_EXPIRED {quic}")],
             ),
-            (NodeEvent::GreetCapable { peer_id: peer }, vec![]),
+            (NodeEvent::Capable { peer_id: peer, protocol: p2p_protocol::PROTOCOL_NAME }, vec![]),
             (
                 NodeEvent::Banned { peer_id: peer, duration: std::time::Duration::from_secs(60) },
                 vec![format!("BANNED {peer} 1m")],

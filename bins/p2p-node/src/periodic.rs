@@ -1,111 +1,84 @@
-//! Greeting every greet-capable peer at a fixed interval.
+//! Greeting every greet-capable peer at a fixed interval: what `run` does
+//! with the node's `discover::<Greet>()` set (the binary's behaviour, built
+//! on the library's public API only).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::convert::Infallible;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use libp2p::PeerId;
 use p2p_protocol::{GreetRequest, GreetResponse};
+use p2p_transport::RequestError;
+use p2p_transport::libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tower::ServiceExt;
 use tower::discover::Change;
-
-use super::PeerDiscover;
-use crate::{PeerClient, RequestError};
+use tower::{Service, ServiceExt};
 
 /// The result of one greeting sent by a [`PeriodicGreeter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GreetOutcome {
+pub(crate) struct GreetOutcome {
     /// The peer that was greeted.
-    pub peer_id: PeerId,
+    pub(crate) peer_id: PeerId,
     /// From handing the request to the node to its answer (or failure).
-    pub rtt: Duration,
+    pub(crate) rtt: Duration,
     /// The peer's answer, or why there is none.
-    pub result: Result<GreetResponse, RequestError>,
+    pub(crate) result: Result<GreetResponse, RequestError>,
 }
 
-/// Greets every greet-capable peer of a [`Node`](crate::Node) once per interval.
+/// Greets every peer of a `Discover` (a node's `discover::<Greet>()`) once per interval.
 ///
-/// Every peer in the node's [`discover()`](crate::Node::discover) set is
-/// greeted at once when it joins the set, then every interval from then on,
-/// each greeting concurrently with the others: a slow peer delays only its
-/// own greeting. Each peer keeps its own phase, so the greetings to many
-/// peers are spread over the interval as their arrivals were, rather than
-/// all sent on one shared tick (10,000 peers on one tick were a burst of
-/// 10,000 requests every interval). A peer whose previous greeting is still
-/// pending is skipped that time, so a peer that never answers costs one
-/// request per request timeout, not one per interval.
+/// Every peer in the set is greeted at once when it joins the set, then
+/// every interval from then on, each greeting concurrently with the others:
+/// a slow peer delays only its own greeting. Each peer keeps its own phase,
+/// so the greetings to many peers are spread over the interval as their
+/// arrivals were, rather than all sent on one shared tick (10,000 peers on
+/// one tick were a burst of 10,000 requests every interval). A peer whose
+/// previous greeting is still pending is skipped that time, so a peer that
+/// never answers costs one request per request timeout, not one per interval.
 ///
-/// The outcomes arrive on a bounded [`GreetOutcomes`] stream. The greeter
-/// stops, and the stream ends, when the node shuts down or when the stream
-/// is dropped. While it runs it holds a handle to the node, so the node does
-/// not shut down by itself when the caller's handles are dropped: drop the
-/// stream or call [`Node::shutdown`](crate::Node::shutdown).
-///
-/// ```no_run
-/// # async fn run(node: p2p_transport::Node) {
-/// use std::time::Duration;
-/// use p2p_transport::PeriodicGreeter;
-///
-/// let mut outcomes = PeriodicGreeter::new(&node, Duration::from_secs(5), "hello").spawn();
-/// while let Some(outcome) = outcomes.recv().await {
-///     match outcome.result {
-///         Ok(response) => println!("{} in {:?}: {}", outcome.peer_id, outcome.rtt, response.message),
-///         Err(err) => eprintln!("{}: {err}", outcome.peer_id),
-///     }
-/// }
-/// # }
-/// ```
-#[derive(Debug)]
-pub struct PeriodicGreeter {
-    discover: PeerDiscover,
+/// The outcomes arrive on a bounded channel. The greeter stops, and the
+/// channel ends, when the set ends (the node shut down) or when the
+/// receiver is dropped.
+pub(crate) struct PeriodicGreeter<D> {
+    discover: D,
     interval: Duration,
     message: String,
-    capacity: usize,
 }
 
-impl PeriodicGreeter {
-    /// A greeter sending `message` to every greet-capable peer of a node every
+/// How many outcomes may wait for the consumer: one that falls behind
+/// delays the delivery of outcomes and the next ticks, never the
+/// measurement of a round trip.
+const CAPACITY: usize = 64;
+
+impl<D, S> PeriodicGreeter<D>
+where
+    D: Stream<Item = Result<Change<PeerId, S>, Infallible>> + Unpin + Send + 'static,
+    S: Service<GreetRequest, Response = GreetResponse, Error = RequestError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    /// A greeter sending `message` to every peer of `discover` every
     /// `interval` (at least one millisecond): the peers known now and each peer
     /// that joins later are greeted at once, then every interval after that.
-    ///
-    /// `peers` is a node (`&Node`) or any [`PeerDiscover`] of its peers.
-    pub fn new(peers: impl Into<PeerDiscover>, interval: Duration, message: impl Into<String>) -> Self {
-        Self {
-            discover: peers.into(),
-            interval: interval.max(Duration::from_millis(1)),
-            message: message.into(),
-            capacity: 64,
-        }
-    }
-
-    /// How many outcomes may wait for the consumer (at least 1). Default 64.
-    ///
-    /// A consumer that falls behind delays the delivery of outcomes and the
-    /// next ticks, never the measurement of a round trip.
-    pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.max(1);
-        self
+    pub(crate) fn new(discover: D, interval: Duration, message: impl Into<String>) -> Self {
+        Self { discover, interval: interval.max(Duration::from_millis(1)), message: message.into() }
     }
 
     /// Starts greeting in a task of its own; must be called within a tokio runtime.
-    pub fn spawn(self) -> GreetOutcomes {
-        let (tx, rx) = mpsc::channel(self.capacity);
+    pub(crate) fn spawn(self) -> mpsc::Receiver<GreetOutcome> {
+        let (tx, rx) = mpsc::channel(CAPACITY);
         tokio::spawn(self.run(tx));
-        GreetOutcomes { rx }
+        rx
     }
 
     async fn run(self, outcomes: mpsc::Sender<GreetOutcome>) {
-        let Self { mut discover, interval, message, .. } = self;
+        let Self { mut discover, interval, message } = self;
         let request = GreetRequest::new(message);
         // Each peer with the generation of its entry in `due`: a peer that
         // leaves and comes back gets a new one, and its old entry is dropped.
-        let mut peers: HashMap<PeerId, (PeerClient, u64)> = HashMap::new();
+        let mut peers: HashMap<PeerId, (S, u64)> = HashMap::new();
         // When each peer is next due, earliest first.
         let mut due: BinaryHeap<Reverse<(Instant, u64, PeerId)>> = BinaryHeap::new();
         let mut generation = 0u64;
@@ -179,45 +152,25 @@ impl PeriodicGreeter {
     }
 }
 
-async fn greet(peer_id: PeerId, client: PeerClient, request: GreetRequest) -> GreetOutcome {
+async fn greet<S>(peer_id: PeerId, client: S, request: GreetRequest) -> GreetOutcome
+where
+    S: Service<GreetRequest, Response = GreetResponse, Error = RequestError>,
+{
     let start = Instant::now();
     let result = client.oneshot(request).await;
     GreetOutcome { peer_id, rtt: start.elapsed(), result }
 }
 
-/// The outcomes of a [`PeriodicGreeter`], in the order the answers arrived.
-///
-/// Ends when the node shuts down. Dropping it stops the greeter.
-#[derive(Debug)]
-pub struct GreetOutcomes {
-    rx: mpsc::Receiver<GreetOutcome>,
-}
-
-impl GreetOutcomes {
-    /// The next outcome; `None` once the greeter has stopped.
-    pub async fn recv(&mut self) -> Option<GreetOutcome> {
-        self.rx.recv().await
-    }
-}
-
-impl Stream for GreetOutcomes {
-    type Item = GreetOutcome;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<GreetOutcome>> {
-        self.rx.poll_recv(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use p2p_protocol::Greet;
     use p2p_service::{BoxError, Limits, MakeGreeter, PeerContext, stack};
+    use p2p_transport::{Node, NodeBuilder, NodeEvent, NodeEvents};
 
     use super::*;
-    use crate::{Node, NodeBuilder, NodeEvent, NodeEvents};
 
     const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -225,7 +178,7 @@ mod tests {
         NodeBuilder::new().mdns(false).listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
     }
 
-    async fn listen_addr(events: &mut NodeEvents) -> libp2p::Multiaddr {
+    async fn listen_addr(events: &mut NodeEvents) -> p2p_transport::libp2p::Multiaddr {
         loop {
             match events.recv().await.expect("node running") {
                 NodeEvent::Listening { address } => return address,
@@ -252,66 +205,56 @@ mod tests {
         builder().shutdown_grace(Duration::from_millis(100)).build(stack(make, limits)).expect("build")
     }
 
-    /// A greeter over a hand-fed peer set whose requests (greet 1.0.0, as no
-    /// peer speaks 2.0.0 here) come out as the swarm task's commands.
-    fn greeter_over_fed_set(
-        interval: Duration,
-    ) -> (
-        tokio::sync::watch::Sender<crate::peers::PeerSet>,
-        mpsc::Receiver<crate::command::Command>,
-        GreetOutcomes,
-    ) {
-        let (commands, swarm_task) = mpsc::channel(16);
-        let client = crate::outbound::Client::new(
-            commands,
-            Arc::new(crate::outbound::OutboundPeers::default()),
-            &crate::NodeConfig::default(),
-        );
-        let (set, set_rx) = tokio::sync::watch::channel(crate::peers::PeerSet::default());
-        let outcomes = PeriodicGreeter::new(PeerDiscover::new(set_rx, client), interval, "hi").spawn();
-        (set, swarm_task, outcomes)
-    }
+    /// A peer's client that answers at once, telling `greeted` whom it answered.
+    type Fake = tower::util::BoxCloneService<GreetRequest, GreetResponse, RequestError>;
 
-    /// Answers the next greeting the swarm task gets; returns whom it was for.
-    async fn answer_next(swarm_task: &mut mpsc::Receiver<crate::command::Command>) -> PeerId {
-        match swarm_task.recv().await.expect("greeter running") {
-            crate::command::Command::Request { peer, reply, .. } => {
-                let response = GreetResponse {
+    fn fake(peer: PeerId, greeted: mpsc::Sender<PeerId>) -> Fake {
+        tower::util::BoxCloneService::new(tower::service_fn(move |_: GreetRequest| {
+            let greeted = greeted.clone();
+            async move {
+                greeted.send(peer).await.expect("test running");
+                Ok(GreetResponse {
                     message: "hello".into(),
                     observed_addr: "/ip4/127.0.0.1/udp/1/quic-v1".parse().unwrap(),
-                };
-                let _ = reply.send(Ok(response));
-                peer
+                })
             }
-            other => panic!("unexpected command {other:?}"),
-        }
+        }))
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_joins_is_greeted_at_once_then_on_the_interval() {
         let interval = Duration::from_secs(10);
-        let (set, mut swarm_task, mut outcomes) = greeter_over_fed_set(interval);
+        let (set, changes) = mpsc::channel(4);
+        let (greeted_tx, mut greeted) = mpsc::channel(4);
+        let mut changes = changes;
+        let changes = futures::stream::poll_fn(move |cx| changes.poll_recv(cx));
+        let mut outcomes = PeriodicGreeter::new(Box::pin(changes), interval, "hi").spawn();
         // Mid-way between two ticks a peer becomes greet-capable.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let peer = PeerId::random();
-        set.send_replace(Arc::new([peer].into_iter().collect()));
+        set.send(Ok(Change::Insert(peer, fake(peer, greeted_tx)))).await.unwrap();
         let joined = Instant::now();
 
-        assert_eq!(answer_next(&mut swarm_task).await, peer);
+        assert_eq!(greeted.recv().await, Some(peer));
         assert!(joined.elapsed() < Duration::from_millis(10), "first greeting after {:?}", joined.elapsed());
         let outcome = outcomes.recv().await.expect("an outcome");
         assert_eq!((outcome.peer_id, outcome.result.map(|r| r.message)), (peer, Ok("hello".into())));
 
         // Then every interval from its arrival (its own phase, not the greeter's start).
-        assert_eq!(answer_next(&mut swarm_task).await, peer);
+        assert_eq!(greeted.recv().await, Some(peer));
         let second = joined.elapsed();
         assert!(
             second >= interval - Duration::from_millis(10) && second <= interval + Duration::from_millis(10),
             "second greeting after {second:?}"
         );
-        assert_eq!(answer_next(&mut swarm_task).await, peer);
+        assert_eq!(greeted.recv().await, Some(peer));
         let third = joined.elapsed();
         assert!(third >= second + interval - Duration::from_millis(10), "third greeting after {third:?}");
+
+        // Gone from the set: greeted no more.
+        set.send(Ok(Change::Remove(peer))).await.unwrap();
+        tokio::time::sleep(interval * 3).await;
+        assert!(greeted.try_recv().is_err(), "greeted after it left");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +267,8 @@ mod tests {
         us.dial(listen_addr(&mut silent_events).await).await.expect("dial");
         us.dial(listen_addr(&mut fast_events).await).await.expect("dial");
 
-        let mut outcomes = PeriodicGreeter::new(&us, Duration::from_millis(50), "hi").spawn();
+        let mut outcomes =
+            PeriodicGreeter::new(us.discover::<Greet>(), Duration::from_millis(50), "hi").spawn();
         let mut answered = 0;
         let wait = async {
             while answered < 5 || calls.load(Ordering::SeqCst) == 0 {

@@ -3,14 +3,16 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use p2p_protocol::Greet;
 use p2p_service::{MakeGreeter, stack};
-use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, Path, PeriodicGreeter, Registry};
+use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, Path, Registry};
 use tracing::{info, warn};
 
 use crate::cli::RunArgs;
 use crate::keyfile;
 use crate::metrics::{MetricsServer, ServerLimits};
 use crate::output::{self, one_line};
+use crate::periodic::PeriodicGreeter;
 use crate::signals::Signals;
 
 /// Runs the node; exits 0 after a graceful shutdown, 130 on a second signal during it.
@@ -55,7 +57,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     }
     #[cfg(feature = "debug-hooks")]
     crate::debug::dial_on_usr1(&node, args.debug_dial_on_usr1.clone())?;
-    let mut outcomes = PeriodicGreeter::new(&node, args.interval.0, args.message.clone()).spawn();
+    let mut outcomes =
+        PeriodicGreeter::new(node.discover::<Greet>(), args.interval.0, args.message.clone()).spawn();
 
     let signal = loop {
         tokio::select! {
@@ -97,7 +100,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
 /// Logs (on stderr) the events that print no line, or more than their line.
 fn log(event: &NodeEvent) {
     match event {
-        NodeEvent::GreetCapable { peer_id } => info!(peer = %peer_id, "peer speaks greet"),
+        NodeEvent::Capable { peer_id, protocol } => info!(peer = %peer_id, protocol, "peer speaks it"),
         NodeEvent::ListenAddrExpired { address } => info!(%address, "no longer listening"),
         NodeEvent::DialFailed { peer_id, error } => {
             info!(peer = ?peer_id, error = %one_line(error), "dial failed");

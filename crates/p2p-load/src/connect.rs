@@ -2,6 +2,7 @@
 //! identity unless given one) with one connection to the target, and a
 //! [`PeerClient`] for it.
 
+use p2p_protocol::Greet;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -180,7 +181,7 @@ async fn connect_by(
         .map_err(|err| format!("cannot start a client node: {err}"))?;
     match connected(&node, events, target, options, deadline).await {
         Ok(peer) => {
-            let service = node.client().peer(peer).with_version(options.version);
+            let service = node.client::<Greet>().peer(peer).with_version(options.version);
             Ok(ClientNode { node, service })
         }
         Err(reason) => {
@@ -211,7 +212,7 @@ async fn connected(
     };
     let identified = tokio::time::timeout_at(identify_by, async {
         while let Some(event) = events.recv().await {
-            if matches!(event, NodeEvent::GreetCapable { peer_id } if peer_id == peer) {
+            if matches!(event, NodeEvent::Capable { peer_id, .. } if peer_id == peer) {
                 return true;
             }
         }

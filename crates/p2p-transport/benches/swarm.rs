@@ -13,6 +13,7 @@
 #[path = "../examples/raw_baseline.rs"]
 mod raw_baseline;
 
+use p2p_protocol::Greet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -72,9 +73,9 @@ async fn bench(duration: Duration) {
         tokio::spawn(async move { while events.recv().await.is_some() {} });
 
         let servers = [
-            ("raw", client.client().peer(raw).with_version(GreetVersion::V1)),
-            ("ours v1", client.client().peer(ours).with_version(GreetVersion::V1)),
-            ("ours v2", client.client().peer(ours).with_version(GreetVersion::V2)),
+            ("raw", client.client::<Greet>().peer(raw).with_version(GreetVersion::V1)),
+            ("ours v1", client.client::<Greet>().peer(ours).with_version(GreetVersion::V1)),
+            ("ours v2", client.client::<Greet>().peer(ours).with_version(GreetVersion::V2)),
         ];
         for concurrency in [1, 64] {
             let config = LoadConfig {
@@ -130,7 +131,7 @@ async fn connect(client: &Node, events: &mut NodeEvents, addr: &Multiaddr, ident
         return peer;
     }
     while let Some(event) = events.recv().await {
-        if matches!(event, NodeEvent::GreetCapable { peer_id } if peer_id == peer) {
+        if matches!(event, NodeEvent::Capable { peer_id, .. } if peer_id == peer) {
             return peer;
         }
     }

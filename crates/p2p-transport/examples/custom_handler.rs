@@ -9,6 +9,7 @@
 //! cargo run -p p2p-transport --example custom_handler
 //! ```
 
+use p2p_protocol::Greet;
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::time::Duration;
@@ -57,7 +58,7 @@ async fn main() -> Result<(), BoxError> {
         .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
         .build(stack(MakeQuiet, Limits::default()))?;
     let shouter_id = caller.connect(address).await?; // resolves once connected
-    let answer = caller.client().oneshot((shouter_id, GreetRequest::new("hello there"))).await?;
+    let answer = caller.client::<Greet>().oneshot((shouter_id, GreetRequest::new("hello there"))).await?;
     println!("{} (the shouter sees us at {})", answer.message, answer.observed_addr);
 
     caller.shutdown().await;

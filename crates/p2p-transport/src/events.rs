@@ -56,10 +56,13 @@ pub enum NodeEvent {
         /// The peer.
         peer_id: PeerId,
     },
-    /// Identify says the peer speaks the greet protocol: it joined the `discover()` set.
-    GreetCapable {
+    /// The peer speaks a mounted protocol (identify says so, or it opened a
+    /// stream of it to us): it joined that protocol's `discover::<P>()` set.
+    Capable {
         /// The peer.
         peer_id: PeerId,
+        /// The protocol's one-request name (`P::NAME`).
+        protocol: &'static str,
     },
     /// The peer kept being refused: its connections are closed and it is
     /// refused for `duration` (see [`BanConfig`](crate::BanConfig)).

@@ -1,15 +1,20 @@
 //! A libp2p swarm exposed as Tower services in both directions.
 //!
-//! - **Inbound**: each remote peer is served by a `Service<GreetRequest>`
-//!   that your `MakeService<PeerContext>` builds for it (see `p2p-service`
-//!   for the default stack). The swarm task never awaits a handler.
-//! - **Outbound**: the running node *is* a service: [`Client`] is a
-//!   `Service<(PeerId, GreetRequest)>`, [`PeerClient`] one bound to a peer,
-//!   and [`Node::discover`] a `tower::discover::Discover` of the live,
-//!   greet-capable peers, so `tower::balance` works on them.
+//! Any request/response protocol (a [`Protocol`]: its names, its messages,
+//! its frame limit) is mounted on the same connections; greet ([`Greet`]) is
+//! one of them.
+//!
+//! - **Inbound**: each remote peer is served, per protocol `P`, by a
+//!   `Service<P::Request>` that your `MakeService<PeerContext>` builds for it
+//!   (see `p2p-service` for the default stack), mounted with
+//!   [`NodeBuilder::serve`]. The swarm task never awaits a handler.
+//! - **Outbound**: the running node *is* a service: [`Client<P>`] is a
+//!   `Service<(PeerId, P::Request)>`, [`PeerClient<P>`] one bound to a peer,
+//!   and [`Node::discover`] a `tower::discover::Discover` of the live peers
+//!   that speak `P`, so `tower::balance` works on them.
 //!
 //! ```no_run
-//! use p2p_protocol::GreetRequest;
+//! use p2p_protocol::{Greet, GreetRequest};
 //! use p2p_service::{Limits, MakeGreeter, stack};
 //! use p2p_transport::NodeBuilder;
 //! use tower::ServiceExt;
@@ -20,7 +25,7 @@
 //!     .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
 //!     .build(stack(MakeGreeter::new("hello from us"), Limits::default()))?;
 //! let peer = node.connect(addr).await?; // resolves once connected
-//! let response = node.client().oneshot((peer, GreetRequest::new("hi"))).await?;
+//! let response = node.client::<Greet>().oneshot((peer, GreetRequest::new("hi"))).await?;
 //! println!("{} (they see us at {})", response.message, response.observed_addr);
 //! node.shutdown().await;
 //! # Ok(()) }
@@ -64,7 +69,8 @@ pub use gate::BanConfig;
 pub use metrics::NodeMetrics;
 pub use node::{Node, NodeBuilder};
 pub use outbound::{Client, GreetVersion, MakePeerClient, PeerClient, ResponseFuture};
-pub use peers::{GreetOutcome, GreetOutcomes, PeerDiscover, PeriodicGreeter};
+pub use p2p_protocol::{Greet, Protocol};
+pub use peers::PeerDiscover;
 /// Re-exported: the Prometheus registry [`NodeMetrics`] registers in.
 #[cfg(feature = "metrics")]
 pub use prometheus_client::registry::Registry;

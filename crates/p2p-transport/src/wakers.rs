@@ -10,16 +10,25 @@
 //! when one of our pipelined streams to it has ended (we do not know which
 //! connection carried it).
 //!
+//! [`WakingStream`] is the other half: a stream a connection's handler hands
+//! over (inbound, or one of our 1.0.0 requests) that wakes that connection
+//! once dropped.
+//!
 //! Owns: the table of wakers, keyed by peer, so that a wake costs one lookup
 //! and the peer's few connections, never a scan of every connection.
 //! Must never: hold a connection's handler or stream (only its waker).
 
 use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use futures::task::AtomicWaker;
-use libp2p::PeerId;
+use futures::{AsyncRead, AsyncWrite};
 use libp2p::swarm::ConnectionId;
+use libp2p::{PeerId, Stream};
 
 use crate::lock::lock;
 
@@ -60,6 +69,60 @@ impl ConnectionWakers {
     #[cfg(test)]
     fn peers(&self) -> usize {
         lock(&self.0).len()
+    }
+}
+
+/// A negotiated stream that wakes its connection once dropped, so that the
+/// connection sees it gone and its idle timeout can start; it may count
+/// against its connection's streams (`counted`, decremented on drop).
+pub(crate) struct WakingStream {
+    /// Always `Some` until dropped.
+    stream: Option<Stream>,
+    connection: Arc<AtomicWaker>,
+    counted: Option<Arc<AtomicUsize>>,
+}
+
+impl WakingStream {
+    pub(crate) fn new(
+        stream: Stream,
+        connection: &Arc<AtomicWaker>,
+        counted: Option<Arc<AtomicUsize>>,
+    ) -> Self {
+        Self { stream: Some(stream), connection: Arc::clone(connection), counted }
+    }
+
+    fn stream(&mut self) -> Pin<&mut Stream> {
+        Pin::new(self.stream.as_mut().expect("taken only on drop"))
+    }
+}
+
+impl Drop for WakingStream {
+    fn drop(&mut self) {
+        drop(self.stream.take()); // first, so the woken connection sees it gone
+        if let Some(counted) = &self.counted {
+            counted.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.connection.wake();
+    }
+}
+
+impl AsyncRead for WakingStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.stream().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WakingStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_close(cx)
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use p2p_protocol::Greet;
 use std::time::Duration;
 
 use common::{Script, TestNode, Transport, spawn_on_host, spawn_with, within};
@@ -274,7 +275,7 @@ async fn a_claim_or_a_server_refusing_every_dial_back_leaves_observers_to_confir
     // P has read the claimer's identify (it lists greet too, so P says so)...
     p.wait_for(
         "the claimer's identify",
-        |e| matches!(e, NodeEvent::GreetCapable { peer_id } if *peer_id == claimer.0),
+        |e| matches!(e, NodeEvent::Capable { peer_id, .. } if *peer_id == claimer.0),
     )
     .await;
     // ...and the server refused to dial P back, and P has heard it: a failed
@@ -362,7 +363,7 @@ async fn two_observers_agree_on_a_lie_seen(p: &mut TestNode) -> (Multiaddr, Vec<
         within("identify of the liar", async {
             loop {
                 let event = events.recv().await.expect("p runs");
-                let done = matches!(&event, NodeEvent::GreetCapable { peer_id } if *peer_id == liar_id);
+                let done = matches!(&event, NodeEvent::Capable { peer_id, .. } if *peer_id == liar_id);
                 seen.push(event);
                 if done {
                     break;
@@ -370,7 +371,7 @@ async fn two_observers_agree_on_a_lie_seen(p: &mut TestNode) -> (Multiaddr, Vec<
             }
         })
         .await;
-        let v1 = p.node.client().peer(liar_id).with_version(GreetVersion::V1);
+        let v1 = p.node.client::<Greet>().peer(liar_id).with_version(GreetVersion::V1);
         within("a greeting", v1.oneshot(GreetRequest::new("where am I?"))).await.unwrap();
         liars.push(liar);
     }

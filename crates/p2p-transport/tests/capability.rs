@@ -6,6 +6,7 @@ mod common;
 mod v2_raw;
 
 use futures::AsyncWriteExt;
+use p2p_protocol::Greet;
 use p2p_protocol::v2::Response;
 use p2p_protocol::{GreetRequest, decode, encode, try_read_frame};
 use p2p_transport::NodeEvent;
@@ -26,7 +27,7 @@ async fn connected_peer(node: &mut TestNode) -> PeerId {
 async fn becomes_greet_capable(node: &mut TestNode, peer: PeerId) {
     node.wait_for(
         "the peer that greeted us to be greet-capable",
-        |e| matches!(e, NodeEvent::GreetCapable { peer_id } if *peer_id == peer),
+        |e| matches!(e, NodeEvent::Capable { peer_id, .. } if *peer_id == peer),
     )
     .await;
 }
@@ -36,7 +37,10 @@ async fn a_peer_that_greets_us_on_1_0_0_is_greet_capable_without_identify() {
     let mut s = spawn_with(Script::new("s"), Transport::Quic, |b| b).await;
     let mut control = raw_client(&s.addr).await;
     let raw = connected_peer(&mut s).await;
-    assert!(!s.node.greet_peers().contains(&raw), "no identify, no greeting: not greet-capable yet");
+    assert!(
+        !s.node.peers_speaking::<Greet>().contains(&raw),
+        "no identify, no greeting: not greet-capable yet"
+    );
 
     let answer = send_raw(&mut control, s.peer_id(), &framed(&encode(&GreetRequest::new("hi")))).await;
     assert_eq!(answer.unwrap().unwrap().message, "s: hi");

@@ -5,6 +5,7 @@
 mod common;
 mod v2_raw;
 
+use p2p_protocol::Greet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +74,7 @@ async fn callers_of_a_peer_that_never_reads_fail_with_timeout_within_their_reque
     a.node.dial(addr).await.unwrap();
     a.wait_for(
         "identify of the silent peer",
-        |e| matches!(e, NodeEvent::GreetCapable { peer_id } if *peer_id == silent),
+        |e| matches!(e, NodeEvent::Capable { peer_id, .. } if *peer_id == silent),
     )
     .await;
 
@@ -84,7 +85,7 @@ async fn callers_of_a_peer_that_never_reads_fail_with_timeout_within_their_reque
     let start = Instant::now();
     let calls: Vec<_> = (0..300)
         .map(|_| {
-            let client = a.node.client();
+            let client = a.node.client::<Greet>();
             tokio::spawn(async move {
                 let result = client.oneshot((silent, GreetRequest::new(big()))).await;
                 (result, start.elapsed())
@@ -106,7 +107,7 @@ async fn callers_waiting_on_an_open_that_never_completes_share_its_failure() {
     let (silent, addr) = silent_peer(0).await;
     a.node.dial(addr).await.unwrap();
     connected_to(&mut a, silent).await;
-    let client = a.node.client().peer(silent).with_version(GreetVersion::V2);
+    let client = a.node.client::<Greet>().peer(silent).with_version(GreetVersion::V2);
     let call = |message: &'static str| {
         let client = client.clone();
         tokio::spawn(async move {
@@ -193,7 +194,7 @@ async fn our_idle_pipelined_stream_closes_so_the_connection_idles_out() {
     })
     .await;
     connect(&mut a, &s).await;
-    let client = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
+    let client = a.node.client::<Greet>().peer(s.peer_id()).with_version(GreetVersion::V2);
     let answer = within("a v2 greeting", client.oneshot(GreetRequest::new("hi"))).await.unwrap();
     assert_eq!(answer.message, "s: hi");
 
@@ -220,7 +221,7 @@ async fn a_silent_peers_connection_idles_out_once_our_stream_to_it_has_ended() {
     let (silent, addr) = silent_peer(256).await;
     a.node.dial(addr).await.unwrap();
     connected_to(&mut a, silent).await;
-    let client = a.node.client().peer(silent).with_version(GreetVersion::V2);
+    let client = a.node.client::<Greet>().peer(silent).with_version(GreetVersion::V2);
     let result = within("a greeting of the silent peer", client.oneshot(GreetRequest::new("hi"))).await;
     assert_eq!(result.map(|r| r.message), Err(RequestError::Timeout));
 
@@ -239,7 +240,7 @@ async fn an_idle_outbound_stream_closes_its_write_half_and_the_next_call_opens_a
     let (echo, addr, mut seen) = echo_peer().await;
     a.node.dial(addr).await.unwrap();
     connected_to(&mut a, echo).await;
-    let client = a.node.client().peer(echo).with_version(GreetVersion::V2);
+    let client = a.node.client::<Greet>().peer(echo).with_version(GreetVersion::V2);
     let mut next_seen = async || within("the echo peer to see something", seen.recv()).await.unwrap();
 
     let answer = within("a first call", client.clone().oneshot(GreetRequest::new("one"))).await.unwrap();
@@ -458,7 +459,7 @@ async fn shutdown_ends_a_pipelined_request_still_running_at_the_end_of_the_grace
     let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
     connect(&mut a, &s).await;
     s.script.hold_message("hold");
-    let client = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
+    let client = a.node.client::<Greet>().peer(s.peer_id()).with_version(GreetVersion::V2);
     let held = tokio::spawn(client.oneshot(GreetRequest::new("hold")));
     s.script.next_held_arrival().await;
 

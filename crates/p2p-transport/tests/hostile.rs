@@ -4,6 +4,7 @@
 
 mod common;
 
+use p2p_protocol::Greet;
 use std::time::Duration;
 
 use p2p_protocol::{ErrorCode, GreetRequest};
@@ -149,7 +150,7 @@ async fn an_honest_peer_under_a_global_overload_collects_503s_and_is_never_banne
     let mut held = Vec::new();
     for flooder in &flooders {
         for _ in 0..SHARE {
-            let client = flooder.node.client();
+            let client = flooder.node.client::<Greet>();
             let s_id = s.peer_id();
             held.push(tokio::spawn(client.oneshot((s_id, GreetRequest::new("slow")))));
         }
@@ -259,7 +260,7 @@ async fn each_connection_is_told_its_own_observed_address() {
     }
     // libp2p spreads 1.0.0 requests over a peer's connections; each answer
     // names the address of the connection it came on.
-    let client = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V1);
+    let client = a.node.client::<Greet>().peer(s.peer_id()).with_version(GreetVersion::V1);
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..40 {
         let answer = within("greet", client.clone().oneshot(GreetRequest::new("where am I?"))).await.unwrap();

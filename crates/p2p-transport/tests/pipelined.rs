@@ -4,6 +4,7 @@
 mod common;
 mod v2_raw;
 
+use p2p_protocol::Greet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ async fn a_held_request_does_not_delay_later_ones_on_the_same_stream() {
     connect(&mut a, &s).await;
     s.script.hold_message("hold");
 
-    let client = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
+    let client = a.node.client::<Greet>().peer(s.peer_id()).with_version(GreetVersion::V2);
     let held = tokio::spawn(client.clone().oneshot(GreetRequest::new("hold")));
     s.script.next_held_arrival().await;
     for i in 0..10 {
@@ -48,8 +49,8 @@ async fn a_cpu_bound_handler_on_one_stream_does_not_delay_other_streams() {
     let mut b = spawn_node(Script::new("b"), Transport::Quic).await;
     connect(&mut a, &s).await;
     connect(&mut b, &s).await;
-    let from_a = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
-    let from_b = b.node.client().peer(s.peer_id()).with_version(GreetVersion::V2);
+    let from_a = a.node.client::<Greet>().peer(s.peer_id()).with_version(GreetVersion::V2);
+    let from_b = b.node.client::<Greet>().peer(s.peer_id()).with_version(GreetVersion::V2);
     // B's stream is open and served before the spin starts.
     within("B's first request", from_b.clone().oneshot(GreetRequest::new("first"))).await.unwrap();
 
@@ -120,7 +121,7 @@ async fn a_peer_vanishing_fails_pipelined_requests_in_flight() {
     a.node.dial(addr).await.unwrap();
     script.hold_message("hold");
 
-    let client = a.node.client().peer(doomed.local_peer_id()).with_version(GreetVersion::V2);
+    let client = a.node.client::<Greet>().peer(doomed.local_peer_id()).with_version(GreetVersion::V2);
     let in_flight: Vec<_> =
         (0..3).map(|_| tokio::spawn(client.clone().oneshot(GreetRequest::new("hold")))).collect();
     for _ in 0..3 {
@@ -141,10 +142,10 @@ async fn a_1_0_0_only_node_is_greeted_over_1_0_0() {
     let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
     connect(&mut a, &old).await;
 
-    let auto = a.node.client().peer(old.peer_id());
+    let auto = a.node.client::<Greet>().peer(old.peer_id());
     assert_eq!(within("auto", auto.oneshot(GreetRequest::new("hi"))).await.unwrap().message, "old: hi");
     assert_eq!(a.greet(&old, "via Client").await.unwrap().message, "old: via Client");
-    let forced = a.node.client().peer(old.peer_id()).with_version(GreetVersion::V2);
+    let forced = a.node.client::<Greet>().peer(old.peer_id()).with_version(GreetVersion::V2);
     let refused = within("forced v2", forced.oneshot(GreetRequest::new("hi"))).await;
     assert_eq!(refused.unwrap_err(), RequestError::UnsupportedProtocol);
 
@@ -185,7 +186,7 @@ async fn pipelined_requests_at_high_concurrency_all_complete() {
     let mut a = spawn_node(Script::new("a"), Transport::Quic).await;
     connect(&mut a, &s).await;
     s.script.hold_message("hold");
-    let client = a.node.client().peer(s.peer_id());
+    let client = a.node.client::<Greet>().peer(s.peer_id());
     let held: Vec<_> =
         (0..100).map(|_| tokio::spawn(client.clone().oneshot(GreetRequest::new("hold")))).collect();
     for _ in 0..100 {

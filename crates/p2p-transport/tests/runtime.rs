@@ -4,6 +4,7 @@
 
 mod common;
 
+use p2p_protocol::Greet;
 use p2p_protocol::GreetRequest;
 use p2p_transport::GreetVersion;
 use tower::ServiceExt;
@@ -23,16 +24,22 @@ fn a_client_works_from_a_thread_without_a_tokio_runtime() {
         (server, client)
     });
     let server_id = server.peer_id();
-    assert_eq!(client.node.client().protocol_for(&server_id), GreetVersion::V2, "identify has spoken");
+    assert_eq!(
+        client.node.client::<Greet>().protocol_for(&server_id),
+        GreetVersion::V2,
+        "identify has spoken"
+    );
 
     let node = client.node.clone();
     let answers = std::thread::spawn(move || {
         assert!(tokio::runtime::Handle::try_current().is_err(), "no tokio runtime on this thread");
-        let v2 =
-            futures::executor::block_on(node.client().oneshot((server_id, GreetRequest::new("pipelined"))));
-        let again =
-            futures::executor::block_on(node.client().oneshot((server_id, GreetRequest::new("again"))));
-        let v1 = node.client().peer(server_id).with_version(GreetVersion::V1);
+        let v2 = futures::executor::block_on(
+            node.client::<Greet>().oneshot((server_id, GreetRequest::new("pipelined"))),
+        );
+        let again = futures::executor::block_on(
+            node.client::<Greet>().oneshot((server_id, GreetRequest::new("again"))),
+        );
+        let v1 = node.client::<Greet>().peer(server_id).with_version(GreetVersion::V1);
         let v1 = futures::executor::block_on(v1.oneshot(GreetRequest::new("one stream")));
         (v2, again, v1)
     })

@@ -3,6 +3,7 @@
 
 mod common;
 
+use p2p_protocol::Greet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ async fn two_nodes_greet_each_other_both_ways_over_quic_and_tcp_v1_and_v2() {
         let a_id = a.peer_id();
         b.wait_for(
             "identify of the dialer",
-            |e| matches!(e, NodeEvent::GreetCapable { peer_id } if *peer_id == a_id),
+            |e| matches!(e, NodeEvent::Capable { peer_id, .. } if *peer_id == a_id),
         )
         .await;
 
@@ -39,10 +40,10 @@ async fn two_nodes_greet_each_other_both_ways_over_quic_and_tcp_v1_and_v2() {
         assert_eq!(from_a.message, "a: hello a", "{transport:?}");
         // The responder reports where it sees the requester.
         assert!(from_b.observed_addr.to_string().starts_with("/ip4/127.0.0.1/"), "{}", from_b.observed_addr);
-        assert_eq!(a.node.greet_peers(), vec![b.peer_id()]);
+        assert_eq!(a.node.peers_speaking::<Greet>(), vec![b.peer_id()]);
         let used = if v2 { GreetVersion::V2 } else { GreetVersion::V1 };
-        assert_eq!(a.node.client().protocol_for(&b.peer_id()), used, "{transport:?}");
-        assert_eq!(b.node.client().protocol_for(&a.peer_id()), used, "{transport:?}");
+        assert_eq!(a.node.client::<Greet>().protocol_for(&b.peer_id()), used, "{transport:?}");
+        assert_eq!(b.node.client::<Greet>().protocol_for(&a.peer_id()), used, "{transport:?}");
         a.node.shutdown().await;
         b.node.shutdown().await;
     }
@@ -59,7 +60,7 @@ async fn a_handler_stuck_on_one_peer_does_not_delay_another() {
     connect(&mut b, &s).await;
     s.script.hold(a.peer_id());
 
-    let client = a.node.client();
+    let client = a.node.client::<Greet>();
     let s_id = s.peer_id();
     let a_pending = tokio::spawn(client.oneshot((s_id, GreetRequest::new("slow"))));
     assert_eq!(s.script.next_held_arrival().await, a.peer_id());
@@ -95,8 +96,8 @@ async fn a_handler_error_is_a_remote_500_and_the_next_request_works() {
 
     // A handler that panics is a 500 too; the node and the connection carry on.
     for client in [
-        a.node.client().peer(s.peer_id()).with_version(GreetVersion::V1),
-        a.node.client().peer(s.peer_id()).with_version(GreetVersion::V2),
+        a.node.client::<Greet>().peer(s.peer_id()).with_version(GreetVersion::V1),
+        a.node.client::<Greet>().peer(s.peer_id()).with_version(GreetVersion::V2),
     ] {
         let answer = within("a panicking handler", client.clone().oneshot(GreetRequest::new("panic"))).await;
         assert_eq!(remote_code(answer), ErrorCode::INTERNAL);
@@ -172,7 +173,8 @@ async fn a_server_killed_mid_request_fails_the_request_when_the_connection_drops
     script.hold(a.peer_id());
 
     let started = tokio::time::Instant::now();
-    let pending = tokio::spawn(a.node.client().oneshot((doomed, GreetRequest::new("are you there?"))));
+    let pending =
+        tokio::spawn(a.node.client::<Greet>().oneshot((doomed, GreetRequest::new("are you there?"))));
     script.next_held_arrival().await;
     runtime.shutdown_background();
 
@@ -188,7 +190,7 @@ async fn a_client_killed_mid_request_leaves_no_task_or_service_behind() {
     let doomed_id = doomed.local_peer_id();
     doomed.dial(s.addr.clone()).await.unwrap();
     s.script.hold(doomed_id);
-    let pending = tokio::spawn(doomed.client().oneshot((s.peer_id(), GreetRequest::new("hold me"))));
+    let pending = tokio::spawn(doomed.client::<Greet>().oneshot((s.peer_id(), GreetRequest::new("hold me"))));
     assert_eq!(s.script.next_held_arrival().await, doomed_id);
 
     runtime.shutdown_background();
@@ -222,7 +224,7 @@ async fn discover_tracks_greet_peers_and_balance_spreads_requests() {
     let mut c = spawn_node(Script::new("c"), Transport::Quic).await;
     let s1 = spawn_node(Script::new("s1"), Transport::Quic).await;
     let s2 = spawn_node(Script::new("s2"), Transport::Quic).await;
-    let mut discover = c.node.discover();
+    let mut discover = c.node.discover::<Greet>();
     connect(&mut c, &s1).await;
     connect(&mut c, &s2).await;
 
@@ -243,7 +245,7 @@ async fn discover_tracks_greet_peers_and_balance_spreads_requests() {
 
     // Balance over a fresh Discover: 40 requests land on both servers.
     let mut balance =
-        Balance::new(PendingRequestsDiscover::new(c.node.discover(), CompleteOnResponse::default()));
+        Balance::new(PendingRequestsDiscover::new(c.node.discover::<Greet>(), CompleteOnResponse::default()));
     let mut answers = Vec::new();
     for i in 0..40 {
         let request = GreetRequest::new(format!("req {i}"));
@@ -277,14 +279,15 @@ async fn shutdown_drains_an_in_flight_request_then_refuses_new_ones() {
     // begins is answered 200 (holding every request of A's raced the drain).
     s.script.hold_message("finish me");
 
-    let in_flight = tokio::spawn(a.node.client().oneshot((s.peer_id(), GreetRequest::new("finish me"))));
+    let in_flight =
+        tokio::spawn(a.node.client::<Greet>().oneshot((s.peer_id(), GreetRequest::new("finish me"))));
     s.script.next_held_arrival().await;
     let shutting_down = tokio::spawn({
         let node = s.node.clone();
         async move { node.shutdown().await }
     });
     // The drain has begun once a new 1.0.0 request is refused "shutting down" (503).
-    let v1 = a.node.client().peer(s.peer_id()).with_version(GreetVersion::V1);
+    let v1 = a.node.client::<Greet>().peer(s.peer_id()).with_version(GreetVersion::V1);
     within("the drain to begin", async {
         loop {
             match v1.clone().oneshot(GreetRequest::new("new")).await {
@@ -304,7 +307,8 @@ async fn shutdown_drains_an_in_flight_request_then_refuses_new_ones() {
     within("shutdown to complete", shutting_down).await.unwrap();
 
     // ...and afterwards nothing is: S's own client says so at once, and A can't reach S.
-    let own = within("S's client", s.node.client().oneshot((a.peer_id(), GreetRequest::new("x")))).await;
+    let own =
+        within("S's client", s.node.client::<Greet>().oneshot((a.peer_id(), GreetRequest::new("x")))).await;
     assert_eq!(own.unwrap_err(), RequestError::Shutdown);
     assert!(a.greet(&s, "anyone?").await.is_err());
     // Shutting down twice is fine.
@@ -345,7 +349,9 @@ async fn rate_limit_and_load_shedding_are_visible_on_the_wire() {
     connect(&mut a, &shedding).await;
     shedding.script.hold_message("hold");
     let held: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(a.node.client().oneshot((shedding.peer_id(), GreetRequest::new("hold")))))
+        .map(|_| {
+            tokio::spawn(a.node.client::<Greet>().oneshot((shedding.peer_id(), GreetRequest::new("hold"))))
+        })
         .collect();
     for _ in 0..2 {
         shedding.script.next_held_arrival().await;

@@ -30,6 +30,12 @@ const OBSERVATION_CAPACITY: usize = 256;
 /// A peer's report of our address, sent by tasks other than the swarm task.
 pub(crate) type Observation = (PeerId, Multiaddr);
 
+/// Where tasks other than the swarm task (the clients' answers, the
+/// pipelined streams) send what peers observed, to the [`AddressBook`].
+pub(crate) fn observation_channel() -> (mpsc::Sender<Observation>, mpsc::Receiver<Observation>) {
+    mpsc::channel(OBSERVATION_CAPACITY)
+}
+
 /// See [`AddressBook::next_due`].
 pub(crate) enum Due {
     /// A peer's report of our address, from a pipelined stream.
@@ -41,7 +47,6 @@ pub(crate) enum Due {
 /// The swarm task's side of external addresses.
 pub(crate) struct AddressBook {
     external: ExternalAddresses,
-    observations_tx: mpsc::Sender<Observation>,
     observations: mpsc::Receiver<Observation>,
     expiry: Interval,
     reporter: Reporter,
@@ -53,6 +58,7 @@ impl AddressBook {
         config: ExternalAddrConfig,
         swarm: &mut Swarm<B>,
         reporter: Reporter,
+        observations: mpsc::Receiver<Observation>,
     ) -> Self {
         let tick = (config.ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
         let mut expiry = tokio::time::interval(tick);
@@ -63,20 +69,14 @@ impl AddressBook {
         }
         let confirmed: Vec<Multiaddr> = external.confirmed().cloned().collect();
         reporter.update(|s| s.external_addrs = confirmed);
-        let (observations_tx, observations) = mpsc::channel(OBSERVATION_CAPACITY);
-        Self { external, observations_tx, observations, expiry, reporter }
-    }
-
-    /// Where tasks other than the swarm task send what peers observed.
-    pub(crate) fn observations(&self) -> mpsc::Sender<Observation> {
-        self.observations_tx.clone()
+        Self { external, observations, expiry, reporter }
     }
 
     /// What is due next: a report from another task, or expiry (cancel-safe,
     /// for the swarm task's `select!`).
     pub(crate) async fn next_due(&mut self) -> Due {
         tokio::select! {
-            // Never `None`: this book holds a sender itself.
+            // Never `None` while the swarm task runs: its pipelined clients' parts hold a sender.
             Some((peer, observed)) = self.observations.recv() => Due::Observation(peer, observed),
             _ = self.expiry.tick() => Due::Expiry,
         }

@@ -14,7 +14,7 @@ mod per_ip;
 pub use bans::BanConfig;
 pub(crate) use bans::{BanChange, Bans};
 use libp2p::PeerId;
-use p2p_protocol::{ErrorCode, GreetResult};
+use p2p_protocol::{ErrorCode, RemoteError};
 use p2p_service::FaultReporter;
 pub(crate) use per_ip::PerIpLimit;
 use tokio::sync::mpsc;
@@ -37,7 +37,7 @@ impl Refusals {
     /// Notes `result`, an answer of the transport itself (not of the
     /// service), if it refuses `peer` for its bytes: bad or oversized input
     /// (400, 413). Never waits.
-    pub(crate) fn note(&self, peer: PeerId, result: &GreetResult) {
+    pub(crate) fn note<T>(&self, peer: PeerId, result: &Result<T, RemoteError>) {
         if let Err(err) = result
             && [ErrorCode::BAD_REQUEST, ErrorCode::TOO_LARGE].contains(&err.code)
         {

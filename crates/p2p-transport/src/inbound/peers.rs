@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use libp2p::swarm::ConnectionId;
+use p2p_protocol::Protocol;
 use tokio::sync::Notify;
 
 use super::service::ServiceCell;
@@ -15,20 +16,29 @@ use crate::lock::lock;
 /// the peer is told it was observed at); per-peer state (rate limits,
 /// in-flight budgets) is the stack's to key by PeerId. Written only by the
 /// swarm task: an entry appears with a connection and goes with it.
-#[derive(Default)]
-pub(crate) struct InboundPeers {
-    cells: Mutex<HashMap<ConnectionId, ServiceCell>>,
+pub(crate) struct InboundPeers<P: Protocol> {
+    cells: Mutex<HashMap<ConnectionId, ServiceCell<P>>>,
     inserted: Notify,
 }
 
-impl InboundPeers {
-    pub(crate) fn get(&self, connection: &ConnectionId) -> Option<ServiceCell> {
+impl<P: Protocol> Default for InboundPeers<P> {
+    fn default() -> Self {
+        Self { cells: Mutex::default(), inserted: Notify::new() }
+    }
+}
+
+impl<P: Protocol> InboundPeers<P> {
+    pub(crate) fn get(&self, connection: &ConnectionId) -> Option<ServiceCell<P>> {
         lock(&self.cells).get(connection).cloned()
     }
 
     /// The connection's cell, waiting up to `within` for it to appear: a
     /// stream can reach its acceptor before the swarm task has seen its connection.
-    pub(crate) async fn wait_for(&self, connection: &ConnectionId, within: Duration) -> Option<ServiceCell> {
+    pub(crate) async fn wait_for(
+        &self,
+        connection: &ConnectionId,
+        within: Duration,
+    ) -> Option<ServiceCell<P>> {
         // Nearly always there already: no timer for that.
         if let Some(cell) = self.get(connection) {
             return Some(cell);
@@ -49,7 +59,7 @@ impl InboundPeers {
 
     /// A connection is up: its (not yet made) service.
     pub(crate) fn connected(&self, connection: ConnectionId) {
-        lock(&self.cells).insert(connection, ServiceCell::default());
+        lock(&self.cells).insert(connection, ServiceCell::<P>::default());
         self.inserted.notify_waiters();
     }
 
@@ -63,7 +73,7 @@ impl InboundPeers {
     }
 }
 
-impl std::fmt::Debug for InboundPeers {
+impl<P: Protocol> std::fmt::Debug for InboundPeers<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InboundPeers").field("connections", &lock(&self.cells).len()).finish()
     }

@@ -12,81 +12,60 @@
 //! end of the grace period is dropped.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{AsyncReadExt, StreamExt};
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
-use p2p_protocol::{DecodeError, ErrorCode, GreetResult, RemoteError, decode, encode};
+use p2p_protocol::{DecodeError, ErrorCode, Protocol, RemoteError, decode, encode};
 use p2p_service::PeerContext;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::drain::{CONNECTION_WAIT, Stop, drain_over};
-use super::peers::InboundPeers;
-use super::service::{self, MakePeerService, ServiceCell};
-use super::stream::{InboundStream, Incoming};
-use crate::NodeConfig;
+use super::server::{Server, StreamLimits};
+use super::service::{self, Answer, MakePeerService, ServiceCell};
+use crate::wakers::WakingStream;
 use crate::wire::{answer_body, frames, write_bodies};
 
-/// What bounds one served stream (from [`NodeConfig`]).
+/// What bounds one served stream.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
-    /// Requests in flight; beyond that the stream is not read.
-    max_in_flight: usize,
-    /// Nothing received while nothing is in flight, for this long: closed.
-    idle: Duration,
-    /// One write taking longer: the peer stopped reading; closed.
-    write: Duration,
+    stream: StreamLimits,
     /// One request, from its arrival to its answer: then answered 408 and
     /// dropped (its handler with it), freeing its slot.
-    request: Duration,
+    request: std::time::Duration,
 }
 
-/// Takes every inbound v2 stream and serves each in a task of its own.
-pub(crate) fn accept_loop(
-    mut incoming: Incoming,
-    peers: Arc<InboundPeers>,
-    make: MakePeerService,
-    config: &NodeConfig,
-    mut shutdown: Stop,
-    streams: TaskTracker,
-    runtime: Handle,
-) -> impl Future<Output = ()> + Send + 'static {
-    let limits = Limits {
-        max_in_flight: config.max_in_flight_per_stream.max(1),
-        idle: config.inbound_stream_idle_timeout,
-        write: config.stream_write_timeout,
-        request: config.request_timeout,
-    };
-    async move {
-        loop {
-            let (peer, connection, remote_addr, stream) = tokio::select! {
-                next = incoming.next() => match next {
-                    Some(next) => next,
-                    None => return,
-                },
-                _ = shutdown.wait_for(Option::is_some) => return,
-            };
-            let peers = Arc::clone(&peers);
-            let (make, shutdown, writers) = (make.clone(), shutdown.clone(), runtime.clone());
-            streams.spawn_on(
-                async move {
-                    let Some(cell) = peers.wait_for(&connection, CONNECTION_WAIT).await else {
-                        debug!(%peer, "pipelined stream from a peer with no connection; dropped");
-                        return;
-                    };
-                    let ctx = PeerContext::new(peer, remote_addr);
-                    serve(stream, ctx, cell, make, limits, shutdown, &writers).await;
-                },
-                &runtime,
-            );
+impl<P: Protocol> Server<P> {
+    /// Serves the pipelined `stream` in a task of its own (none once shutdown has begun).
+    pub(crate) fn spawn_v2(
+        self: &Arc<Self>,
+        peer: PeerId,
+        connection: ConnectionId,
+        remote_addr: Multiaddr,
+        stream: WakingStream,
+    ) {
+        if self.draining() {
+            return;
         }
+        let this = Arc::clone(self);
+        self.tasks.spawn_on(
+            async move {
+                let Some(cell) = this.peers.wait_for(&connection, CONNECTION_WAIT).await else {
+                    debug!(%peer, "pipelined stream from a peer with no connection; dropped");
+                    return;
+                };
+                let ctx = PeerContext::new(peer, remote_addr);
+                let limits = Limits { stream: this.stream_limits, request: this.timeout };
+                serve::<P>(stream, ctx, cell, &this.make, limits, this.shutdown.clone(), &this.runtime).await;
+            },
+            &self.runtime,
+        );
     }
 }
 
@@ -101,18 +80,18 @@ pub(crate) fn accept_loop(
 /// another. A handler that keeps its thread busy without yielding (CPU work
 /// inside `poll`) does hold up the other requests of its own stream for that
 /// long: such work belongs in `spawn_blocking` or a task of its own.
-async fn serve(
-    stream: InboundStream,
+async fn serve<P: Protocol>(
+    stream: WakingStream,
     ctx: PeerContext,
-    cell: ServiceCell,
-    make: MakePeerService,
+    cell: ServiceCell<P>,
+    make: &MakePeerService<P>,
     limits: Limits,
     mut shutdown: Stop,
     runtime: &Handle,
 ) {
     let (reader, writer) = stream.split();
-    let (bodies, ready) = mpsc::channel(limits.max_in_flight);
-    let mut writer = runtime.spawn(write_bodies(writer, ready, limits.write));
+    let (bodies, ready) = mpsc::channel(limits.stream.max_in_flight);
+    let mut writer = runtime.spawn(write_bodies(writer, ready, limits.stream.write, P::MAX_FRAME_LEN));
     let stop_writer = writer.abort_handle();
     // Dropped with this function: a request still running when the stream
     // closes early is abandoned.
@@ -126,18 +105,18 @@ async fn serve(
     let mut write_failed = None;
 
     let peer = ctx.peer_id;
-    match service::peer_service(&cell, &make, ctx).await {
+    match service::peer_service::<P>(&cell, make, ctx).await {
         Ok(service) => {
             // The frames as a stream: a read in progress survives the other
             // branches of the loop below (a partly read frame is kept).
-            let mut frames = frames(reader);
+            let mut frames = frames(reader, P::MAX_FRAME_LEN);
             let mut stop = shutdown.clone();
             let mut stopped = std::pin::pin!(async move {
                 let _ = stop.wait_for(Option::is_some).await;
             });
             // One timer for the stream's idleness, re-armed only when it fires.
             let mut idle_since = Some(Instant::now());
-            let idle_timer = tokio::time::sleep(limits.idle);
+            let idle_timer = tokio::time::sleep(limits.stream.idle);
             tokio::pin!(idle_timer);
             loop {
                 let in_flight = requests.len() + unsent.len();
@@ -155,7 +134,7 @@ async fn serve(
                         }
                     }
                     Some((id, result)) = requests.next(), if !requests.is_empty() => {
-                        let body = response_body(id, result);
+                        let body = response_body::<P>(id, result);
                         // In order behind the answers that already wait.
                         if !unsent.is_empty() {
                             unsent.push_back(body);
@@ -168,9 +147,9 @@ async fn serve(
                     }
                     // At the bound, stop reading: the transport's flow control
                     // then pushes back on the requester; nothing queues here.
-                    frame = frames.next(), if in_flight < limits.max_in_flight => {
+                    frame = frames.next(), if in_flight < limits.stream.max_in_flight => {
                         let request = match frame.expect("an endless stream") {
-                            Ok(Some(body)) => decode::<Request>(&body),
+                            Ok(Some(body)) => decode::<Request<P::Request>>(&body),
                             Ok(None) => break, // the requester is done
                             Err(DecodeError::Io(err)) => {
                                 debug!(%peer, %err, "pipelined stream failed");
@@ -182,18 +161,18 @@ async fn serve(
                             Ok(Request { id, request }) if id != STREAM_ERROR_ID => {
                                 let service = service.clone();
                                 idle_since = None;
-                                let answer = service::answer_within(limits.request, service, peer, request);
+                                let answer = service::answer_within::<P>(limits.request, service, peer, request);
                                 requests.push(async move { (id, answer.await) });
                             }
                             Ok(_) => {
                                 let err = RemoteError::new(ErrorCode::BAD_REQUEST, "request id 0 is reserved");
-                                farewell = Some(response_body(STREAM_ERROR_ID, Err(err)));
+                                farewell = Some(response_body::<P>(STREAM_ERROR_ID, Err(err)));
                                 break;
                             }
                             Err(err) => {
                                 debug!(%peer, %err, "undecodable pipelined frame; closing the stream");
                                 let err = RemoteError::new(err.code(), err.to_string());
-                                farewell = Some(response_body(STREAM_ERROR_ID, Err(err)));
+                                farewell = Some(response_body::<P>(STREAM_ERROR_ID, Err(err)));
                                 break;
                             }
                         }
@@ -202,17 +181,17 @@ async fn serve(
                     // must also arrive whole within the idle timeout.
                     () = &mut idle_timer, if in_flight == 0 => {
                         let since = *idle_since.get_or_insert_with(Instant::now);
-                        if Instant::now() >= since + limits.idle {
+                        if Instant::now() >= since + limits.stream.idle {
                             debug!(%peer, "pipelined stream idle; closing it");
                             break;
                         }
-                        idle_timer.as_mut().reset(since + limits.idle);
+                        idle_timer.as_mut().reset(since + limits.stream.idle);
                     }
                 }
             }
             drop(frames); // the read half
         }
-        Err(err) => farewell = Some(response_body(STREAM_ERROR_ID, Err(err))),
+        Err(err) => farewell = Some(response_body::<P>(STREAM_ERROR_ID, Err(err))),
     }
 
     let written = match write_failed {
@@ -225,7 +204,7 @@ async fn serve(
                     let _ = bodies.send(body).await;
                 }
                 while let Some((id, result)) = requests.next().await {
-                    let _ = bodies.send(response_body(id, result)).await;
+                    let _ = bodies.send(response_body::<P>(id, result)).await;
                 }
                 if let Some(body) = farewell {
                     let _ = bodies.send(body).await;
@@ -248,6 +227,6 @@ async fn serve(
     }
 }
 
-fn response_body(id: u64, result: GreetResult) -> Vec<u8> {
-    answer_body(result, |result| encode(&Response { id, result }))
+fn response_body<P: Protocol>(id: u64, result: Answer<P>) -> Vec<u8> {
+    answer_body(result, P::MAX_FRAME_LEN, |result| encode(&Response::<P::Response> { id, result }))
 }

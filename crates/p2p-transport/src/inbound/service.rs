@@ -9,19 +9,24 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use libp2p::PeerId;
-use p2p_protocol::{ErrorCode, GreetRequest, GreetResult, RemoteError};
+use p2p_protocol::{ErrorCode, Protocol, RemoteError};
 use p2p_service::{BoxError, PeerContext};
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tracing::{debug, warn};
 
-/// The per-peer inbound service, type-erased.
-pub(crate) type PeerService = BoxCloneSyncService<GreetRequest, GreetResult, Infallible>;
+/// The per-peer inbound service of protocol `P`, type-erased: the very
+/// `p2p_service::PeerService` the default stack makes.
+pub(crate) type PeerService<P> =
+    p2p_service::PeerService<<P as Protocol>::Request, <P as Protocol>::Response>;
 
-/// The user's `MakeService<PeerContext>`, type-erased.
-pub(crate) type MakePeerService =
-    Arc<dyn Fn(PeerContext) -> BoxFuture<'static, Result<PeerService, BoxError>> + Send + Sync>;
+/// What a protocol's service answers.
+pub(crate) type Answer<P> = Result<<P as Protocol>::Response, RemoteError>;
+
+/// The user's `MakeService<PeerContext>` for protocol `P`, type-erased.
+pub(crate) type MakePeerService<P> =
+    Arc<dyn Fn(PeerContext) -> BoxFuture<'static, Result<PeerService<P>, BoxError>> + Send + Sync>;
 
 /// `service`, type-erased: boxed once, here (each box is an allocation per
 /// request, for its clone and its future). The refusals it answers are
@@ -29,29 +34,25 @@ pub(crate) type MakePeerService =
 /// `PeerContext` it was made with (`gate::Refusals::fault_reporter`), and
 /// only those the peer caused: a wire code alone cannot say (a 503 may be
 /// the node's overload), so none is counted here.
-pub(crate) fn erased<S>(service: S) -> PeerService
+pub(crate) fn erased<P: Protocol, S>(service: S) -> PeerService<P>
 where
-    S: tower::Service<GreetRequest, Response = GreetResult, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: tower::Service<P::Request, Response = Answer<P>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
     BoxCloneSyncService::new(service)
 }
 
-/// A peer's service, made on its first request (1.0.0 or 2.0.0) and dropped
-/// with the last connection; every request of the peer shares it.
-pub(crate) type ServiceCell = Arc<OnceCell<PeerService>>;
+/// A peer's service, made on its first request (either name) and dropped
+/// with the connection; every request on the connection shares it.
+pub(crate) type ServiceCell<P> = Arc<OnceCell<PeerService<P>>>;
 
 /// The peer's service from `cell`, made with `make` on first use. A
 /// `MakeService` that fails or panics is an internal error (answered 500).
-pub(crate) async fn peer_service(
-    cell: &OnceCell<PeerService>,
-    make: &MakePeerService,
+pub(crate) async fn peer_service<P: Protocol>(
+    cell: &OnceCell<PeerService<P>>,
+    make: &MakePeerService<P>,
     ctx: PeerContext,
-) -> Result<PeerService, RemoteError> {
+) -> Result<PeerService<P>, RemoteError> {
     let peer = ctx.peer_id;
     let making = cell.get_or_try_init(|| async {
         match AssertUnwindSafe(make(ctx)).catch_unwind().await {
@@ -71,7 +72,11 @@ pub(crate) async fn peer_service(
 /// `service`'s answer to `request`; a handler that panics is answered 500,
 /// like one that fails. The panic stays in its task: the node and the
 /// peer's other requests carry on.
-pub(crate) async fn answer(service: PeerService, peer: PeerId, request: GreetRequest) -> GreetResult {
+pub(crate) async fn answer<P: Protocol>(
+    service: PeerService<P>,
+    peer: PeerId,
+    request: P::Request,
+) -> Answer<P> {
     match AssertUnwindSafe(service.oneshot(request)).catch_unwind().await {
         Ok(Ok(result)) => result,
         Ok(Err(never)) => match never {},
@@ -86,13 +91,13 @@ pub(crate) async fn answer(service: PeerService, peer: PeerId, request: GreetReq
 /// (whatever it holds with it: an in-flight slot, the stream's room) and the
 /// request is answered 408, as the default stack's own timeout would, so
 /// that a `MakeService` without one cannot pin a stream.
-pub(crate) async fn answer_within(
+pub(crate) async fn answer_within<P: Protocol>(
     timeout: Duration,
-    service: PeerService,
+    service: PeerService<P>,
     peer: PeerId,
-    request: GreetRequest,
-) -> GreetResult {
-    match tokio::time::timeout(timeout, answer(service, peer, request)).await {
+    request: P::Request,
+) -> Answer<P> {
+    match tokio::time::timeout(timeout, answer::<P>(service, peer, request)).await {
         Ok(result) => result,
         Err(_) => {
             debug!(%peer, "a request outlived the request timeout; answering 408");

@@ -1,26 +1,65 @@
-//! [`NodeBuilder`]: a [`NodeConfig`], an identity, and the user's service.
+//! [`NodeBuilder`]: a [`NodeConfig`], an identity, and the protocols it
+//! serves, each with the user's service.
 
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
-use p2p_protocol::{GreetRequest, GreetResult};
-use p2p_service::{BoxError, PeerContext};
+use libp2p::{Multiaddr, StreamProtocol};
+use p2p_protocol::{Greet, Protocol, RemoteError};
+use p2p_service::{BoxError, FaultReporter, PeerContext};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tower::{Service, ServiceExt};
 
-use super::Node;
+use super::{Mounted, Node};
 #[cfg(feature = "metrics")]
 use crate::NodeMetrics;
 use crate::events::{NodeEvents, Reporter, Snapshot};
 use crate::gate::Refusals;
-use crate::inbound::{MakePeerService, erased};
+use crate::inbound::{MakePeerService, Server, erased};
 use crate::outbound::OutboundPeers;
 use crate::peers::PeerSet;
-use crate::{BanConfig, BuildError, Client, ExternalAddrConfig, NodeConfig, swarm};
+use crate::shutdown::Shutdown;
+use crate::swarm::Mount;
+use crate::{BanConfig, BuildError, ExternalAddrConfig, NodeConfig, swarm};
+
+/// What a protocol's server is built with, once the node is.
+struct Parts<'a> {
+    config: &'a NodeConfig,
+    refusals: &'a Refusals,
+    faults: &'a FaultReporter,
+    shutdown: &'a Shutdown,
+    runtime: &'a Handle,
+    #[cfg(feature = "metrics")]
+    metrics: Option<&'a NodeMetrics>,
+}
+
+/// Builds protocol `P`'s server from the parts.
+type MakeServer = Arc<dyn Fn(&Parts<'_>) -> Arc<dyn crate::inbound::Serve> + Send + Sync>;
+
+/// A protocol the node serves or calls, until it is built.
+#[derive(Clone)]
+struct Entry {
+    type_id: TypeId,
+    name: &'static str,
+    pipelined: Option<&'static str>,
+    /// `None`: called, not served.
+    server: Option<MakeServer>,
+    /// Its (empty) table of pipelined clients, an `OutboundPeers<P>`.
+    outbound: fn() -> Outbound,
+}
+
+/// A protocol's table of pipelined clients, as the swarm task and the handles see it.
+type Outbound = (Arc<dyn crate::outbound::Muxes>, Arc<dyn std::any::Any + Send + Sync>);
+
+fn outbound_peers<P: Protocol>() -> Outbound {
+    let peers = Arc::new(OutboundPeers::<P>::default());
+    (peers.clone(), peers)
+}
 
 /// Builds a [`Node`]: identity, transports, limits and policies.
 ///
@@ -39,7 +78,7 @@ use crate::{BanConfig, BuildError, Client, ExternalAddrConfig, NodeConfig, swarm
 /// # node.shutdown().await;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NodeBuilder {
     pub(crate) keypair: Option<Keypair>,
     pub(crate) config: NodeConfig,
@@ -49,6 +88,18 @@ pub struct NodeBuilder {
     pub(crate) metrics: Option<NodeMetrics>,
     /// Where the node's tasks run (none: the runtime `build` is called on).
     runtime: Option<Handle>,
+    /// The protocols, in the order mounted.
+    protocols: Vec<Entry>,
+}
+
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let protocols: Vec<_> = self.protocols.iter().map(|p| p.name).collect();
+        f.debug_struct("NodeBuilder")
+            .field("config", &self.config)
+            .field("protocols", &protocols)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeBuilder {
@@ -235,78 +286,185 @@ impl NodeBuilder {
         self
     }
 
-    /// Builds the node and spawns its swarm task on the current tokio runtime
-    /// (or the one given to [`NodeBuilder::runtime`]).
-    ///
-    /// That runtime is the node's own: every task of the node (the swarm
-    /// task, the stream tasks, the pipelined streams' openers, readers and
-    /// writers that a [`Client`] starts) is spawned on it, whatever polls the
-    /// handles. A `Client` works from any executor (`futures::executor::block_on`
-    /// on a plain thread, say), and no task of the node outlives its runtime.
+    /// Serves protocol `P` with `make_service`, a `MakeService<PeerContext>`
+    /// whose services answer `P::Request` with `Result<P::Response,
+    /// RemoteError>` and never fail (what `p2p_service::stack` builds around
+    /// any handler). Both of `P`'s names are negotiated on every connection,
+    /// beside every other protocol served; `P` is also called as
+    /// [`NodeBuilder::call`] says. Serving the same `P` again replaces it.
     ///
     /// `make_service` is asked for one service per connection, on the first
-    /// request that arrives on it, with a `PeerContext` naming the peer and
-    /// that connection's remote address; the service is dropped with the
-    /// connection. State that belongs to the peer (the default stack's rate
-    /// limit and in-flight budget) is keyed by PeerId inside the stack, so it
-    /// holds across a peer's connections and reconnects. Must be called from
-    /// within a tokio runtime unless [`NodeBuilder::runtime`] gave one.
+    /// request of `P` that arrives on it, with a `PeerContext` naming the
+    /// peer and that connection's remote address; the service is dropped
+    /// with the connection. State that belongs to the peer (the default
+    /// stack's rate limit and in-flight budget) is keyed by PeerId inside the
+    /// stack, so it holds across a peer's connections and reconnects. Each
+    /// protocol has a stack of its own, so its limits are its own; the
+    /// refusals a peer causes on any of them count toward one ban.
+    pub fn serve<P, M, S>(mut self, make_service: M) -> Self
+    where
+        P: Protocol,
+        M: Service<PeerContext, Response = S> + Clone + Send + Sync + 'static,
+        M::Error: Into<BoxError>,
+        M::Future: Send + 'static,
+        S: Service<P::Request, Response = Result<P::Response, RemoteError>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let server: MakeServer = Arc::new(move |parts: &Parts<'_>| {
+            let make = make_service.clone();
+            let faults = parts.faults.clone();
+            #[cfg(feature = "metrics")]
+            let metrics = parts.metrics.cloned();
+            let make: MakePeerService<P> = Arc::new(move |ctx: PeerContext| {
+                let make = make.clone();
+                // The stack reports the refusals the peer caused here (the ban policy's input).
+                let ctx = ctx.with_fault_reporter(faults.clone());
+                #[cfg(feature = "metrics")]
+                let metrics = metrics.clone();
+                Box::pin(async move {
+                    let service = make.oneshot(ctx).await.map_err(Into::into)?;
+                    let service = erased::<P, _>(service);
+                    #[cfg(feature = "metrics")]
+                    let service = match metrics {
+                        Some(metrics) => metrics.instrument::<P>(service),
+                        None => service,
+                    };
+                    Ok(service)
+                })
+            });
+            let shutdown = parts.shutdown;
+            Arc::new(Server::<P>::new(
+                make,
+                parts.config,
+                parts.refusals.clone(),
+                shutdown.stop_signal(),
+                shutdown.stream_tasks(),
+                parts.runtime.clone(),
+            ))
+        });
+        self.mount::<P>(Some(server));
+        self
+    }
+
+    /// Calls protocol `P` without serving it: `node.client::<P>()` then
+    /// pipelines to the peers that speak `P::PIPELINED_NAME`, and
+    /// `node.discover::<P>()` yields the peers that speak `P`.
+    pub fn call<P: Protocol>(mut self) -> Self {
+        if !self.protocols.iter().any(|p| p.type_id == TypeId::of::<P>()) {
+            self.mount::<P>(None);
+        }
+        self
+    }
+
+    fn mount<P: Protocol>(&mut self, server: Option<MakeServer>) {
+        let entry = Entry {
+            type_id: TypeId::of::<P>(),
+            name: P::NAME,
+            pipelined: P::PIPELINED_NAME,
+            server,
+            outbound: outbound_peers::<P>,
+        };
+        match self.protocols.iter_mut().find(|p| p.type_id == entry.type_id) {
+            Some(old) => *old = entry,
+            None => self.protocols.push(entry),
+        }
+    }
+
+    /// Serves greet with `make_service` and builds the node:
+    /// `self.serve::<Greet>(make_service).start()`.
     pub fn build<M, S>(self, make_service: M) -> Result<(Node, NodeEvents), BuildError>
     where
         M: Service<PeerContext, Response = S> + Clone + Send + Sync + 'static,
         M::Error: Into<BoxError>,
         M::Future: Send + 'static,
-        S: Service<GreetRequest, Response = GreetResult, Error = Infallible> + Clone + Send + Sync + 'static,
+        S: Service<p2p_protocol::GreetRequest, Response = p2p_protocol::GreetResult, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         S::Future: Send + 'static,
     {
+        self.serve::<Greet, M, S>(make_service).start()
+    }
+
+    /// Builds the node with the protocols mounted so far and spawns its swarm
+    /// task on the current tokio runtime (or the one given to
+    /// [`NodeBuilder::runtime`]).
+    ///
+    /// That runtime is the node's own: every task of the node (the swarm
+    /// task, the stream tasks, the pipelined streams' openers, readers and
+    /// writers that a [`Client`](crate::Client) starts) is spawned on it,
+    /// whatever polls the handles. A `Client` works from any executor
+    /// (`futures::executor::block_on` on a plain thread, say), and no task of
+    /// the node outlives its runtime. Must be called from within a tokio
+    /// runtime unless [`NodeBuilder::runtime`] gave one.
+    pub fn start(self) -> Result<(Node, NodeEvents), BuildError> {
         let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
         // Sockets, listeners and timers made while building are the node runtime's too.
         let _node_runtime = runtime.enter();
-        #[cfg(feature = "metrics")]
-        let metrics = self.metrics.clone();
         let (refusals, refusals_rx) = Refusals::channel();
         let faults = refusals.fault_reporter();
-        let make: MakePeerService = Arc::new(move |ctx: PeerContext| {
-            let make = make_service.clone();
-            // The stack reports the refusals the peer caused here (the ban policy's input).
-            let ctx = ctx.with_fault_reporter(faults.clone());
+        let shutdown = Shutdown::new(self.config.shutdown_grace);
+        let parts = Parts {
+            config: &self.config,
+            refusals: &refusals,
+            faults: &faults,
+            shutdown: &shutdown,
+            runtime: &runtime,
             #[cfg(feature = "metrics")]
-            let metrics = metrics.clone();
-            Box::pin(async move {
-                let service = make.oneshot(ctx).await.map_err(Into::into)?;
-                let service = erased(service);
-                #[cfg(feature = "metrics")]
-                let service = match metrics {
-                    Some(metrics) => metrics.instrument(service),
-                    None => service,
-                };
-                Ok(service)
-            })
-        });
+            metrics: self.metrics.as_ref(),
+        };
+        let pipelining = self.config.greet_v2;
+        let mut mounts = Vec::with_capacity(self.protocols.len());
+        let mut handles = HashMap::with_capacity(self.protocols.len());
+        for entry in &self.protocols {
+            let (muxes, outbound) = (entry.outbound)();
+            let (peers, peers_rx) = watch::channel(PeerSet::default());
+            mounts.push(Mount {
+                label: entry.name,
+                name: StreamProtocol::new(entry.name),
+                pipelined: entry.pipelined.filter(|_| pipelining).map(StreamProtocol::new),
+                server: entry.server.as_ref().map(|make| make(&parts)),
+                muxes,
+                peers,
+            });
+            handles.insert(entry.type_id, Mounted { outbound, peers: peers_rx });
+        }
         let (commands_tx, commands) = mpsc::channel(self.config.command_capacity.max(1));
         let (events_tx, events) = mpsc::channel(self.config.event_capacity.max(1));
-        let (greet_peers, peers_rx) = watch::channel(PeerSet::default());
+        let (observations_tx, observations) = crate::addresses::observation_channel();
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-        let outbound_peers = Arc::new(OutboundPeers::default());
         let reporter = Reporter::new(events_tx, Arc::clone(&snapshot));
         let shared = swarm::Shared {
             commands,
             reporter,
-            greet_peers,
-            outbound_peers: Arc::clone(&outbound_peers),
-            refusals: (refusals, refusals_rx),
+            mounts,
+            refusals: refusals_rx,
+            observations,
+            observations_tx: observations_tx.clone(),
+            shutdown,
             runtime: runtime.clone(),
         };
-        let client = Client::new(commands_tx.clone(), outbound_peers, &self.config);
+        let config = Arc::new(self.config.clone());
         let local_peer_id = swarm::spawn(
             self.config,
             self.keypair,
-            make,
             shared,
             #[cfg(feature = "metrics")]
             self.metrics,
         )?;
-        let node = Node { local_peer_id, commands: commands_tx, client, snapshot, greet_peers: peers_rx };
+        let node = Node {
+            local_peer_id,
+            commands: commands_tx,
+            snapshot,
+            mounts: Arc::new(handles),
+            config,
+            observations: observations_tx,
+        };
         Ok((node, NodeEvents::new(events)))
     }
 }

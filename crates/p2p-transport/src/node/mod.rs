@@ -3,30 +3,52 @@
 
 mod builder;
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use builder::NodeBuilder;
 use libp2p::{Multiaddr, PeerId};
+use p2p_protocol::Protocol;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::addresses::Observation;
 use crate::command::Command;
 use crate::events::{Path, Snapshot};
 use crate::lock::lock;
+use crate::outbound::OutboundPeers;
 use crate::peers::{PeerDiscover, PeerSet};
-use crate::{Client, MakePeerClient, RequestError};
+use crate::{Client, MakePeerClient, NodeConfig, RequestError};
+
+/// What the handles keep of a mounted protocol: its pipelined clients per
+/// peer (an `OutboundPeers<P>`, typed again by `client::<P>()`) and its set.
+#[derive(Clone)]
+pub(crate) struct Mounted {
+    pub(crate) outbound: Arc<dyn Any + Send + Sync>,
+    pub(crate) peers: watch::Receiver<PeerSet>,
+}
 
 /// A handle to a running node. Cheap to clone.
 ///
 /// All handles share one swarm task; when the last handle, client and
 /// `discover()` stream are dropped, the node shuts down as if
 /// [`Node::shutdown`] had been called.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Node {
     local_peer_id: PeerId,
     commands: mpsc::Sender<Command>,
-    client: Client,
     snapshot: Arc<Mutex<Snapshot>>,
-    greet_peers: watch::Receiver<PeerSet>,
+    /// The mounted protocols, by type.
+    mounts: Arc<HashMap<TypeId, Mounted>>,
+    /// What the clients are made with.
+    config: Arc<NodeConfig>,
+    observations: mpsc::Sender<Observation>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("local_peer_id", &self.local_peer_id).finish_non_exhaustive()
+    }
 }
 
 impl Node {
@@ -73,9 +95,10 @@ impl Node {
         lock(&self.snapshot).lifecycle
     }
 
-    /// The connected peers that identify says speak the greet protocol.
-    pub fn greet_peers(&self) -> Vec<PeerId> {
-        self.greet_peers.borrow().iter().copied().collect()
+    /// The connected peers that speak protocol `P` (identify says so, or
+    /// they opened a stream of it to us); none if `P` is not mounted.
+    pub fn peers_speaking<P: Protocol>(&self) -> Vec<PeerId> {
+        self.mounted::<P>().map(|m| m.peers.borrow().iter().copied().collect()).unwrap_or_default()
     }
 
     /// Dials `address` (with or without `/p2p/<peer-id>`). Resolves once the
@@ -110,19 +133,39 @@ impl Node {
         self.connect(Multiaddr::empty().with(libp2p::multiaddr::Protocol::P2p(peer))).await
     }
 
-    /// The outbound side as a `Service<(PeerId, GreetRequest)>`.
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    /// The outbound side of protocol `P` as a `Service<(PeerId, P::Request)>`
+    /// (`client::<Greet>()` for greet).
+    ///
+    /// Pipelining (`P::PIPELINED_NAME`) needs `P` mounted (served with
+    /// [`NodeBuilder::serve`] or called with [`NodeBuilder::call`]), for the
+    /// node to know which peers speak it; otherwise every request goes on a
+    /// stream of its own.
+    pub fn client<P: Protocol>(&self) -> Client<P> {
+        let peers = self
+            .mounted::<P>()
+            .and_then(|m| Arc::clone(&m.outbound).downcast::<OutboundPeers<P>>().ok())
+            .unwrap_or_default();
+        Client::new(self.commands.clone(), peers, &self.config, self.observations.clone())
     }
 
-    /// A `MakeService<PeerId>` yielding per-peer clients.
-    pub fn make_peer_client(&self) -> MakePeerClient {
-        MakePeerClient::new(self.client.clone())
+    /// A `MakeService<PeerId>` yielding per-peer clients of protocol `P`.
+    pub fn make_peer_client<P: Protocol>(&self) -> MakePeerClient<P> {
+        MakePeerClient::new(self.client())
     }
 
-    /// The live set of greet-capable peers as a `tower::discover::Discover`.
-    pub fn discover(&self) -> PeerDiscover {
-        PeerDiscover::new(self.greet_peers.clone(), self.client.clone())
+    /// The live set of the peers that speak protocol `P`, as a
+    /// `tower::discover::Discover` of their [`PeerClient`](crate::PeerClient)s.
+    /// Empty (and never changing) if `P` is not mounted.
+    pub fn discover<P: Protocol>(&self) -> PeerDiscover<P> {
+        let peers = match self.mounted::<P>() {
+            Some(mounted) => mounted.peers.clone(),
+            None => watch::channel(PeerSet::default()).1,
+        };
+        PeerDiscover::new(peers, self.client())
+    }
+
+    fn mounted<P: Protocol>(&self) -> Option<&Mounted> {
+        self.mounts.get(&TypeId::of::<P>())
     }
 
     /// Stops listening, lets in-flight inbound requests finish within the
@@ -140,7 +183,7 @@ impl Node {
     }
 }
 
-impl From<&Node> for PeerDiscover {
+impl<P: Protocol> From<&Node> for PeerDiscover<P> {
     fn from(node: &Node) -> Self {
         node.discover()
     }

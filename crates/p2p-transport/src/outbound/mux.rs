@@ -27,8 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
-use p2p_protocol::v2::{self};
-use p2p_protocol::{GreetRequest, GreetResponse};
+use p2p_protocol::Protocol;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::time::Instant;
@@ -80,8 +79,8 @@ impl StreamTimeouts {
     }
 }
 
-/// The outbound side of greet v2 for one peer.
-pub(crate) struct Mux {
+/// The outbound side of protocol `P`'s pipelined name, for one peer.
+pub(crate) struct Mux<P: Protocol> {
     peer: PeerId,
     control: libp2p_stream::Control,
     permits: Arc<Semaphore>,
@@ -93,22 +92,23 @@ pub(crate) struct Mux {
     /// and the calls' timers are its, whatever executor polls the caller.
     runtime: Handle,
     /// The stream, or how far opening one has got.
-    slot: Mutex<Slot>,
+    slot: Mutex<Slot<P>>,
     /// The waits after failed opens (its lock is taken inside `slot`'s, never alone).
     open_backoff: Mutex<Backoff>,
     /// Still the peer's mux in the registry: a `PeerClient` keeps using the
     /// one it has while this holds, without looking it up per call.
     current: AtomicBool,
-    /// Identify says the peer speaks `/p2p-node/greet/2.0.0` (and we do too).
+    /// Identify says the peer speaks `P`'s pipelined name (and we do too).
     speaks_v2: AtomicBool,
+    _protocol: std::marker::PhantomData<fn(P)>,
 }
 
-enum Slot {
+enum Slot<P: Protocol> {
     /// No stream yet, or none since the last one retired.
     Empty,
     /// A task is opening one; every caller waits on the same outcome.
-    Opening(watch::Receiver<Option<Opened>>),
-    Open(Arc<Pipe>),
+    Opening(watch::Receiver<Option<Opened<P>>>),
+    Open(Arc<Pipe<P>>),
     /// The last open failed: calls fail with its error until `retry_at`.
     Failed {
         error: RequestError,
@@ -116,15 +116,15 @@ enum Slot {
     },
 }
 
-type Opened = Result<Arc<Pipe>, RequestError>;
+type Opened<P> = Result<Arc<Pipe<P>>, RequestError>;
 
-impl std::fmt::Debug for Mux {
+impl<P: Protocol> std::fmt::Debug for Mux<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mux").field("peer", &self.peer).finish_non_exhaustive()
     }
 }
 
-impl Mux {
+impl<P: Protocol> Mux<P> {
     pub(crate) fn new(
         peer: PeerId,
         control: libp2p_stream::Control,
@@ -145,6 +145,7 @@ impl Mux {
             open_backoff: Mutex::new(Backoff::new(OPEN_BACKOFF, OPEN_BACKOFF_MAX)),
             current: AtomicBool::new(true),
             speaks_v2: AtomicBool::new(false),
+            _protocol: std::marker::PhantomData,
         }
     }
 
@@ -175,9 +176,9 @@ impl Mux {
     /// covers the wait for the slot.
     pub(crate) fn call(
         self: Arc<Self>,
-        request: GreetRequest,
+        request: P::Request,
         timeouts: StreamTimeouts,
-    ) -> impl Future<Output = Result<GreetResponse, RequestError>> + Send + 'static {
+    ) -> impl Future<Output = Result<P::Response, RequestError>> + Send + 'static {
         let deadline = Instant::now() + self.request_timeout;
         async move {
             let permit = match Arc::clone(&self.permits).try_acquire_owned() {
@@ -199,9 +200,9 @@ impl Mux {
     pub(crate) fn call_with(
         self: Arc<Self>,
         permit: OwnedSemaphorePermit,
-        request: GreetRequest,
+        request: P::Request,
         timeouts: StreamTimeouts,
-    ) -> impl Future<Output = Result<GreetResponse, RequestError>> + Send + 'static {
+    ) -> impl Future<Output = Result<P::Response, RequestError>> + Send + 'static {
         let deadline = Instant::now() + self.request_timeout;
         self.send(permit, request, timeouts, deadline)
     }
@@ -212,10 +213,10 @@ impl Mux {
     async fn send(
         self: Arc<Self>,
         permit: OwnedSemaphorePermit,
-        request: GreetRequest,
+        request: P::Request,
         timeouts: StreamTimeouts,
         deadline: Instant,
-    ) -> Result<GreetResponse, RequestError> {
+    ) -> Result<P::Response, RequestError> {
         let open = self.open_pipe().map(|pipe| pipe.register(deadline)).transpose()?.flatten();
         let call = match open {
             Some(call) => call,
@@ -227,7 +228,7 @@ impl Mux {
     }
 
     /// The open, usable stream, if there is one now.
-    fn open_pipe(&self) -> Option<Arc<Pipe>> {
+    fn open_pipe(&self) -> Option<Arc<Pipe<P>>> {
         match &*lock(&self.slot) {
             Slot::Open(pipe) if pipe.is_usable() => Some(Arc::clone(pipe)),
             _ => None,
@@ -239,7 +240,7 @@ impl Mux {
         self: &Arc<Self>,
         timeouts: StreamTimeouts,
         deadline: Instant,
-    ) -> Result<Call, RequestError> {
+    ) -> Result<Call<P>, RequestError> {
         loop {
             let pipe = self.pipe(timeouts).await?;
             // None: the stream retired (idle) between our look and now.
@@ -250,7 +251,7 @@ impl Mux {
     }
 
     /// The live stream, opening one if there is none.
-    async fn pipe(self: &Arc<Self>, timeouts: StreamTimeouts) -> Result<Arc<Pipe>, RequestError> {
+    async fn pipe(self: &Arc<Self>, timeouts: StreamTimeouts) -> Result<Arc<Pipe<P>>, RequestError> {
         let mut opening = {
             let mut slot = lock(&self.slot);
             match &*slot {
@@ -272,7 +273,7 @@ impl Mux {
     /// Opens a stream in a task of its own (no caller's deadline or
     /// cancellation cuts it short for the others), bounded by the request
     /// timeout; the outcome goes to the slot and to every caller waiting.
-    fn open(self: &Arc<Self>, timeouts: StreamTimeouts) -> watch::Receiver<Option<Opened>> {
+    fn open(self: &Arc<Self>, timeouts: StreamTimeouts) -> watch::Receiver<Option<Opened<P>>> {
         let (outcome, opened) = watch::channel(None);
         let mux = Arc::downgrade(self);
         let (mut control, peer, observations) = (self.control.clone(), self.peer, self.observations.clone());
@@ -281,7 +282,11 @@ impl Mux {
         let request_timeout = self.request_timeout;
         let runtime = self.runtime.clone();
         self.runtime.spawn(async move {
-            let protocol = StreamProtocol::new(v2::PROTOCOL_NAME);
+            let Some(name) = P::PIPELINED_NAME else {
+                outcome.send_replace(Some(Err(RequestError::UnsupportedProtocol)));
+                return;
+            };
+            let protocol = StreamProtocol::new(name);
             let opened = match tokio::time::timeout(open_timeout, control.open_stream(peer, protocol)).await {
                 Ok(Ok(stream)) => Ok(Pipe::start(
                     stream,

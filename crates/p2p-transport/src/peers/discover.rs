@@ -1,4 +1,4 @@
-//! The live set of greet-capable peers as a `tower::discover::Discover`.
+//! The live set of the peers that speak a protocol, as a `tower::discover::Discover`.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
@@ -9,43 +9,44 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use futures::stream::BoxStream;
 use libp2p::PeerId;
+use p2p_protocol::{Greet, Protocol};
 use tokio::sync::watch;
 use tower::discover::Change;
 
 use crate::outbound::{Client, PeerClient};
 
-/// The set the swarm task publishes: connected peers that identify says speak greet.
+/// The set the swarm task publishes for a protocol: connected peers that
+/// identify says speak it (or that opened a stream of it to us).
 pub(crate) type PeerSet = Arc<BTreeSet<PeerId>>;
 
-/// A `Discover` of [`PeerClient`]s keyed by `PeerId`.
+/// A `Discover` of [`PeerClient`]s of protocol `P` keyed by `PeerId`.
 ///
-/// A peer is inserted once it is connected and identify says it speaks the
-/// greet protocol; it is removed when its last connection closes or its mDNS
-/// record expires. The stream diffs snapshots of the live set, so it never
+/// A peer is inserted once it is connected and identify says it speaks `P`
+/// (either of its names); it is removed when its last connection closes. The stream diffs snapshots of the live set, so it never
 /// loses a change and never makes the swarm task wait for a slow consumer.
 /// It ends when the node shuts down.
-pub struct PeerDiscover {
-    inner: BoxStream<'static, Result<Change<PeerId, PeerClient>, Infallible>>,
+pub struct PeerDiscover<P: Protocol = Greet> {
+    inner: BoxStream<'static, Result<Change<PeerId, PeerClient<P>>, Infallible>>,
 }
 
-impl std::fmt::Debug for PeerDiscover {
+impl<P: Protocol> std::fmt::Debug for PeerDiscover<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerDiscover").finish_non_exhaustive()
     }
 }
 
-struct Diff {
+struct Diff<P: Protocol> {
     peers: watch::Receiver<PeerSet>,
     /// Our own copy: holding the published `Arc` would make the swarm task
     /// copy the whole set on its next change (`Arc::make_mut`), an O(n)
     /// copy per connect at thousands of peers.
     known: BTreeSet<PeerId>,
-    queue: VecDeque<Change<PeerId, PeerClient>>,
-    client: Client,
+    queue: VecDeque<Change<PeerId, PeerClient<P>>>,
+    client: Client<P>,
 }
 
-impl PeerDiscover {
-    pub(crate) fn new(mut peers: watch::Receiver<PeerSet>, client: Client) -> Self {
+impl<P: Protocol> PeerDiscover<P> {
+    pub(crate) fn new(mut peers: watch::Receiver<PeerSet>, client: Client<P>) -> Self {
         peers.mark_changed(); // the first poll yields the current set
         let diff = Diff { peers, known: BTreeSet::new(), queue: VecDeque::new(), client };
         let inner = futures::stream::unfold(diff, |mut diff| async move {
@@ -69,8 +70,8 @@ impl PeerDiscover {
     }
 }
 
-impl Stream for PeerDiscover {
-    type Item = Result<Change<PeerId, PeerClient>, Infallible>;
+impl<P: Protocol> Stream for PeerDiscover<P> {
+    type Item = Result<Change<PeerId, PeerClient<P>>, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
@@ -87,10 +88,11 @@ mod tests {
     #[tokio::test]
     async fn changes_come_in_order_and_the_published_set_is_not_held() {
         let (commands, _swarm_task) = mpsc::channel(1);
-        let client = Client::new(
+        let client: Client = Client::new(
             commands,
             Arc::new(crate::outbound::OutboundPeers::default()),
             &crate::NodeConfig::default(),
+            mpsc::channel(1).0,
         );
         let (set, set_rx) = watch::channel(PeerSet::default());
         let mut discover = PeerDiscover::new(set_rx, client);

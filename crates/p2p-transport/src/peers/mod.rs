@@ -1,8 +1,9 @@
-//! Peers: who is connected and greet-capable, whom to dial and when to dial
-//! again, and the Tower views of that set (`discover`, the periodic greeter).
+//! Peers: who is connected and which mounted protocols each speaks, whom to
+//! dial and when to dial again, and the Tower view of each protocol's set
+//! (`discover`).
 //!
-//! Owns: the swarm task's peer table, the greet-capable `watch`, and the
-//! lifecycle policy (a pure struct: events in, decisions out).
+//! Owns: the swarm task's peer table, each protocol's `watch` of its
+//! peers, and the lifecycle policy (a pure struct: events in, decisions out).
 //! Must never: let mDNS decide whom to keep (an expired record never closes
 //! a connection), redial without back-off, or make the swarm task wait on a
 //! reader of the peer set.
@@ -10,12 +11,10 @@
 mod discover;
 mod lifecycle;
 mod mdns_answers;
-mod periodic;
 mod table;
 
 pub use discover::PeerDiscover;
 pub(crate) use discover::PeerSet;
 pub(crate) use lifecycle::{Closed, Decision, Lifecycle};
 pub(crate) use mdns_answers::{Announced, listen as listen_mdns_answers};
-pub use periodic::{GreetOutcome, GreetOutcomes, PeriodicGreeter};
-pub(crate) use table::PeerTable;
+pub(crate) use table::{MAX_MOUNTS, PeerTable};

@@ -3,12 +3,12 @@
 use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{allow_block_list, connection_limits, dcutr, identify, kad, mdns, relay, request_response};
+use libp2p::{allow_block_list, connection_limits, dcutr, identify, kad, mdns, relay};
 
 use crate::gate::PerIpLimit;
 use crate::inbound::Acceptor;
+use crate::outbound::Opener;
 use crate::reach::{AutonatClient, AutonatServer};
-use crate::wire::GreetCodec;
 
 use super::ping::Ping;
 
@@ -20,15 +20,14 @@ pub(crate) struct Behaviour {
     pub(crate) per_ip: PerIpLimit,
     /// Banned peers: their connections are closed and refused.
     pub(crate) banned: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
-    /// Sends greet 1.0.0 requests (inbound ones are the acceptor's).
-    pub(crate) greet: request_response::Behaviour<GreetCodec>,
+    /// Sends every protocol's one-request requests (inbound ones are the acceptor's).
+    pub(crate) opener: Opener,
     pub(crate) identify: identify::Behaviour,
     /// libp2p's ping, answering even peers that do not answer ours.
     pub(crate) ping: Ping,
-    /// Opens greet v2's long-lived pipelined streams.
+    /// Opens every protocol's long-lived pipelined streams.
     pub(crate) streams: libp2p_stream::Behaviour,
-    /// Accepts inbound greet streams: each 1.0.0 one served in a task of its
-    /// own, 2.0.0 ones (unless the node is 1.0.0-only) handed to the responders.
+    /// Accepts every served protocol's inbound streams, each served in a task of its own.
     pub(crate) acceptor: Acceptor,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     /// Our DHT (`/p2p-node/kad/1.0.0`), its mode set explicitly (off with

@@ -6,13 +6,8 @@ use libp2p::autonat::v2::client as autonat_client;
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::kad::store::MemoryStore;
-use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{
-    PeerId, StreamProtocol, allow_block_list, connection_limits, dcutr, identify, kad, mdns, noise, relay,
-    tcp,
-};
-use p2p_protocol::PROTOCOL_NAME;
+use libp2p::{PeerId, allow_block_list, connection_limits, dcutr, identify, kad, mdns, noise, relay, tcp};
 
 use super::NodeSwarm;
 use super::behaviour::Behaviour;
@@ -20,8 +15,8 @@ use super::boxed::Boxed;
 use super::ping::Ping;
 use crate::gate::PerIpLimit;
 use crate::inbound::Acceptor;
+use crate::outbound::Opener;
 use crate::reach::{AutonatClient, AutonatServer, KAD_PROTOCOL};
-use crate::wire::GreetCodec;
 use crate::{BuildError, NodeConfig, RelayServerConfig};
 
 /// How often the AutoNAT client asks a server to dial back an untested
@@ -61,11 +56,12 @@ const MDNS_TTL: Duration = Duration::from_secs(4 * 15);
 /// QUIC and TCP (Noise, Yamux; TCP dials from the listening port, which
 /// libp2p-tcp 0.45 does by default, and QUIC from its one socket, as hole
 /// punching needs) and the relay client transport, with every behaviour of [`Behaviour`];
-/// `acceptor` serves greet (request_response only sends 1.0.0 requests).
+/// `acceptor` serves the mounted protocols, `opener` sends their one-request requests.
 pub(crate) fn build_swarm(
     config: &NodeConfig,
     keypair: Keypair,
     acceptor: Acceptor,
+    opener: Opener,
     runtime: &tokio::runtime::Handle,
 ) -> Result<NodeSwarm, BuildError> {
     let local_peer_id = keypair.public().to_peer_id();
@@ -81,9 +77,6 @@ pub(crate) fn build_swarm(
         .with_max_established_incoming(config.max_incoming_connections)
         .with_max_pending_incoming(config.max_pending_incoming)
         .with_max_established_per_peer(config.max_connections_per_peer);
-    let greet_config = request_response::Config::default()
-        .with_request_timeout(config.request_timeout)
-        .with_max_concurrent_streams(config.max_concurrent_streams);
     let idle_timeout = config.idle_timeout;
 
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -98,12 +91,7 @@ pub(crate) fn build_swarm(
                 limits: connection_limits::Behaviour::new(limits),
                 per_ip: PerIpLimit::new(config.max_incoming_per_ip),
                 banned: allow_block_list::Behaviour::default(),
-                greet: request_response::Behaviour::with_codec(
-                    GreetCodec,
-                    // Inbound 1.0.0 streams are the acceptor's, served off the swarm task.
-                    [(StreamProtocol::new(PROTOCOL_NAME), ProtocolSupport::Outbound)],
-                    greet_config,
-                ),
+                opener,
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                         .with_agent_version(format!("p2p-node/{}", env!("CARGO_PKG_VERSION")))

@@ -5,29 +5,26 @@
 //! requests never reach it: each inbound stream is served by a task of its
 //! own, spawned by its connection's handler (see `inbound`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::PeerId;
 use libp2p::core::transport::ListenerId;
+use libp2p::{PeerId, StreamProtocol};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::NodeSwarm;
-use super::Shared;
+use super::{Mount, NodeSwarm, Shared};
 use crate::NodeConfig;
 use crate::addresses::{AddressBook, Due};
 use crate::command::Command;
 use crate::events::Reporter;
 use crate::gate::Bans;
-use crate::inbound::InboundPeers;
-use crate::outbound::{Dials, OutboundPeers, OutboundV1};
+use crate::outbound::{Dials, MuxParts};
 use crate::peers::{Announced, Lifecycle, PeerTable};
 use crate::shutdown::Shutdown;
-use crate::wakers::ConnectionWakers;
 
 mod events;
 mod listen_first;
@@ -50,19 +47,18 @@ pub(super) struct EventLoop {
     lifecycle: Lifecycle,
     /// The lifecycle's counts as last reported (snapshot, metrics).
     lifecycle_health: crate::PeerLifecycle,
-    inbound_peers: Arc<InboundPeers>,
-    outbound: OutboundV1,
-    outbound_peers: Arc<OutboundPeers>,
+    /// The mounted protocols, in mount order (their index is their bit in the peer table).
+    mounts: Vec<Mount>,
+    /// Each mounted protocol's one-request name → its index.
+    mount_by_name: HashMap<StreamProtocol, usize>,
     dials: Dials,
     addresses: AddressBook,
     shutdown: Shutdown,
     listeners: Vec<ListenerId>,
-    streams_control: libp2p_stream::Control,
-    /// Our connections' tasks, woken when a stream of ours ends.
-    connection_wakers: ConnectionWakers,
-    /// Serve and use greet v2.
+    /// What each protocol's pipelined clients are made of.
+    mux_parts: MuxParts,
+    /// Serve and use the pipelined names.
     pipelining: bool,
-    request_timeout: Duration,
     bans: Bans,
     /// The node's runtime: the pipelined streams' tasks are spawned on it.
     runtime: Handle,
@@ -83,14 +79,19 @@ impl EventLoop {
         mut swarm: NodeSwarm,
         config: &NodeConfig,
         listeners: Vec<ListenerId>,
-        inbound_peers: Arc<InboundPeers>,
-        shutdown: Shutdown,
-        Shared { commands, reporter, greet_peers, outbound_peers, refusals: (_, refusals), runtime }: Shared,
+        Shared { commands, reporter, mounts, refusals, observations, observations_tx, shutdown, runtime }: Shared,
         #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
     ) -> Self {
-        let addresses = AddressBook::new(config.external.clone(), &mut swarm, reporter.clone());
-        let streams_control = swarm.behaviour().streams.new_control();
-        let connection_wakers = swarm.behaviour().acceptor.wakers();
+        let mux_parts = MuxParts {
+            control: swarm.behaviour().streams.new_control(),
+            request_timeout: config.request_timeout,
+            observations: observations_tx,
+            wakers: swarm.behaviour().acceptor.wakers(),
+            runtime: runtime.clone(),
+        };
+        let addresses = AddressBook::new(config.external.clone(), &mut swarm, reporter.clone(), observations);
+        let peers = PeerTable::new(mounts.iter().map(|m| m.peers.clone()).collect());
+        let mount_by_name = mounts.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
         // Peers announced the js-libp2p way, which libp2p-mdns does not hear.
         let (announced_tx, announced) = mpsc::channel(ANNOUNCED_CAPACITY);
         let announcer = config.mdns.then_some((announced_tx, super::build::MDNS_QUERY_INTERVAL));
@@ -100,20 +101,17 @@ impl EventLoop {
             commands,
             commands_open: true,
             reporter,
-            peers: PeerTable::new(greet_peers),
+            peers,
             lifecycle: Lifecycle::new(local),
             lifecycle_health: crate::PeerLifecycle::default(),
-            inbound_peers,
-            outbound: OutboundV1::default(),
-            outbound_peers,
+            mounts,
+            mount_by_name,
             dials: Dials::default(),
             addresses,
             shutdown,
             listeners,
-            streams_control,
-            connection_wakers,
+            mux_parts,
             pipelining: config.greet_v2,
-            request_timeout: config.request_timeout,
             bans: Bans::new(config.bans.clone()),
             runtime,
             refusals,
@@ -183,8 +181,12 @@ impl EventLoop {
                 break;
             }
         }
-        self.inbound_peers.clear();
-        self.outbound_peers.clear();
+        for mount in &self.mounts {
+            mount.muxes.clear();
+            if let Some(server) = &mount.server {
+                server.clear();
+            }
+        }
         self.peers.clear();
         self.shutdown.finish(&mut self.swarm, self.listeners).await;
     }
@@ -251,9 +253,14 @@ impl EventLoop {
         match command {
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
             command if self.shutdown.is_draining() => refuse(command),
-            Command::Request { peer, request, reply } => {
-                let speaks = self.peers.speaks_greet(&peer);
-                self.outbound.send(&mut self.swarm.behaviour_mut().greet, peer, request, reply, speaks);
+            Command::Request { peer, request } => {
+                // Identify said the peer does not speak it: no stream is tried.
+                let mount = self.mount_by_name.get(&request.protocol);
+                if mount.is_some_and(|mount| self.peers.speaks(&peer, *mount) == Some(false)) {
+                    let _ = request.reply.send(Err(crate::RequestError::UnsupportedProtocol));
+                    return;
+                }
+                self.swarm.behaviour_mut().opener.send(peer, request);
             }
             Command::Dial { address, reply } => match reach::bare_peer(&address) {
                 Some(peer) => {
@@ -275,7 +282,7 @@ impl EventLoop {
         if self.shutdown.begin(reply) {
             info!(streams = self.shutdown.streams_left(), "shutting down");
             // Listeners stay up while draining; new requests are answered 503.
-            self.outbound.shut_down();
+            self.swarm.behaviour_mut().opener.shut_down();
             self.dials.shut_down();
             self.shut_down_reach();
         }
@@ -286,7 +293,7 @@ impl EventLoop {
 fn refuse(command: Command) {
     use crate::RequestError::Shutdown;
     match command {
-        Command::Request { reply, .. } => drop(reply.send(Err(Shutdown))),
+        Command::Request { request, .. } => drop(request.reply.send(Err(Shutdown))),
         Command::Dial { reply, .. } => drop(reply.send(Err(Shutdown))),
         Command::Connect { reply, .. } => drop(reply.send(Err(Shutdown))),
         // Never refused: `on_command` adds its caller to the drain's waiters.

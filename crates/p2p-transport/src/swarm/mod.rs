@@ -18,17 +18,16 @@ mod event_loop;
 
 use std::sync::Arc;
 
-use libp2p::PeerId;
 use libp2p::identity::Keypair;
+use libp2p::{PeerId, StreamProtocol};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
 use crate::command::Command;
 use crate::events::Reporter;
-use crate::gate::Refusals;
-use crate::inbound::{self, Acceptor, InboundPeers, MakePeerService, ServeV1};
-use crate::outbound::OutboundPeers;
-use crate::peers::PeerSet;
+use crate::inbound::{Acceptor, Route, Routes, Serve};
+use crate::outbound::{Muxes, Opener};
+use crate::peers::{MAX_MOUNTS, PeerSet};
 use crate::shutdown::Shutdown;
 use crate::{BuildError, NodeConfig};
 
@@ -37,67 +36,78 @@ use crate::{BuildError, NodeConfig};
 pub(crate) type NodeSwarm = libp2p::Swarm<NodeBehaviour>;
 pub(crate) type NodeBehaviour = boxed::Boxed<behaviour::Behaviour>;
 
+/// One mounted protocol as the swarm task sees it, whatever its messages.
+pub(crate) struct Mount {
+    /// `P::NAME`, the one-request name: the protocol's label in events and metrics.
+    pub(crate) label: &'static str,
+    /// The same, as libp2p negotiates it.
+    pub(crate) name: StreamProtocol,
+    /// `P::PIPELINED_NAME`, if it has one and the node speaks it.
+    pub(crate) pipelined: Option<StreamProtocol>,
+    /// Its inbound side (`None`: the node calls it but does not serve it).
+    pub(crate) server: Option<Arc<dyn Serve>>,
+    /// Its pipelined clients, per peer.
+    pub(crate) muxes: Arc<dyn Muxes>,
+    /// The peers that speak it, as `discover::<P>()` sees them.
+    pub(crate) peers: watch::Sender<PeerSet>,
+}
+
 /// What the swarm task shares with the node's handles.
 pub(crate) struct Shared {
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) reporter: Reporter,
-    pub(crate) greet_peers: watch::Sender<PeerSet>,
-    pub(crate) outbound_peers: Arc<OutboundPeers>,
+    pub(crate) mounts: Vec<Mount>,
     /// Where the request paths report refusals, and where the ban policy hears them.
-    pub(crate) refusals: (Refusals, mpsc::Receiver<PeerId>),
+    pub(crate) refusals: mpsc::Receiver<PeerId>,
+    /// Where the answers' observed addresses arrive (see `AddressBook`).
+    pub(crate) observations: mpsc::Receiver<crate::addresses::Observation>,
+    pub(crate) observations_tx: mpsc::Sender<crate::addresses::Observation>,
+    pub(crate) shutdown: Shutdown,
     /// The node's runtime: every task of the node is spawned on it.
     pub(crate) runtime: Handle,
 }
 
-/// Builds the swarm, starts listening, and spawns the swarm task (and, with
-/// greet 2.0.0, the task accepting its streams) on `runtime`, the node's,
-/// which every task of the node is spawned on. Returns our PeerId.
+/// Builds the swarm, starts listening, and spawns the swarm task on
+/// `runtime`, the node's, which every task of the node is spawned on.
+/// Returns our PeerId.
 pub(crate) fn spawn(
     config: NodeConfig,
     keypair: Option<Keypair>,
-    make: MakePeerService,
     shared: Shared,
     #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
 ) -> Result<PeerId, BuildError> {
+    if shared.mounts.len() > MAX_MOUNTS {
+        return Err(BuildError::Transport(format!("at most {MAX_MOUNTS} protocols may be mounted")));
+    }
     let runtime = shared.runtime.clone();
     let keypair = keypair.unwrap_or_else(Keypair::generate_ed25519);
     let local_peer_id = keypair.public().to_peer_id();
-    let shutdown = Shutdown::new(config.shutdown_grace);
-    let inbound_peers = Arc::new(InboundPeers::default());
-    let serve_v1 = Arc::new(ServeV1 {
-        peers: Arc::clone(&inbound_peers),
-        make: make.clone(),
-        refusals: shared.refusals.0.clone(),
-        shutdown: shutdown.stop_signal(),
-        tasks: shutdown.stream_tasks(),
-        timeout: config.request_timeout,
-        runtime: runtime.clone(),
-    });
-    let (acceptor, incoming) = Acceptor::new(config.greet_v2, serve_v1, config.max_concurrent_streams);
-    let mut swarm = build::build_swarm(&config, keypair, acceptor, &runtime)?;
+    let acceptor = Acceptor::new(routes(&shared.mounts), config.max_concurrent_streams);
+    let opener = Opener::new(config.max_concurrent_streams, runtime.clone());
+    let mut swarm = build::build_swarm(&config, keypair, acceptor, opener, &runtime)?;
     let listeners = build::listen(&mut swarm, &config)?;
-
-    if config.greet_v2 {
-        runtime.spawn(inbound::accept_loop(
-            incoming,
-            Arc::clone(&inbound_peers),
-            make,
-            &config,
-            shutdown.stop_signal(),
-            shutdown.stream_tasks(),
-            runtime.clone(),
-        ));
-    }
     let event_loop = event_loop::EventLoop::new(
         swarm,
         &config,
         listeners,
-        inbound_peers,
-        shutdown,
         shared,
         #[cfg(feature = "metrics")]
         metrics,
     );
     runtime.spawn(event_loop.run());
     Ok(local_peer_id)
+}
+
+/// The names every served protocol accepts streams on, in mount order.
+fn routes(mounts: &[Mount]) -> Routes {
+    let mut routes = Vec::new();
+    for (mount, m) in mounts.iter().enumerate() {
+        let Some(server) = &m.server else { continue };
+        let route = |pipelined| Route { mount, pipelined, server: Arc::clone(server) };
+        routes.push((m.name.clone(), route(false)));
+        if let Some(pipelined) = &m.pipelined {
+            routes.push((pipelined.clone(), route(true)));
+        }
+    }
+    Routes::new(routes)
 }

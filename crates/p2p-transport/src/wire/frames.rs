@@ -4,7 +4,7 @@ use std::pin::Pin;
 
 use futures::io::BufReader;
 use futures::{AsyncRead, Stream};
-use p2p_protocol::{DecodeError, try_read_frame};
+use p2p_protocol::{DecodeError, try_read_frame_max};
 
 /// The read buffer: a burst of small pipelined frames is read in a few reads,
 /// not two or more per frame.
@@ -18,16 +18,17 @@ pub(crate) type Frame = Result<Option<Vec<u8>>, DecodeError>;
 /// reads again). A read in progress survives being put aside, so a `select!`
 /// loop can poll it among other branches without losing a partly read frame.
 ///
-/// Both directions of greet 2.0.0 read through this, and so share
-/// [`try_read_frame`]'s rule: a frame's buffer grows as its bytes arrive,
-/// never to the length the peer merely declared.
-pub(crate) fn frames<R>(reader: R) -> Pin<Box<impl Stream<Item = Frame> + Send>>
+/// Both directions of every pipelined stream read through this, with the
+/// protocol's frame limit `max`, and so share [`try_read_frame_max`]'s
+/// rule: a frame's buffer grows as its bytes arrive, never to the length
+/// the peer merely declared.
+pub(crate) fn frames<R>(reader: R, max: usize) -> Pin<Box<impl Stream<Item = Frame> + Send>>
 where
     R: AsyncRead + Unpin + Send,
 {
     let reader = BufReader::with_capacity(READ_BUFFER, reader);
-    Box::pin(futures::stream::unfold(reader, |mut reader| async move {
-        let frame = try_read_frame(&mut reader).await;
+    Box::pin(futures::stream::unfold(reader, move |mut reader| async move {
+        let frame = try_read_frame_max(&mut reader, max).await;
         Some((frame, reader))
     }))
 }
@@ -94,7 +95,7 @@ pub(crate) mod tests {
     fn a_pipelined_frame_declared_but_not_sent_costs_no_frame_sized_buffer() {
         let hoarder = Hoarder::declaring_a_full_frame();
         let offered = hoarder.offered();
-        let mut frames = frames(hoarder);
+        let mut frames = frames(hoarder, MAX_FRAME_LEN);
         poll_once(frames.next());
         let offered = offered.load(Ordering::Relaxed);
         assert!(offered > 0, "the body was asked for");

@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use futures::{AsyncWrite, AsyncWriteExt};
-use p2p_protocol::append_frame;
+use p2p_protocol::append_frame_max;
 use tokio::sync::mpsc;
 
 /// Up to this many bytes of ready frames go out in one write.
@@ -16,6 +16,8 @@ const COALESCE_BYTES: usize = 64 * 1024;
 /// go out in one write and one flush; a flush happens whenever nothing more
 /// is ready. Closes the write half once every sender is gone.
 ///
+/// A body longer than `max` (the protocol's frame limit) fails the writer.
+///
 /// Each write (and the close) must complete within `deadline`, or this fails
 /// with [`io::ErrorKind::TimedOut`]: the peer has stopped reading, and what
 /// is queued for it would otherwise wait as long as it likes.
@@ -23,6 +25,7 @@ pub(crate) async fn write_bodies<W>(
     mut writer: W,
     mut bodies: mpsc::Receiver<Vec<u8>>,
     deadline: Duration,
+    max: usize,
 ) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
@@ -33,10 +36,10 @@ where
     let mut buf = Vec::with_capacity(256);
     while let Some(body) = bodies.recv().await {
         buf.clear();
-        append_frame(&mut buf, &body)?;
+        append_frame_max(&mut buf, &body, max)?;
         while buf.len() < COALESCE_BYTES {
             let Ok(body) = bodies.try_recv() else { break };
-            append_frame(&mut buf, &body)?;
+            append_frame_max(&mut buf, &body, max)?;
         }
         within(deadline, async {
             writer.write_all(&buf).await?;
@@ -90,7 +93,7 @@ mod tests {
         let deadline = Duration::from_secs(3);
         let (bodies, queue) = mpsc::channel(8);
         let start = tokio::time::Instant::now();
-        let writer = tokio::spawn(write_bodies(StopsReading { room: 10 }, queue, deadline));
+        let writer = tokio::spawn(write_bodies(StopsReading { room: 10 }, queue, deadline, 65_536));
         bodies.send(vec![7; 100]).await.unwrap();
         let written = tokio::time::timeout(deadline * 10, writer).await.expect("the writer gives up");
         let err = written.unwrap().expect_err("the write never completes");
@@ -101,8 +104,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_reads_is_written_to_without_a_deadline_between_writes() {
         let (bodies, queue) = mpsc::channel(8);
-        let writer =
-            tokio::spawn(write_bodies(StopsReading { room: usize::MAX }, queue, Duration::from_secs(1)));
+        let writer = tokio::spawn(write_bodies(
+            StopsReading { room: usize::MAX },
+            queue,
+            Duration::from_secs(1),
+            65_536,
+        ));
         for _ in 0..3 {
             bodies.send(vec![1; 10]).await.unwrap();
             // Nothing to write for a long while is not a stalled write.

@@ -2,6 +2,7 @@
 //! nodes on 127.0.0.1 with mDNS off, raw stream clients, killable nodes.
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
 
+use p2p_protocol::Greet;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -249,7 +250,11 @@ impl TestNode {
     }
 
     pub async fn greet(&self, peer: &TestNode, message: &str) -> Result<GreetResponse, RequestError> {
-        within("a greeting", self.node.client().oneshot((peer.peer_id(), GreetRequest::new(message)))).await
+        within(
+            "a greeting",
+            self.node.client::<Greet>().oneshot((peer.peer_id(), GreetRequest::new(message))),
+        )
+        .await
     }
 }
 
@@ -306,7 +311,7 @@ pub async fn connect(a: &mut TestNode, b: &TestNode) {
     let b_id = b.peer_id();
     a.wait_for(
         "identify of the dialed peer",
-        |e| matches!(e, NodeEvent::GreetCapable { peer_id } if *peer_id == b_id),
+        |e| matches!(e, NodeEvent::Capable { peer_id, .. } if *peer_id == b_id),
     )
     .await;
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::{AsyncRead, AsyncReadExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use p2p_protocol::v2::{Request, Response, STREAM_ERROR_ID};
-use p2p_protocol::{GreetRequest, GreetResponse, decode, encode};
+use p2p_protocol::{Protocol, decode, encode};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc};
@@ -26,20 +26,20 @@ use crate::wire::{frames, write_bodies};
 
 use super::{OBSERVATION_INTERVAL, StreamTimeouts, WRITE_QUEUE};
 
-type Answer = Result<GreetResponse, RequestError>;
+type Answer<P> = Result<<P as Protocol>::Response, RequestError>;
 
 /// One open stream: the requests awaiting answers and the writer's queue.
 /// Dropping the last handle closes the write half; the peer then answers what
 /// it has and closes, which ends the reader.
-pub(super) struct Pipe {
-    pending: Arc<Mutex<Pending>>,
+pub(super) struct Pipe<P: Protocol> {
+    pending: Arc<Mutex<Pending<P>>>,
     next_id: AtomicU64,
 }
 
-pub(super) struct Pending {
+pub(super) struct Pending<P: Protocol> {
     /// The calls on the stream, by id, until each is dropped: no allocation
     /// per call (no channel), the table's room is reused.
-    calls: HashMap<u64, Waiter>,
+    calls: HashMap<u64, Waiter<P>>,
     /// The writer's queue; gone once the stream retires or fails, which
     /// closes the write half when the last clone (a call sending) is dropped.
     bodies: Option<mpsc::Sender<Vec<u8>>>,
@@ -56,14 +56,14 @@ pub(super) struct Pending {
 }
 
 /// A call waiting for its answer.
-struct Waiter {
+struct Waiter<P: Protocol> {
     /// The call's deadline: the reaper answers it `Timeout` then.
     deadline: Instant,
-    answer: Option<Answer>,
+    answer: Option<Answer<P>>,
     waker: Option<Waker>,
 }
 
-impl Pending {
+impl<P: Protocol> Pending<P> {
     /// Forgets `id`'s call (it has its answer, or gave up).
     fn remove(&mut self, id: u64) {
         self.calls.remove(&id);
@@ -74,7 +74,7 @@ impl Pending {
 
     /// Gives `id`'s call its answer; `None` if no call of ours waits for it
     /// (an unsolicited id, or a call that gave up), else the waker to wake.
-    fn answer(&mut self, id: u64, answer: Answer) -> Option<Option<Waker>> {
+    fn answer(&mut self, id: u64, answer: Answer<P>) -> Option<Option<Waker>> {
         let waiter = self.calls.get_mut(&id).filter(|waiter| waiter.answer.is_none())?;
         waiter.answer = Some(answer);
         Some(waiter.waker.take())
@@ -97,7 +97,7 @@ impl Pending {
     }
 }
 
-impl Pipe {
+impl<P: Protocol> Pipe<P> {
     pub(super) fn start(
         stream: libp2p::Stream,
         peer: PeerId,
@@ -126,7 +126,7 @@ impl Pipe {
             write.await;
             drop(ended);
         });
-        let read = read_answers(reader, Arc::clone(&pending), peer, observations, request_timeout);
+        let read = read_answers::<P, _>(reader, Arc::clone(&pending), peer, observations, request_timeout);
         runtime.spawn(async move {
             read.await;
             drop(reader_ended);
@@ -143,7 +143,7 @@ impl Pipe {
     /// A call on this stream, its id registered with its `deadline`; `None`
     /// if the stream has retired (the caller opens a new one), an error if it
     /// failed.
-    pub(super) fn register(&self, deadline: Instant) -> Result<Option<Call>, RequestError> {
+    pub(super) fn register(&self, deadline: Instant) -> Result<Option<Call<P>>, RequestError> {
         // Ids start at 1 (0 is the stream-level error) and never repeat on a stream.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut pending = lock(&self.pending);
@@ -169,7 +169,7 @@ impl Pipe {
     }
 }
 
-impl Drop for Pipe {
+impl<P: Protocol> Drop for Pipe<P> {
     fn drop(&mut self) {
         // The calls still sending hold clones; the write half closes after them.
         lock(&self.pending).bodies = None;
@@ -178,17 +178,20 @@ impl Drop for Pipe {
 
 /// A request registered on a stream. Dropped (answered, or given up on),
 /// it leaves the stream's table. Its deadline is the reaper's to keep.
-pub(super) struct Call {
+pub(super) struct Call<P: Protocol> {
     id: u64,
     /// The writer's queue, held only until the request is queued: a call
     /// waiting for its answer must not keep the write half open.
     bodies: Option<mpsc::Sender<Vec<u8>>>,
-    pending: Arc<Mutex<Pending>>,
+    pending: Arc<Mutex<Pending<P>>>,
 }
 
-impl Call {
-    pub(super) async fn send(mut self, request: GreetRequest) -> Answer {
+impl<P: Protocol> Call<P> {
+    pub(super) async fn send(mut self, request: P::Request) -> Answer<P> {
         let body = encode(&Request { id: self.id, request });
+        if body.len() > P::MAX_FRAME_LEN {
+            return Err(RequestError::TooLarge);
+        }
         let bodies = self.bodies.take().expect("sent once");
         match bodies.try_send(body) {
             Ok(()) => {}
@@ -212,7 +215,7 @@ impl Call {
     }
 
     /// The call's answer: from the reader, the reaper, or the stream's failure.
-    fn answer(&self) -> impl Future<Output = Answer> + '_ {
+    fn answer(&self) -> impl Future<Output = Answer<P>> + '_ {
         std::future::poll_fn(move |cx| {
             let mut pending = lock(&self.pending);
             let Some(waiter) = pending.calls.get_mut(&self.id) else {
@@ -229,7 +232,7 @@ impl Call {
     }
 }
 
-impl Drop for Call {
+impl<P: Protocol> Drop for Call<P> {
     fn drop(&mut self) {
         lock(&self.pending).remove(self.id);
     }
@@ -252,17 +255,17 @@ impl Drop for WakeOnEnd {
 /// its last handle went) or a write fails. A stream with nothing in flight
 /// for the idle timeout retires: its queue closes, then its write half; a
 /// peer that does not close its own half in answer is cut off.
-pub(super) async fn write_requests<W>(
+pub(super) async fn write_requests<P: Protocol, W>(
     writer: W,
     queue: mpsc::Receiver<Vec<u8>>,
-    pending: Arc<Mutex<Pending>>,
+    pending: Arc<Mutex<Pending<P>>>,
     timeouts: StreamTimeouts,
 ) where
     W: futures::AsyncWrite + Unpin,
 {
     let dead = lock(&pending).dead.clone();
     let write = async {
-        if let Err(err) = write_bodies(writer, queue, timeouts.write).await {
+        if let Err(err) = write_bodies(writer, queue, timeouts.write, P::MAX_FRAME_LEN).await {
             let reason = match err.kind() {
                 // The peer stopped reading our requests: it will not answer them either.
                 std::io::ErrorKind::TimedOut => RequestError::Timeout,
@@ -291,7 +294,7 @@ pub(super) async fn write_requests<W>(
 /// Resolves once the stream takes no more requests and has none in flight:
 /// it retired (nothing in flight for `idle`: its queue closes here), or its
 /// last handle went and its last call finished.
-pub(super) async fn done_when_idle(pending: &Mutex<Pending>, idle: Duration) {
+pub(super) async fn done_when_idle<P: Protocol>(pending: &Mutex<Pending<P>>, idle: Duration) {
     let mut check_at = Instant::now() + idle;
     loop {
         tokio::time::sleep_until(check_at).await;
@@ -313,9 +316,9 @@ pub(super) async fn done_when_idle(pending: &Mutex<Pending>, idle: Duration) {
 /// Matches answers to waiting calls until the stream ends (or fails), then
 /// fails the rest; meanwhile reaps the calls past their deadlines (one timer
 /// per stream, not one per call).
-pub(super) async fn read_answers<R>(
+pub(super) async fn read_answers<P: Protocol, R>(
     reader: R,
-    pending: Arc<Mutex<Pending>>,
+    pending: Arc<Mutex<Pending<P>>>,
     peer: PeerId,
     observations: mpsc::Sender<(PeerId, Multiaddr)>,
     request_timeout: Duration,
@@ -332,7 +335,7 @@ pub(super) async fn read_answers<R>(
     tokio::pin!(reap);
     let mut woken = Vec::new();
     // A read in progress survives the other branches (a partly read frame is kept).
-    let mut frames = frames(reader);
+    let mut frames = frames(reader, P::MAX_FRAME_LEN);
     let mut last_observed: Option<(Multiaddr, Instant)> = None;
     let reason = loop {
         let frame = tokio::select! {
@@ -353,7 +356,7 @@ pub(super) async fn read_answers<R>(
             frame = frames.next() => frame.expect("an endless stream"),
         };
         let response = match frame {
-            Ok(Some(body)) => decode::<Response>(&body),
+            Ok(Some(body)) => decode::<Response<P::Response>>(&body),
             Ok(None) => break RequestError::ConnectionClosed,
             Err(err) => break RequestError::Io(err.to_string()),
         };
@@ -365,7 +368,7 @@ pub(super) async fn read_answers<R>(
                 };
             }
             Ok(Response { id, result }) => {
-                let observed = result.as_ref().ok().map(|answer| answer.observed_addr.clone());
+                let observed = result.as_ref().ok().and_then(P::observed_addr).cloned();
                 // Only an answer to a request of ours says anything: an
                 // unsolicited id is ignored, observed address and all.
                 let Some(waker) = lock(&pending).answer(id, result.map_err(RequestError::Remote)) else {
@@ -394,7 +397,7 @@ pub(super) async fn read_answers<R>(
 
 /// The stream failed (or ended): every call on it fails, later ones too, and
 /// both halves stop.
-pub(super) fn fail_all(pending: &Mutex<Pending>, reason: RequestError) {
+pub(super) fn fail_all<P: Protocol>(pending: &Mutex<Pending<P>>, reason: RequestError) {
     let mut woken = Vec::new();
     {
         let mut pending = lock(pending);

@@ -3,30 +3,27 @@
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionError, ConnectionId, DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, identify, mdns, request_response};
-use p2p_protocol::{GreetResult, PROTOCOL_NAME, v2};
+use libp2p::{Multiaddr, PeerId, identify, mdns};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::EventLoop;
 use crate::events::NodeEvent;
 use crate::gate::BanChange;
-use crate::inbound::GreetedBy;
-use crate::outbound::Mux;
+use crate::inbound::SpokenBy;
 use crate::peers::{Closed, Decision};
 use crate::swarm::behaviour::BehaviourEvent;
-use crate::wire::InboundRequest;
 
 impl EventLoop {
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         #[cfg(feature = "metrics")]
         self.record(&event);
         match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Greet(event)) => self.on_greet(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Opener(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Acceptor(GreetedBy { peer, v2 })) => {
-                self.on_greeted_by(peer, v2)
+            SwarmEvent::Behaviour(BehaviourEvent::Acceptor(SpokenBy { peer, mount, pipelined })) => {
+                self.on_spoken_by(peer, mount, pipelined)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => self.on_relay_client(event),
@@ -71,7 +68,9 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 let remote = remote_address(&endpoint);
-                self.inbound_peers.connected(connection_id);
+                for server in self.mounts.iter().filter_map(|m| m.server.as_ref()) {
+                    server.connected(connection_id);
+                }
                 if self.peers.on_established(peer_id, connection_id, remote.clone()) {
                     self.on_first_connection(peer_id, remote);
                 }
@@ -110,20 +109,10 @@ impl EventLoop {
         }
     }
 
-    fn new_mux(&self, peer_id: PeerId) -> Mux {
-        Mux::new(
-            peer_id,
-            self.streams_control.clone(),
-            self.request_timeout,
-            self.addresses.observations(),
-            self.connection_wakers.clone(),
-            self.runtime.clone(),
-        )
-    }
-
     fn on_first_connection(&mut self, peer_id: PeerId, remote: Multiaddr) {
-        let mux = self.new_mux(peer_id);
-        self.outbound_peers.connected(peer_id, mux);
+        for mount in &self.mounts {
+            mount.muxes.connected(peer_id, &self.mux_parts);
+        }
         self.lifecycle.on_connected(peer_id, Instant::now());
         debug!(peer = %peer_id, %remote, "connected");
         self.reporter.update(|s| {
@@ -138,7 +127,9 @@ impl EventLoop {
         connection: ConnectionId,
         cause: Option<ConnectionError>,
     ) {
-        self.inbound_peers.disconnected(&connection);
+        for server in self.mounts.iter().filter_map(|m| m.server.as_ref()) {
+            server.disconnected(&connection);
+        }
         let relayed = crate::reach::is_relayed(&self.peers.remote_addr(&peer_id, connection));
         let last = self.peers.on_closed(peer_id, connection);
         self.on_closed_reach(peer_id);
@@ -147,13 +138,16 @@ impl EventLoop {
             // stream may have been on it, so the next request opens a new one
             // (on what is left) instead of failing on the dead one.
             if relayed {
-                let mux = self.new_mux(peer_id);
-                self.outbound_peers.renew(peer_id, mux);
+                for mount in &self.mounts {
+                    mount.muxes.renew(peer_id, &self.mux_parts);
+                }
             }
             return; // the peer has other connections
         }
         debug!(peer = %peer_id, ?cause, "disconnected");
-        self.outbound_peers.disconnected(&peer_id);
+        for mount in &self.mounts {
+            mount.muxes.disconnected(&peer_id);
+        }
         self.reporter.update(|s| {
             s.connected.remove(&peer_id);
         });
@@ -163,24 +157,6 @@ impl EventLoop {
             Some(ConnectionError::KeepAliveTimeout) | None => Closed::OnPurpose,
         };
         self.lifecycle.on_disconnected(peer_id, how, Instant::now());
-    }
-
-    fn on_greet(&mut self, event: request_response::Event<InboundRequest, GreetResult>) {
-        use request_response::{Event, Message};
-        match event {
-            Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
-                if let Some(observed) = self.outbound.on_response(request_id, response) {
-                    self.observe(peer, observed);
-                }
-            }
-            Event::OutboundFailure { peer, request_id, error, .. } => {
-                self.outbound.on_failure(peer, request_id, error);
-            }
-            // Outbound only: inbound 1.0.0 streams are the acceptor's.
-            Event::Message { message: Message::Request { .. }, .. }
-            | Event::InboundFailure { .. }
-            | Event::ResponseSent { .. } => {}
-        }
     }
 
     fn on_identify(&mut self, event: identify::Event) {
@@ -199,29 +175,44 @@ impl EventLoop {
         };
         self.on_identify_reach(peer_id, &info);
         self.observe(peer_id, info.observed_addr);
-        let speaks_v1 = info.protocols.iter().any(|p| p.as_ref() == PROTOCOL_NAME);
-        let speaks_v2 = info.protocols.iter().any(|p| p.as_ref() == v2::PROTOCOL_NAME);
-        // A node that speaks 2.0.0 also speaks 1.0.0; either way it can be greeted.
-        let speaks = speaks_v1 || speaks_v2;
-        self.outbound_peers.set_speaks_v2(&peer_id, self.pipelining && speaks_v2);
-        self.lifecycle.on_identify(peer_id, speaks, Instant::now());
-        if self.peers.on_identify(peer_id, speaks) {
-            self.reporter.emit(NodeEvent::GreetCapable { peer_id });
+        // Each mounted protocol it lists, by either name (a peer that lists
+        // only the pipelined one can still be called; either way it speaks it).
+        let mut speaks = 0u64;
+        for (mount, m) in self.mounts.iter().enumerate() {
+            let v1 = info.protocols.contains(&m.name);
+            let v2 = m.pipelined.as_ref().is_some_and(|name| info.protocols.contains(name));
+            m.muxes.set_speaks_v2(&peer_id, self.pipelining && v2);
+            if v1 || v2 {
+                speaks |= 1 << mount;
+            }
+        }
+        self.lifecycle.on_identify(peer_id, speaks != 0, Instant::now());
+        let joined = self.peers.on_identify(peer_id, speaks);
+        self.report_capable(peer_id, joined);
+    }
+
+    /// A peer opened a stream of mounted protocol `mount` to us (its
+    /// pipelined name if `pipelined`): it speaks it. Taken only while
+    /// identify has said nothing of it (see `PeerTable::on_spoken_by`).
+    fn on_spoken_by(&mut self, peer_id: PeerId, mount: usize, pipelined: bool) {
+        if self.peers.speaks(&peer_id, mount).is_some() {
+            return; // identify has spoken
+        }
+        if pipelined {
+            self.mounts[mount].muxes.set_speaks_v2(&peer_id, self.pipelining);
+        }
+        self.lifecycle.on_identify(peer_id, true, Instant::now());
+        if self.peers.on_spoken_by(peer_id, mount) {
+            self.report_capable(peer_id, 1 << mount);
         }
     }
 
-    /// A peer sent us a greeting (on 2.0.0 if `v2`): it speaks greet. Taken
-    /// only while identify has said nothing of it, for a lost or late
-    /// identify would otherwise keep a peer that greets us ungreeted until
-    /// identify's next round; identify's word, when it comes, prevails.
-    fn on_greeted_by(&mut self, peer_id: PeerId, v2: bool) {
-        if self.peers.speaks_greet(&peer_id).is_some() {
-            return;
-        }
-        self.outbound_peers.set_speaks_v2(&peer_id, self.pipelining && v2);
-        self.lifecycle.on_identify(peer_id, true, Instant::now());
-        if self.peers.on_identify(peer_id, true) {
-            self.reporter.emit(NodeEvent::GreetCapable { peer_id });
+    /// `NodeEvent::Capable` for each protocol (a bit of `joined`) whose set the peer joined.
+    fn report_capable(&self, peer_id: PeerId, joined: u64) {
+        for (mount, m) in self.mounts.iter().enumerate() {
+            if joined & (1 << mount) != 0 {
+                self.reporter.emit(NodeEvent::Capable { peer_id, protocol: m.label });
+            }
         }
     }
 
