@@ -11,9 +11,7 @@ use p2p_service::Limits;
 use p2p_transport::libp2p::Multiaddr;
 use p2p_transport::{BanConfig, ExternalAddrConfig, NodeConfig};
 
-mod values;
-
-pub(crate) use values::{HumanDuration, parse_peer_addr};
+use crate::values::{HumanDuration, parse_peer_addr};
 
 const TOP_EXAMPLES: &str = "\
 Examples:

@@ -1,7 +1,8 @@
 //! `p2p-node`: run a peer-to-peer node that greets its peers, greet one node
 //! once, print an identity, or load a node with greetings.
 //!
-//! This file is wiring only: it parses the command line ([`cli`]), sets up
+//! This file is wiring only: it parses the command line ([`cli`], which
+//! composes each subcommand's arguments; [`values`] parses what they share), sets up
 //! logging on stderr and hands the subcommand to its module: [`run`] (the
 //! node, until Ctrl-C or SIGTERM, [`signals`]), [`greet`], [`id`] and
 //! [`bench`]. Identities live in key files ([`keyfile`]), event lines go to
@@ -26,6 +27,7 @@ mod metrics;
 mod output;
 mod run;
 mod signals;
+mod values;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -1,4 +1,5 @@
-//! Values on the command line: durations, peers' addresses.
+//! Values on the command line: durations, peers' addresses. A leaf: every
+//! subcommand's arguments use it, it uses none of them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,12 +12,12 @@ use p2p_transport::libp2p::Multiaddr;
 pub(crate) struct HumanDuration(pub(crate) Duration);
 
 impl HumanDuration {
-    pub(super) const fn from_secs(secs: u64) -> Self {
+    pub(crate) const fn from_secs(secs: u64) -> Self {
         Self(Duration::from_secs(secs))
     }
 
     /// A limit where `None` (disabled) is written `0s`.
-    pub(super) fn from_limit(limit: Option<Duration>) -> Self {
+    pub(crate) fn from_limit(limit: Option<Duration>) -> Self {
         Self(limit.unwrap_or(Duration::ZERO))
     }
 }
@@ -44,5 +45,17 @@ pub(crate) fn parse_peer_addr(text: &str) -> Result<Multiaddr, String> {
     match addr.iter().last() {
         Some(p2p_transport::libp2p::multiaddr::Protocol::P2p(_)) => Ok(addr),
         _ => Err("must end with /p2p/<peer-id>".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip_through_their_display() {
+        for text in ["0s", "200ms", "5s", "1m 30s"] {
+            assert_eq!(text.parse::<HumanDuration>().unwrap().to_string(), text);
+        }
     }
 }
