@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use p2p_load::{ClientOptions, Identify, LoadConfig, Progress, Summary};
+use p2p_load::{ClientOptions, HumanDuration, Identify, LoadConfig, Progress, Summary};
 use p2p_transport::GreetVersion;
 use p2p_transport::libp2p::Multiaddr;
 
 use crate::output;
-use crate::values::{HumanDuration, parse_peer_addr};
+use crate::values::parse_peer_addr;
 
 /// `bench --help`, after the flags.
 pub(crate) const EXAMPLES: &str = "\

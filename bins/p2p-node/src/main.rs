@@ -2,7 +2,7 @@
 //! once, print an identity, or load a node with greetings.
 //!
 //! This file is wiring only: it parses the command line ([`cli`], which
-//! composes each subcommand's arguments; [`values`] parses what they share), sets up
+//! composes each subcommand's arguments; [`values`] parses what more than one takes), sets up
 //! logging on stderr and hands the subcommand to its module: [`run`] (the
 //! node, until Ctrl-C or SIGTERM, [`signals`]), [`greet`], [`id`] and
 //! [`bench`]. Identities live in key files ([`keyfile`]), event lines go to

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use crate::cli::RunArgs;
 use crate::keyfile;
 use crate::metrics::{MetricsServer, ServerLimits};
-use crate::output::{self, one_line};
+use crate::output;
 use crate::signals::Signals;
 
 /// Runs the node; exits 0 after a graceful shutdown, 130 on a second signal during it.
@@ -99,9 +99,8 @@ fn log(event: &NodeEvent) {
     match event {
         NodeEvent::GreetCapable { peer_id } => info!(peer = %peer_id, "peer speaks greet"),
         NodeEvent::ListenAddrExpired { address } => info!(%address, "no longer listening"),
-        NodeEvent::DialFailed { peer_id, error } => {
-            info!(peer = ?peer_id, error = %one_line(error), "dial failed");
-        }
+        // The transport flattens the error to one line already.
+        NodeEvent::DialFailed { peer_id, error } => info!(peer = ?peer_id, %error, "dial failed"),
         _ => {}
     }
 }

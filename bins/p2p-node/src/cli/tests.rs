@@ -124,3 +124,11 @@ fn a_bootstrap_address_must_name_its_peer() {
         .is_err()
     );
 }
+
+/// The node reads durations the way `p2p-fault` does: with units, or plain seconds.
+#[test]
+fn durations_take_units_or_plain_seconds() {
+    let run = parse(&["--interval", "2.5", "--ban-window", "1m 30s"]).run;
+    assert_eq!(run.interval.0, Duration::from_millis(2500));
+    assert_eq!(run.transport.ban_window.0, Duration::from_secs(90));
+}
