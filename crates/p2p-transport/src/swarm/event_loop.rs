@@ -73,7 +73,7 @@ pub(super) struct EventLoop {
     /// (once our own listeners have reported: see `listen_first`).
     announcer: Option<(mpsc::Sender<Announced>, Duration)>,
     /// The DHT, relay reservations, lookups, reachability.
-    reach: reach::Reach,
+    reach: crate::reach::Policy,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::NodeMetrics>,
 }
@@ -119,7 +119,7 @@ impl EventLoop {
             refusals,
             announced,
             announcer,
-            reach: reach::Reach::new(config),
+            reach: crate::reach::Policy::new(config),
             #[cfg(feature = "metrics")]
             metrics,
         }
