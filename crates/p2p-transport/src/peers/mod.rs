@@ -9,13 +9,11 @@
 
 mod discover;
 mod lifecycle;
-mod mdns_answers;
 mod periodic;
 mod table;
 
 pub use discover::PeerDiscover;
 pub(crate) use discover::PeerSet;
 pub(crate) use lifecycle::{Closed, Decision, Lifecycle};
-pub(crate) use mdns_answers::{Announced, listen as listen_mdns_answers};
 pub use periodic::{GreetOutcome, GreetOutcomes, PeriodicGreeter};
 pub(crate) use table::PeerTable;

@@ -21,11 +21,12 @@ use super::Shared;
 use crate::NodeConfig;
 use crate::addresses::{AddressBook, Due};
 use crate::command::Command;
+use crate::discovery::Announced;
 use crate::events::Reporter;
 use crate::gate::Bans;
 use crate::inbound::InboundPeers;
 use crate::outbound::{Dials, OutboundPeers, OutboundV1};
-use crate::peers::{Announced, Lifecycle, PeerTable};
+use crate::peers::{Lifecycle, PeerTable};
 use crate::shutdown::Shutdown;
 use crate::wakers::ConnectionWakers;
 
@@ -129,7 +130,7 @@ impl EventLoop {
         self.start_reach();
         self.listen_first().await;
         if let Some((announced, interval)) = self.announcer.take() {
-            self.runtime.spawn(crate::peers::listen_mdns_answers(announced, interval));
+            self.runtime.spawn(crate::discovery::listen_mdns_answers(announced, interval));
         }
         // One timer for every policy's next deadline, moved only when the
         // earliest one changes: no fresh timer per event.
