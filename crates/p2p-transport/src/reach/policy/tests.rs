@@ -100,12 +100,19 @@ fn a_private_node_reserves_on_its_bootstrap_relays_only() {
     assert!(!reserves(&public.on_identify(relay, RELAY, true, true, true, now)), "a public node");
 }
 
-#[test]
-fn a_failed_reservation_is_tried_again_after_the_back_off() {
+/// A private node whose bootstrap relay was just identified at `now`: it
+/// reserves there. The node and the relay.
+fn reserving(now: Instant) -> (Policy, PeerId) {
     let relay = peer();
-    let now = Instant::now();
     let mut node = policy(&[public_addr(relay)], false);
     assert!(reserves(&node.on_identify(relay, RELAY, true, true, false, now)));
+    (node, relay)
+}
+
+#[test]
+fn a_failed_reservation_is_tried_again_after_the_back_off() {
+    let now = Instant::now();
+    let (mut node, relay) = reserving(now);
     node.on_reserving(relay, ListenerId::next());
     node.on_reserve_failed(relay, now);
     let retry = node.next_due().expect("a retry is due");
@@ -118,10 +125,8 @@ fn a_failed_reservation_is_tried_again_after_the_back_off() {
 
 #[test]
 fn a_lost_reservation_is_retried_unless_shutting_down() {
-    let relay = peer();
     let now = Instant::now();
-    let mut node = policy(&[public_addr(relay)], false);
-    assert!(reserves(&node.on_identify(relay, RELAY, true, true, false, now)));
+    let (mut node, relay) = reserving(now);
     let (listener, other) = (ListenerId::next(), ListenerId::next());
     node.on_reserving(relay, listener);
     assert_eq!(node.on_listener_closed(other, false, now), None, "not a reservation");
@@ -158,15 +163,22 @@ fn a_peer_in_the_dht_by_its_relayed_addresses_only_is_taken_out_when_it_leaves()
     assert!(!decisions.iter().any(|d| matches!(d, Decision::AddToDht { .. })), "{decisions:?}");
 }
 
-#[test]
-fn a_hole_punch_that_does_not_come_is_reported_once() {
+/// A node with a peer connected through a relay only (connection 1) at
+/// `start`: it waits for a hole punch. The node, the peer, the relayed address.
+fn relayed_only(start: Instant) -> (Policy, PeerId, Multiaddr) {
     let (remote, relay) = (peer(), peer());
-    let start = Instant::now();
-    let timeout = NodeConfig::default().hole_punch_timeout;
     let mut node = policy(&[], false);
     let via_relay = relayed(relay);
+    node.on_established(remote, &[(ConnectionId::new_unchecked(1), &via_relay)], start);
+    (node, remote, via_relay)
+}
+
+#[test]
+fn a_hole_punch_that_does_not_come_is_reported_once() {
+    let start = Instant::now();
+    let timeout = NodeConfig::default().hole_punch_timeout;
+    let (mut node, remote, via_relay) = relayed_only(start);
     let connection = ConnectionId::new_unchecked(1);
-    node.on_established(remote, &[(connection, &via_relay)], start);
 
     let deadline = node.next_due().expect("a deadline");
     assert_eq!(deadline, start + timeout);
@@ -178,11 +190,8 @@ fn a_hole_punch_that_does_not_come_is_reported_once() {
 
 #[test]
 fn a_hole_punch_failure_before_the_deadline_is_reported_and_a_success_is_not() {
-    let (remote, relay) = (peer(), peer());
     let now = Instant::now();
-    let mut node = policy(&[], false);
-    let via_relay = relayed(relay);
-    node.on_established(remote, &[(ConnectionId::new_unchecked(1), &via_relay)], now);
+    let (mut node, remote, via_relay) = relayed_only(now);
     assert_eq!(
         node.on_punch_ended(remote, Err("no route".into())),
         Some(Decision::HolePunchFailed { peer: remote, reason: "no route".into() })
@@ -194,12 +203,10 @@ fn a_hole_punch_failure_before_the_deadline_is_reported_and_a_success_is_not() {
 
 #[test]
 fn a_direct_connection_ends_the_wait_and_closes_the_relayed_ones_a_moment_later() {
-    let (remote, relay) = (peer(), peer());
     let start = Instant::now();
-    let mut node = policy(&[], false);
-    let (via_relay, direct) = (relayed(relay), addr("/ip4/198.51.100.4/udp/4001/quic-v1"));
+    let (mut node, remote, via_relay) = relayed_only(start);
+    let direct = addr("/ip4/198.51.100.4/udp/4001/quic-v1");
     let (first, second) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
-    node.on_established(remote, &[(first, &via_relay)], start);
     node.on_established(remote, &[(first, &via_relay), (second, &direct)], start);
 
     let both = || vec![(first, &via_relay), (second, &direct)];
@@ -214,11 +221,7 @@ fn a_direct_connection_ends_the_wait_and_closes_the_relayed_ones_a_moment_later(
 
 #[test]
 fn a_punch_deadline_for_a_peer_that_has_gone_reports_nothing() {
-    let (remote, relay) = (peer(), peer());
-    let start = Instant::now();
-    let mut node = policy(&[], false);
-    let via_relay = relayed(relay);
-    node.on_established(remote, &[(ConnectionId::new_unchecked(1), &via_relay)], start);
+    let (mut node, _, _) = relayed_only(Instant::now());
     let deadline = node.next_due().unwrap();
     assert_eq!(node.on_due(deadline, |_| false, |_| Vec::new()), []);
 }
