@@ -55,6 +55,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use p2p_load::parse_duration;
 use p2p_transport::libp2p::Multiaddr;
 use p2p_transport::libp2p::identity::Keypair;
 use rand::SeedableRng;
@@ -100,10 +101,10 @@ struct LoadArgs {
     #[arg(long, value_name = "R")]
     rate: Option<f64>,
     /// How long to measure.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
     /// How long to load before measuring.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     warmup: Duration,
     /// Requests in flight at once (workers).
     #[arg(long, value_name = "C", default_value_t = 8)]
@@ -112,7 +113,7 @@ struct LoadArgs {
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// How long one request may take.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     request_timeout: Duration,
     /// Write `<latency µs> ok|error` of each request of the measured window to FILE, one a line.
     #[arg(long, value_name = "FILE")]
@@ -144,13 +145,13 @@ struct HostileArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
     /// How often the well-behaved peer sends a request.
-    #[arg(long, value_name = "DURATION", default_value = "150ms", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "150ms", value_parser = parse_duration)]
     probe_interval: Duration,
     /// How long to wait for the node's answer to one input or probe.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     answer_timeout: Duration,
     /// Stop sending inputs after this long, however many were sent.
-    #[arg(long, value_name = "DURATION", default_value = "600s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "600s", value_parser = parse_duration)]
     max_time: Duration,
     /// End with one flat JSON object on stdout.
     #[arg(long)]
@@ -171,7 +172,7 @@ struct LiarArgs {
     #[arg(long, value_name = "N", default_value_t = 16)]
     identities: usize,
     /// How long to stay connected and keep lying, once connected (SIGTERM ends it sooner).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     duration: Duration,
     /// End with one flat JSON object on stdout.
     #[arg(long)]
@@ -195,7 +196,7 @@ struct HoldArgs {
     #[arg(long, value_name = "C", default_value_t = 64)]
     concurrency: usize,
     /// How long to hold the connections once every dial has ended.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     hold: Duration,
     /// End with one flat JSON object on stdout.
     #[arg(long)]
@@ -212,13 +213,13 @@ struct SilentArgs {
     #[arg(long, value_name = "MULTIADDR")]
     peer: Option<Multiaddr>,
     /// Dial `--peer` again this long after each disconnection or failed dial.
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     redial: Option<Duration>,
     /// A fixed identity (see `id`); default: a fresh one.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// Stop after this long.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     duration: Duration,
     /// End with one flat JSON object on stdout.
     #[arg(long)]
@@ -238,10 +239,10 @@ struct HoardArgs {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     streams: usize,
     /// How long to wait before opening again a stream the node ended (or refused).
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     reopen: Duration,
     /// How long to hoard.
-    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     duration: Duration,
     /// End with one flat JSON object on stdout.
     #[arg(long)]
@@ -279,16 +280,6 @@ async fn dispatch(command: Command) -> Result<()> {
     }
 }
 
-/// `250ms`, `10s`, `1m 30s` (humantime), or plain seconds (`2.5`).
-fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).or_else(|err| {
-        text.parse::<f64>()
-            .ok()
-            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .ok_or_else(|| format!("not a duration: {err}"))
-    })
-}
-
 /// A fixed identity for `--seed N`, a fresh one otherwise.
 fn keypair(seed: Option<u64>) -> Keypair {
     match seed {
@@ -321,15 +312,6 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_take_units_or_plain_seconds() {
-        assert_eq!(duration("150ms"), Ok(Duration::from_millis(150)));
-        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(duration("2.5"), Ok(Duration::from_millis(2500)));
-        assert!(duration("soon").is_err());
     }
 
     #[test]

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use p2p_load::{ClientOptions, Identify, LoadConfig, Progress, Summary};
+use p2p_load::{ClientOptions, HumanDuration, Identify, LoadConfig, Progress, Summary};
 use p2p_transport::GreetVersion;
 use p2p_transport::libp2p::Multiaddr;
 
-use crate::cli::HumanDuration;
 use crate::output;
+use crate::values::parse_peer_addr;
 
 /// `bench --help`, after the flags.
 pub(crate) const EXAMPLES: &str = "\
@@ -53,7 +53,7 @@ pub(crate) struct BenchArgs {
 
     /// Join the DHT through this peer (repeatable; <multiaddr>/p2p/<peer-id>), to find a
     /// node given by its peer id alone.
-    #[arg(long, value_name = "MULTIADDR", value_parser = crate::cli::parse_peer_addr)]
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_peer_addr)]
     pub(crate) bootstrap: Vec<Multiaddr>,
 
     /// Requests in flight at once (workers), spread round-robin over the connections.

@@ -7,13 +7,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use p2p_load::HumanDuration;
 use p2p_service::Limits;
 use p2p_transport::libp2p::Multiaddr;
 use p2p_transport::{BanConfig, ExternalAddrConfig, NodeConfig};
 
-mod values;
-
-pub(crate) use values::{HumanDuration, parse_peer_addr};
+use crate::values::parse_peer_addr;
 
 const TOP_EXAMPLES: &str = "\
 Examples:

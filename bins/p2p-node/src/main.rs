@@ -1,7 +1,8 @@
 //! `p2p-node`: run a peer-to-peer node that greets its peers, greet one node
 //! once, print an identity, or load a node with greetings.
 //!
-//! This file is wiring only: it parses the command line ([`cli`]), sets up
+//! This file is wiring only: it parses the command line ([`cli`], which
+//! composes each subcommand's arguments; [`values`] parses what more than one takes), sets up
 //! logging on stderr and hands the subcommand to its module: [`run`] (the
 //! node, until Ctrl-C or SIGTERM, [`signals`]), [`greet`], [`id`] and
 //! [`bench`]. Identities live in key files ([`keyfile`]), event lines go to
@@ -27,6 +28,7 @@ mod output;
 mod periodic;
 mod run;
 mod signals;
+mod values;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -89,11 +89,6 @@ pub(crate) fn failure_reason(err: &RequestError) -> String {
     escape_controls(&reason)
 }
 
-/// A multi-line libp2p error (one line per address tried) as one line, for logs.
-pub(crate) fn one_line(error: &str) -> String {
-    error.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// `text` with every character that `str::escape_debug` escapes written as
 /// that escape (control characters such as ESC as `\u{1b}`, CR and LF as `\r`
 /// and `\n`, bidirectional overrides such as `\u{202e}`, other invisible

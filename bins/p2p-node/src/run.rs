@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::cli::RunArgs;
 use crate::keyfile;
 use crate::metrics::{MetricsServer, ServerLimits};
-use crate::output::{self, one_line};
+use crate::output;
 use crate::periodic::PeriodicGreeter;
 use crate::signals::Signals;
 
@@ -102,9 +102,8 @@ fn log(event: &NodeEvent) {
     match event {
         NodeEvent::Capable { peer_id, protocol } => info!(peer = %peer_id, protocol, "peer speaks it"),
         NodeEvent::ListenAddrExpired { address } => info!(%address, "no longer listening"),
-        NodeEvent::DialFailed { peer_id, error } => {
-            info!(peer = ?peer_id, error = %one_line(error), "dial failed");
-        }
+        // The transport flattens the error to one line already.
+        NodeEvent::DialFailed { peer_id, error } => info!(peer = ?peer_id, %error, "dial failed"),
         _ => {}
     }
 }

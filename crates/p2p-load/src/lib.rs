@@ -9,6 +9,7 @@
 //! - [`report`]: a bench run's summary, as lines for people and as JSON.
 //! - [`connect`]: `K` client nodes, each with one connection to the target.
 //! - [`progress`]: a progress line on stderr.
+//! - [`duration`]: durations on the tools' command lines ([`parse_duration`]).
 //!
 //! ```no_run
 //! # async fn example(target: p2p_transport::libp2p::Multiaddr) {
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod connect;
+pub mod duration;
 pub mod histogram;
 pub mod load;
 pub mod progress;
@@ -41,6 +43,7 @@ pub mod report;
 pub use connect::{
     ClientNode, ClientOptions, Clients, Identify, connect_client, connect_clients, target_peer,
 };
+pub use duration::{HumanDuration, parse_duration};
 pub use load::{LoadConfig, LoadReport, OK, Sample, error_key, run};
 pub use progress::Progress;
 pub use report::Summary;

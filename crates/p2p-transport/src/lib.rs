@@ -47,6 +47,7 @@ mod addresses;
 mod config;
 mod inbound;
 mod outbound;
+mod discovery;
 mod peers;
 mod reach;
 

@@ -10,11 +10,9 @@
 
 mod discover;
 mod lifecycle;
-mod mdns_answers;
 mod table;
 
 pub use discover::PeerDiscover;
 pub(crate) use discover::PeerSet;
 pub(crate) use lifecycle::{Closed, Decision, Lifecycle};
-pub(crate) use mdns_answers::{Announced, listen as listen_mdns_answers};
 pub(crate) use table::{MAX_MOUNTS, PeerTable};

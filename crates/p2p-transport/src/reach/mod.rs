@@ -11,7 +11,9 @@
 //! successful dial-backs are reported to `addresses/` instead of confirming
 //! an address on their own (`autonat`), and whether `addresses/` must wait
 //! for a dial-back at all (`dial_backs`: only servers that proved
-//! themselves, or bootstrap ones, switch it on, and it lapses).
+//! themselves, or bootstrap ones, switch it on, and it lapses). `policy`
+//! composes them into one pure [`Policy`], like `peers::Lifecycle`: events
+//! in, [`Decision`]s out, no swarm; the swarm task only applies them.
 //! Must never: confirm an address itself (that is `addresses/`' policy), put
 //! loopback or unspecified junk into the DHT, dial back an address that is
 //! not the requester's own, or retry a relay without back-off.
@@ -23,12 +25,15 @@ mod lookup;
 mod path;
 mod punch;
 mod reservations;
+// Last: it composes the units above.
+mod policy;
 
 pub(crate) use autonat::{AUTONAT_DIAL_REQUEST, AutonatClient, AutonatServer};
 pub(crate) use dht::{KAD_PROTOCOL, dht_addresses};
 pub(crate) use dial_backs::DialBackRule;
 pub(crate) use lookup::{LookupDone, Lookups, refuse};
 pub(crate) use path::{Closing, is_relayed, relayed_to_close};
+pub(crate) use policy::{Decision, Policy, Speaks};
 pub(crate) use punch::Punches;
 pub(crate) use reservations::Reservations;
 

@@ -42,7 +42,7 @@ pub(crate) const IDENTIFY_PROTOCOL: &str = "/p2p-node/1.0.0";
 /// Who queries: libp2p-mdns restarts its timer on every answer it hears, so
 /// all nodes restart together and query together an interval later (about
 /// ten queries per interval on a 64-node LAN, each answered by every node).
-/// Our own querier (`peers::mdns_answers`) waits the interval plus a random
+/// Our own querier (`discovery::mdns_answers`) waits the interval plus a random
 /// part of half of it and is put off by anyone's query, so about one node
 /// queries per interval; libp2p-mdns keeps a longer interval as a backstop,
 /// which those answers keep restarting. One query comes early, 3–6 s after

@@ -20,10 +20,11 @@ use super::{Mount, NodeSwarm, Shared};
 use crate::NodeConfig;
 use crate::addresses::{AddressBook, Due};
 use crate::command::Command;
+use crate::discovery::Announced;
 use crate::events::Reporter;
 use crate::gate::Bans;
 use crate::outbound::{Dials, MuxParts};
-use crate::peers::{Announced, Lifecycle, PeerTable};
+use crate::peers::{Lifecycle, PeerTable};
 use crate::shutdown::Shutdown;
 
 mod events;
@@ -69,7 +70,7 @@ pub(super) struct EventLoop {
     /// (once our own listeners have reported: see `listen_first`).
     announcer: Option<(mpsc::Sender<Announced>, Duration)>,
     /// The DHT, relay reservations, lookups, reachability.
-    reach: reach::Reach,
+    reach: crate::reach::Policy,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::NodeMetrics>,
 }
@@ -117,7 +118,7 @@ impl EventLoop {
             refusals,
             announced,
             announcer,
-            reach: reach::Reach::new(config),
+            reach: crate::reach::Policy::new(config),
             #[cfg(feature = "metrics")]
             metrics,
         }
@@ -127,7 +128,7 @@ impl EventLoop {
         self.start_reach();
         self.listen_first().await;
         if let Some((announced, interval)) = self.announcer.take() {
-            self.runtime.spawn(crate::peers::listen_mdns_answers(announced, interval));
+            self.runtime.spawn(crate::discovery::listen_mdns_answers(announced, interval));
         }
         // One timer for every policy's next deadline, moved only when the
         // earliest one changes: no fresh timer per event.

@@ -1,8 +1,6 @@
 //! Beyond the LAN: the DHT, relay reservations, hole punching and AutoNAT
-//! events, each handed to the `reach/` unit that decides, and the decisions
-//! applied to the swarm.
-
-use std::collections::{HashMap, HashSet};
+//! events, handed to the pure `reach::Policy`, and its decisions applied to
+//! the swarm. Nothing is decided here.
 
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
@@ -14,77 +12,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::EventLoop;
+use crate::RequestError;
 use crate::events::NodeEvent;
-use crate::reach::{
-    AUTONAT_DIAL_REQUEST, Closing, DialBackRule, KAD_PROTOCOL, LookupDone, Lookups, Punches,
-    ReachabilityState, Reservations, dht_addresses, refuse, relayed_to_close,
-};
-use crate::{NodeConfig, RequestError};
-
-/// The swarm task's state for reaching peers beyond the LAN.
-pub(super) struct Reach {
-    /// Bootstrap peers and their addresses (ending in `/p2p/<peer>`).
-    bootstrap: HashMap<PeerId, Multiaddr>,
-    relay_server: bool,
-    allow_loopback: bool,
-    reservations: Reservations,
-    /// Our listeners on relays (`<relay>/p2p-circuit`), by listener.
-    relay_listeners: HashMap<ListenerId, PeerId>,
-    lookups: Lookups,
-    /// Whether addresses need a dial-back: only while (and `ttl` after) an
-    /// AutoNAT server that proved itself, or a bootstrap one, is connected.
-    dial_backs: DialBackRule,
-    reachability: ReachabilityState,
-    /// Peers whose relayed connections close soon (they have a direct one).
-    closing: Closing,
-    /// Relayed-only peers waiting for a hole punch.
-    punches: Punches,
-    /// Connected peers in our DHT table by their relayed addresses only (they
-    /// do not serve the DHT): taken out when they leave, so that a relay does
-    /// not hand out circuits to peers long gone.
-    relayed_entries: HashSet<PeerId>,
-}
-
-impl Reach {
-    pub(super) fn new(config: &NodeConfig) -> Self {
-        let bootstrap = config
-            .bootstrap
-            .iter()
-            .filter_map(|addr| match addr.iter().last() {
-                Some(Protocol::P2p(peer)) => Some((peer, addr.clone())),
-                _ => {
-                    warn!(%addr, "bootstrap address without /p2p/<peer-id>: ignored");
-                    None
-                }
-            })
-            .collect();
-        Self {
-            bootstrap,
-            relay_server: config.relay_server,
-            allow_loopback: config.external.allow_loopback,
-            reservations: Reservations::new(config.reservation_backoff, config.reservation_backoff_max),
-            relay_listeners: HashMap::new(),
-            lookups: Lookups::default(),
-            dial_backs: DialBackRule::new(config.external.ttl),
-            reachability: ReachabilityState::default(),
-            closing: Closing::default(),
-            punches: Punches::new(config.hole_punch_timeout),
-            relayed_entries: HashSet::new(),
-        }
-    }
-
-    /// When a reservation retry or a relayed connection's close is due.
-    pub(super) fn next_due(&self) -> Option<Instant> {
-        [self.reservations.next_due(), self.closing.next_due(), self.punches.next_due()]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-}
-
-fn humanize(duration: std::time::Duration) -> String {
-    format!("{}s", duration.as_secs_f64())
-}
+use crate::reach::{AUTONAT_DIAL_REQUEST, Decision, KAD_PROTOCOL, LookupDone, Speaks};
 
 /// A bare `/p2p/<peer-id>`: a peer to find rather than an address to dial.
 pub(super) fn bare_peer(address: &Multiaddr) -> Option<PeerId> {
@@ -98,26 +28,60 @@ pub(super) fn bare_peer(address: &Multiaddr) -> Option<PeerId> {
 impl EventLoop {
     /// Joins the DHT through the bootstrap peers; reports a public node at once.
     pub(super) fn start_reach(&mut self) {
-        let bootstrap: Vec<(PeerId, Multiaddr)> =
-            self.reach.bootstrap.iter().map(|(p, a)| (*p, a.clone())).collect();
-        for (peer, addr) in bootstrap {
-            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                kad.add_address(&peer, addr.clone());
+        let decisions = self.reach.start(self.addresses.has_confirmed());
+        self.apply_reach(decisions);
+    }
+
+    /// Does what the reach policy decided.
+    fn apply_reach(&mut self, decisions: impl IntoIterator<Item = Decision>) {
+        for decision in decisions {
+            match decision {
+                Decision::AddToDht { peer, addrs } => {
+                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                        for addr in addrs {
+                            kad.add_address(&peer, addr);
+                        }
+                    }
+                }
+                Decision::RemoveFromDht { peer } => {
+                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                        kad.remove_peer(&peer);
+                    }
+                }
+                Decision::DialBootstrap { peer, addr } => {
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(vec![addr])
+                        .condition(PeerCondition::DisconnectedAndNotDialing);
+                    if let Err(err) = self.swarm.dial(opts.build()) {
+                        warn!(%peer, %err, "cannot dial bootstrap peer");
+                    }
+                }
+                Decision::JoinDht => {
+                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                        let _ = kad.bootstrap();
+                    }
+                }
+                Decision::Reserve { relay, listen } => self.reserve(relay, listen),
+                Decision::Reachability { reachability, dht_server } => {
+                    info!(%reachability, "reachability");
+                    let mode = if dht_server { kad::Mode::Server } else { kad::Mode::Client };
+                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                        kad.set_mode(Some(mode));
+                    }
+                    self.reporter.emit(NodeEvent::Reachability { reachability });
+                }
+                Decision::RequireDialBack(required) => self.addresses.require_dial_back(required),
+                Decision::HolePunchFailed { peer, reason } => {
+                    info!(peer = %peer, %reason, "hole punch failed");
+                    self.reporter.emit(NodeEvent::HolePunchFailed { peer_id: peer, reason });
+                }
+                Decision::CloseRelayed { peer, connections } => {
+                    for connection in connections {
+                        debug!(%peer, ?connection, "direct connection up: closing the relayed one");
+                        self.swarm.close_connection(connection);
+                    }
+                }
             }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(vec![addr])
-                .condition(PeerCondition::DisconnectedAndNotDialing);
-            if let Err(err) = self.swarm.dial(opts.build()) {
-                warn!(%peer, %err, "cannot dial bootstrap peer");
-            }
-        }
-        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
-            && !self.reach.bootstrap.is_empty()
-        {
-            let _ = kad.bootstrap();
-        }
-        if self.addresses.has_confirmed() {
-            self.update_reachability(true);
         }
     }
 
@@ -127,20 +91,14 @@ impl EventLoop {
         peer: PeerId,
         reply: Option<oneshot::Sender<Result<PeerId, RequestError>>>,
     ) {
-        if self.swarm.is_connected(&peer) {
-            if let Some(reply) = reply {
-                let _ = reply.send(Ok(peer));
-            }
-            return;
-        }
-        let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
-            refuse(reply, "no DHT to look the peer up in (NodeConfig::dht is off)");
-            return;
-        };
-        if self.reach.lookups.want(peer, reply) {
+        let connected = self.swarm.is_connected(&peer);
+        let has_dht = self.swarm.behaviour().kad.is_enabled();
+        if self.reach.find(peer, reply, connected, has_dht)
+            && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+        {
             debug!(%peer, "looking the peer up in the DHT");
             let query = kad.get_closest_peers(peer);
-            self.reach.lookups.started(peer, query);
+            self.reach.lookup_started(peer, query);
         }
     }
 
@@ -162,96 +120,66 @@ impl EventLoop {
             Ok(ok) => ok.peers,
             Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
         };
-        let Some(target) = self.reach.lookups.target(&id) else { return };
+        let Some(target) = self.reach.lookup_target(&id) else { return };
         let found: Vec<Multiaddr> =
             peers.into_iter().filter(|p| p.peer_id == target).flat_map(|p| p.addrs).collect();
         let connected = self.swarm.is_connected(&target);
-        if let LookupDone::Dial(peer, addrs) = self.reach.lookups.on_query_done(id, found, connected) {
+        if let LookupDone::Dial(peer, addrs) = self.reach.on_lookup_done(id, found, connected) {
             let opts =
                 DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::DisconnectedAndNotDialing);
             match self.swarm.dial(opts.build()) {
                 // Being dialed already (Kademlia's query, say): that dial's outcome counts.
                 Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
-                Err(err) => self.reach.lookups.on_dial_failed(peer, &err.to_string()),
+                Err(err) => self.reach.on_dial_failed(peer, &err.to_string()),
             }
         }
     }
 
     /// What identify said, for the DHT, AutoNAT and relays.
     pub(super) fn on_identify_reach(&mut self, peer: PeerId, info: &identify::Info) {
-        let speaks = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
-        let speaks_kad = speaks(KAD_PROTOCOL.as_ref());
+        let lists = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
+        let speaks = Speaks {
+            kad: lists(KAD_PROTOCOL.as_ref()),
+            autonat: lists(AUTONAT_DIAL_REQUEST),
+            relay: lists(relay::HOP_PROTOCOL_NAME.as_ref()),
+            listen_addrs: &info.listen_addrs,
+        };
         let connected = self.swarm.is_connected(&peer);
-        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-            let addrs = dht_addresses(speaks_kad, &info.listen_addrs, self.reach.allow_loopback);
-            if !speaks_kad && connected && !addrs.is_empty() {
-                self.reach.relayed_entries.insert(peer);
-            }
-            for addr in addrs {
-                kad.add_address(&peer, addr);
-            }
-        }
-        let bootstrap = self.reach.bootstrap.contains_key(&peer);
-        self.reach.dial_backs.on_identify(peer, speaks(AUTONAT_DIAL_REQUEST), bootstrap);
-        self.refresh_dial_back_rule();
-        let relay = speaks(relay::HOP_PROTOCOL_NAME.as_ref());
-        if relay
-            && !self.reach.relay_server
-            && !self.reach.reachability.is_public()
-            && let Some(addr) = self.reach.bootstrap.get(&peer).cloned()
-        {
-            self.update_reachability(true);
-            if let Some(listen) = self.reach.reservations.want(peer, &addr) {
-                self.reserve(peer, listen);
-            }
-        }
+        let has_dht = self.swarm.behaviour().kad.is_enabled();
+        let public = self.addresses.has_confirmed();
+        let decisions = self.reach.on_identify(peer, speaks, connected, has_dht, public, Instant::now());
+        self.apply_reach(decisions);
     }
 
     fn reserve(&mut self, relay: PeerId, listen: Multiaddr) {
         info!(%relay, %listen, "reserving a relayed address");
         match self.swarm.listen_on(listen) {
-            Ok(id) => {
-                self.reach.relay_listeners.insert(id, relay);
-            }
+            Ok(id) => self.reach.on_reserving(relay, id),
             Err(err) => {
                 warn!(%relay, %err, "cannot reserve");
-                self.reach.reservations.on_closed(&relay, Instant::now());
+                self.reach.on_reserve_failed(relay, Instant::now());
             }
         }
     }
 
-    /// Time to reserve again on relays whose reservation went away, or to
-    /// close relayed connections that a direct one replaced.
+    /// Time to reserve again on relays whose reservation went away, to report
+    /// hole punches that did not come, or to close relayed connections that a
+    /// direct one replaced.
     pub(super) fn on_reach_due(&mut self) {
-        let now = Instant::now();
-        for (relay, listen) in self.reach.reservations.due(now) {
-            self.reserve(relay, listen);
-        }
-        for peer_id in self.reach.punches.due(now) {
-            if self.swarm.is_connected(&peer_id) && self.connections_of(peer_id).0 == 0 {
-                let reason = format!(
-                    "no direct connection within {} of the relayed one",
-                    humanize(self.reach.punches.timeout())
-                );
-                info!(peer = %peer_id, %reason, "hole punch failed");
-                self.reporter.emit(NodeEvent::HolePunchFailed { peer_id, reason });
-            }
-        }
-        for peer in self.reach.closing.due(now) {
-            let relayed = relayed_to_close(self.peers.connections(&peer).iter().map(|(c, a)| (*c, *a)));
-            for connection in relayed {
-                debug!(%peer, ?connection, "direct connection up: closing the relayed one");
-                self.swarm.close_connection(connection);
-            }
-        }
+        let swarm = &self.swarm;
+        let peers = &self.peers;
+        let decisions = self.reach.on_due(
+            Instant::now(),
+            |peer| swarm.is_connected(peer),
+            |peer| peers.connections(peer),
+        );
+        self.apply_reach(decisions);
     }
 
     /// A listener closed: if it was a reservation, try again after the back-off.
     pub(super) fn on_listener_closed(&mut self, listener: ListenerId, reason: String) {
-        if let Some(relay) = self.reach.relay_listeners.remove(&listener)
-            && !self.shutdown.is_draining()
-        {
-            let at = self.reach.reservations.on_closed(&relay, Instant::now());
+        let now = Instant::now();
+        if let Some((relay, at)) = self.reach.on_listener_closed(listener, self.shutdown.is_draining(), now) {
             info!(%relay, %reason, retry_in = ?at.map(|at| at - Instant::now()), "reservation lost");
         }
     }
@@ -260,24 +188,15 @@ impl EventLoop {
         match event {
             relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal, .. } => {
                 debug!(relay = %relay_peer_id, renewal, "reservation accepted");
-                self.reach.reservations.on_reserved(&relay_peer_id);
+                self.reach.on_reserved(&relay_peer_id);
             }
             event => debug!(?event, "relay client"),
         }
     }
 
-    /// A connection is up: lookups waiting for the peer are done, and once a
-    /// peer has a direct connection its relayed ones close (a moment later).
+    /// A connection is up: the policy hears of it, the snapshot counts it.
     pub(super) fn on_established_reach(&mut self, peer: PeerId) {
-        self.reach.lookups.on_connected(peer);
-        self.reach.dial_backs.on_connected(&peer);
-        if !relayed_to_close(self.peers.connections(&peer).iter().map(|(c, a)| (*c, *a))).is_empty() {
-            self.reach.closing.schedule(peer, Instant::now());
-        }
-        match self.connections_of(peer) {
-            (0, _) => self.reach.punches.on_relayed(peer, Instant::now()),
-            _ => drop(self.reach.punches.on_done(&peer)),
-        }
+        self.reach.on_established(peer, &self.peers.connections(&peer), Instant::now());
         self.update_direct(peer);
     }
 
@@ -290,25 +209,12 @@ impl EventLoop {
 
     pub(super) fn on_closed_reach(&mut self, peer: PeerId) {
         self.update_direct(peer);
-        if !self.swarm.is_connected(&peer) {
-            self.reach.punches.on_done(&peer);
-            if self.reach.relayed_entries.remove(&peer)
-                && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
-            {
-                kad.remove_peer(&peer);
-            }
-        }
-        // A server leaving does not end the rule at once (a relay restart,
-        // say): falling back to the observers alone let a node behind NAT
-        // confirm its NAT mapping 200 ms after its relay restarted
-        // (nat-netns.sh). It lapses after the external address TTL.
-        if !self.swarm.is_connected(&peer) {
-            self.reach.dial_backs.on_disconnected(&peer, Instant::now());
-        }
+        let decision = self.reach.on_closed(peer, self.swarm.is_connected(&peer), Instant::now());
+        self.apply_reach(decision);
     }
 
     pub(super) fn on_dial_failed_reach(&mut self, peer: PeerId, error: &str) {
-        self.reach.lookups.on_dial_failed(peer, error);
+        self.reach.on_dial_failed(peer, error);
     }
 
     fn update_direct(&mut self, peer: PeerId) {
@@ -324,20 +230,21 @@ impl EventLoop {
 
     pub(super) fn on_dcutr(&mut self, event: dcutr::Event) {
         let peer_id = event.remote_peer_id;
-        let waiting = self.reach.punches.on_done(&peer_id);
         match event.result {
             Ok(connection) => {
+                let _ = self.reach.on_punch_ended(peer_id, Ok(()));
                 let address = self.direct_addr(peer_id, connection);
                 info!(peer = %peer_id, %address, "hole punched");
                 self.reporter.emit(NodeEvent::HolePunched { peer_id, address });
             }
-            // Not twice: our own deadline may have reported it already.
-            Err(err) if waiting => {
+            Err(err) => {
                 let reason = crate::outbound::one_line(&err.to_string());
-                info!(peer = %peer_id, %reason, "hole punch failed");
-                self.reporter.emit(NodeEvent::HolePunchFailed { peer_id, reason });
+                match self.reach.on_punch_ended(peer_id, Err(reason)) {
+                    Some(decision) => self.apply_reach([decision]),
+                    // Not twice: our own deadline reported it already.
+                    None => debug!(peer = %peer_id, %err, "hole punch failed (reported already)"),
+                }
             }
-            Err(err) => debug!(peer = %peer_id, %err, "hole punch failed (reported already)"),
         }
     }
 
@@ -353,9 +260,8 @@ impl EventLoop {
         match event.result {
             Ok(()) => {
                 info!(addr = %event.tested_addr, server = %event.server, "dialed back");
-                // A proof: from now on this server's dial-backs are required.
-                self.reach.dial_backs.on_dialed_back(event.server);
-                self.refresh_dial_back_rule();
+                let rule = self.reach.on_dialed_back(event.server, Instant::now());
+                self.apply_reach([rule]);
                 self.addresses.dial_back_succeeded(&mut self.swarm, &event.tested_addr);
                 self.update_reachability(false);
             }
@@ -369,28 +275,18 @@ impl EventLoop {
     /// Reports a change of reachability (`decided`: report "private" even
     /// if nothing was reported yet) and sets the DHT mode to match.
     pub(super) fn update_reachability(&mut self, decided: bool) {
-        let public = self.addresses.has_confirmed();
-        if !public && !decided && !self.reach.reachability.is_known() {
-            return;
-        }
-        if let Some(reachability) = self.reach.reachability.update(public) {
-            info!(%reachability, "reachability");
-            let mode = if public || self.reach.relay_server { kad::Mode::Server } else { kad::Mode::Client };
-            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                kad.set_mode(Some(mode));
-            }
-            self.reporter.emit(NodeEvent::Reachability { reachability });
-        }
+        let decision = self.reach.reachability(self.addresses.has_confirmed(), decided);
+        self.apply_reach(decision);
     }
 
     /// Tells `addresses/` whether a dial-back is required now (the rule may
     /// have changed, or lapsed: called on the address expiry tick too).
     pub(super) fn refresh_dial_back_rule(&mut self) {
-        let required = self.reach.dial_backs.required(Instant::now());
-        self.addresses.require_dial_back(required);
+        let rule = self.reach.dial_back_rule(Instant::now());
+        self.apply_reach([rule]);
     }
 
     pub(super) fn shut_down_reach(&mut self) {
-        self.reach.lookups.shut_down();
+        self.reach.shut_down();
     }
 }
