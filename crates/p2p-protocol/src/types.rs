@@ -80,6 +80,18 @@ impl ErrorCode {
     /// 503: the server sheds load (too many requests in flight).
     pub const OVERLOADED: Self = Self(503);
 
+    /// A code of a protocol's own (greet's are the constants above; another
+    /// protocol may add its own, such as a 404 "not found").
+    ///
+    /// ```
+    /// use p2p_protocol::ErrorCode;
+    /// const NOT_FOUND: ErrorCode = ErrorCode::new(404);
+    /// assert_eq!(NOT_FOUND.as_u16(), 404);
+    /// ```
+    pub const fn new(code: u16) -> Self {
+        Self(code)
+    }
+
     /// The numeric code, as sent on the wire.
     pub const fn as_u16(self) -> u16 {
         self.0
