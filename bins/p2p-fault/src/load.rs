@@ -72,7 +72,7 @@ pub(crate) async fn run(args: LoadArgs) -> Result<()> {
         message: "p2p-fault".into(),
         bootstrap: Vec::new(),
     };
-    let client = p2p_load::connect_client(&target, &options, Some(keypair(args.seed)))
+    let client = p2p_load::connect_client::<p2p_protocol::Greet>(&target, &options, Some(keypair(args.seed)))
         .await
         .map_err(|reason| anyhow!("{target} not ready: {reason}"))?;
     let config = LoadConfig {

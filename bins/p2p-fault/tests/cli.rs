@@ -1,10 +1,9 @@
 //! `p2p-fault` against a node in this process, on 127.0.0.1 only, mDNS off.
 
-use p2p_protocol::Greet;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use p2p_protocol::GreetRequest;
+use p2p_protocol::{Greet, GreetRequest};
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::Multiaddr;
 use p2p_transport::libp2p::multiaddr::Protocol;

@@ -1,22 +1,26 @@
-//! `p2p-node bench`: load one node with greetings and report what it took.
+//! `p2p-node bench`: load one node with requests of any protocol it mounts
+//! (greetings by default, `--protocol fetch` for blocks) and report what it took.
 //!
 //! The flags live here; the work is `p2p-load`'s: `--connections K` client
 //! nodes, each with a fresh identity and one connection to the target
 //! ([`p2p_load::connect_clients`]), and `--concurrency C` workers spread
-//! round-robin over them ([`p2p_load::run`]; with `--rate`, a request sent
+//! round-robin over them ([`p2p_load::run_with`]; with `--rate`, a request sent
 //! late behind a slow answer counts from its due time). Prints requests/s, latency quantiles
 //! (hdrhistogram) and errors by kind (`remote <code>` for an error the target
 //! answered, the `RequestError` kind otherwise) ([`p2p_load::Summary`]); a
 //! progress line on stderr while it runs. Exits 1 if no request succeeded.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use clap::{Args, ValueEnum};
-use p2p_load::{ClientOptions, HumanDuration, Identify, LoadConfig, Progress, Summary};
+use clap::Args;
+use p2p_fetch::{Fetch, Hash};
+use p2p_load::{ClientOptions, HumanDuration, Identify, LoadConfig, LoadReport, Progress, Summary};
+use p2p_protocol::{Greet, GreetRequest, Protocol};
 use p2p_transport::GreetVersion;
 use p2p_transport::libp2p::Multiaddr;
 
@@ -81,9 +85,17 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "R")]
     pub(crate) rate: Option<f64>,
 
-    /// Which greet protocol the requests use.
-    #[arg(long, value_enum, default_value_t = BenchProtocol::Auto)]
+    /// Which protocol and name the requests use: `greet` or `fetch` (any protocol
+    /// the node mounts), with `:v1` (a stream per request), `:v2` (pipelined) or
+    /// `:auto` (pipelined when identify says the node speaks it); a bare
+    /// `v1`/`v2`/`auto` is greet's.
+    #[arg(long, value_name = "PROTOCOL[:VERSION]", default_value = "auto")]
     pub(crate) protocol: BenchProtocol,
+
+    /// With `--protocol fetch`: the block to fetch, by its SHA-256 (hex). Default:
+    /// the empty block, which every p2p-node serves.
+    #[arg(long, value_name = "HASH", value_parser = parse_hash)]
+    pub(crate) block: Option<Hash>,
 
     /// How long one request may take.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
@@ -102,33 +114,87 @@ pub(crate) struct BenchArgs {
     pub(crate) no_progress: bool,
 }
 
-/// `--protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum BenchProtocol {
-    /// greet 2.0.0 when identify says the node speaks it, 1.0.0 otherwise.
+/// `--protocol`: a mounted protocol and which of its names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BenchProtocol {
+    pub(crate) protocol: Mounted,
+    pub(crate) version: BenchVersion,
+}
+
+/// The protocols `p2p-node run` mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mounted {
+    /// `/p2p-node/greet/1.0.0` and 2.0.0.
+    Greet,
+    /// `/p2p-fetch/1.0.0` and its pipelined name (crates/p2p-fetch).
+    Fetch,
+}
+
+/// Which of a protocol's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BenchVersion {
+    /// Pipelined when identify says the node speaks it, a stream per request otherwise.
     Auto,
-    /// greet 1.0.0: one stream per request.
+    /// A stream per request (greet 1.0.0).
     V1,
-    /// greet 2.0.0: pipelined on one long-lived stream.
+    /// Pipelined on one long-lived stream (greet 2.0.0).
     V2,
+}
+
+impl std::str::FromStr for BenchProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, version) = match s.split_once(':') {
+            Some((name, version)) => (name, Some(version)),
+            None if matches!(s, "auto" | "v1" | "v2") => ("greet", Some(s)),
+            None => (s, None),
+        };
+        let protocol = match name {
+            "greet" => Mounted::Greet,
+            "fetch" => Mounted::Fetch,
+            other => return Err(format!("unknown protocol {other:?} (greet or fetch)")),
+        };
+        let version = match version.unwrap_or("auto") {
+            "auto" => BenchVersion::Auto,
+            "v1" => BenchVersion::V1,
+            "v2" => BenchVersion::V2,
+            other => return Err(format!("unknown version {other:?} (auto, v1 or v2)")),
+        };
+        Ok(Self { protocol, version })
+    }
 }
 
 impl BenchProtocol {
     fn version(self) -> GreetVersion {
-        match self {
-            Self::Auto => GreetVersion::Auto,
-            Self::V1 => GreetVersion::V1,
-            Self::V2 => GreetVersion::V2,
+        match self.version {
+            BenchVersion::Auto => GreetVersion::Auto,
+            BenchVersion::V1 => GreetVersion::V1,
+            BenchVersion::V2 => GreetVersion::V2,
         }
     }
 
+    /// As the summary shows it: greet's as before (`auto`, `v1`, `v2`), others with their name.
     fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::V1 => "v1",
-            Self::V2 => "v2",
+        match (self.protocol, self.version) {
+            (Mounted::Greet, BenchVersion::Auto) => "auto",
+            (Mounted::Greet, BenchVersion::V1) => "v1",
+            (Mounted::Greet, BenchVersion::V2) => "v2",
+            (Mounted::Fetch, BenchVersion::Auto) => "fetch:auto",
+            (Mounted::Fetch, BenchVersion::V1) => "fetch:v1",
+            (Mounted::Fetch, BenchVersion::V2) => "fetch:v2",
         }
     }
+}
+
+fn parse_hash(s: &str) -> Result<Hash, String> {
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| format!("{s:?} is not hex"))?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| format!("{s:?} is not 32 bytes of hex"))?;
+    Ok(Hash(bytes))
 }
 
 /// `p2p-node bench`: connect, load, report.
@@ -153,7 +219,7 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<ExitCode> {
         connect_timeout: args.connect_timeout.0,
         // Until identify has spoken, `auto` sends 1.0.0: wait a little, so that
         // the warm-up is not spent on the wrong protocol.
-        identify: if args.protocol == BenchProtocol::Auto {
+        identify: if args.protocol.version == BenchVersion::Auto {
             Identify::AtMost(IDENTIFY_WAIT)
         } else {
             Identify::No
@@ -164,11 +230,6 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<ExitCode> {
     let connecting = Arc::new(AtomicU64::new(0));
     let shown = (progress && args.connections > 1)
         .then(|| Progress::connecting(Arc::clone(&connecting), args.connections));
-    let clients = p2p_load::connect_clients(&args.address, args.connections, &options, connecting).await;
-    if let Some(shown) = shown {
-        shown.finish().await;
-    }
-
     let config = LoadConfig {
         concurrency: args.concurrency,
         duration: args.duration.0,
@@ -177,19 +238,16 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<ExitCode> {
         rate_per_sec: args.rate,
         max_samples: 0,
     };
-    let report = if clients.services.is_empty() {
-        None
-    } else {
-        let completed = Arc::new(AtomicU64::new(0));
-        let shown = progress.then(|| Progress::load(&config, Arc::clone(&completed)));
-        let report = p2p_load::run(clients.services.clone(), &config, completed).await;
-        if let Some(shown) = shown {
-            shown.finish().await;
+    let (report, connected, connect_errors) = match args.protocol.protocol {
+        Mounted::Greet => {
+            let request = GreetRequest::new(config.message.clone());
+            load::<Greet>(&args, &options, connecting, shown, &config, request, progress).await
         }
-        Some(report)
+        Mounted::Fetch => {
+            let block = args.block.unwrap_or_else(|| Hash::of(b""));
+            load::<Fetch>(&args, &options, connecting, shown, &config, block, progress).await
+        }
     };
-    let (connected, connect_errors) = (clients.services.len(), clients.errors.clone());
-    clients.shutdown().await;
 
     let Some(report) = report else {
         let reason = connect_errors.keys().next().map_or("no reason given", String::as_str);
@@ -212,6 +270,41 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<ExitCode> {
         }
     }
     Ok(if report.ok > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Connects the clients of protocol `P`, loads the target with `request`,
+/// shuts the clients down; the report (none if no client connected), how
+/// many connected, and why the others did not.
+async fn load<P: Protocol>(
+    args: &BenchArgs,
+    options: &ClientOptions,
+    connecting: Arc<AtomicU64>,
+    shown: Option<Progress>,
+    config: &LoadConfig,
+    request: P::Request,
+    progress: bool,
+) -> (Option<LoadReport>, usize, BTreeMap<String, u64>)
+where
+    P::Request: Clone + Sync,
+{
+    let clients = p2p_load::connect_clients::<P>(&args.address, args.connections, options, connecting).await;
+    if let Some(shown) = shown {
+        shown.finish().await;
+    }
+    let report = if clients.services.is_empty() {
+        None
+    } else {
+        let completed = Arc::new(AtomicU64::new(0));
+        let shown = progress.then(|| Progress::load(config, Arc::clone(&completed)));
+        let report = p2p_load::run_with(clients.services.clone(), request, config, completed).await;
+        if let Some(shown) = shown {
+            shown.finish().await;
+        }
+        Some(report)
+    };
+    let (connected, connect_errors) = (clients.services.len(), clients.errors.clone());
+    clients.shutdown().await;
+    (report, connected, connect_errors)
 }
 
 #[cfg(test)]
@@ -237,7 +330,8 @@ mod tests {
         let args = parse(&[ADDR]);
         assert_eq!((args.concurrency, args.connections, args.payload), (64, 1, 16));
         assert_eq!((args.duration.0, args.warmup.0), (Duration::from_secs(10), Duration::from_secs(1)));
-        assert_eq!((args.rate, args.protocol, args.json), (None, BenchProtocol::Auto, false));
+        let auto = BenchProtocol { protocol: Mounted::Greet, version: BenchVersion::Auto };
+        assert_eq!((args.rate, args.protocol, args.json), (None, auto, false));
 
         let args = parse(&[
             ADDR,
@@ -260,5 +354,23 @@ mod tests {
         assert_eq!((args.concurrency, args.connections, args.payload), (256, 16, 1000));
         assert_eq!((args.duration.0, args.warmup.0), (Duration::from_secs(3), Duration::ZERO));
         assert_eq!((args.rate, args.protocol.version(), args.json), (Some(1000.0), GreetVersion::V2, true));
+    }
+
+    #[test]
+    fn any_mounted_protocol_can_be_benched() {
+        let fetch = parse(&[ADDR, "--protocol", "fetch:v1"]).protocol;
+        assert_eq!((fetch.protocol, fetch.version), (Mounted::Fetch, BenchVersion::V1));
+        assert_eq!(parse(&[ADDR, "--protocol", "fetch"]).protocol.version, BenchVersion::Auto);
+        assert_eq!(
+            parse(&[ADDR, "--protocol", "greet:v2"]).protocol,
+            parse(&[ADDR, "--protocol", "v2"]).protocol
+        );
+        let hash = Hash::of(b"abc");
+        assert_eq!(parse(&[ADDR, "--block", &hash.to_string()]).block, Some(hash));
+        let cli =
+            |args: &[&str]| Cli::try_parse_from(["p2p-node", "bench", ADDR].iter().chain(args)).map(drop);
+        assert!(cli(&["--protocol", "gossip"]).is_err());
+        assert!(cli(&["--protocol", "fetch:v3"]).is_err());
+        assert!(cli(&["--block", "abc"]).is_err());
     }
 }

@@ -128,8 +128,13 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) no_greet_v2: bool,
 
+    /// Serve this file as a block of the fetch protocol (/p2p-fetch/1.0.0), named by
+    /// its SHA-256 (repeatable; at most 1 MiB each). The empty block is always served.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) block: Vec<std::path::PathBuf>,
+
     /// Serve Prometheus metrics at http://<ADDR>/metrics (libp2p's, and
-    /// answered requests by code with their latency).
+    /// answered requests by protocol and code with their latency).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,
 

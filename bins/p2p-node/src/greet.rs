@@ -1,11 +1,10 @@
 //! `p2p-node greet`: one greeting to one node, from an ephemeral identity with mDNS off.
 
-use p2p_protocol::Greet;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use p2p_protocol::{GreetRequest, GreetResponse};
+use p2p_protocol::{Greet, GreetRequest, GreetResponse};
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::PeerId;
 use p2p_transport::libp2p::multiaddr::Protocol;

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use p2p_fetch::{BlockStore, Fetch, MakeBlocks};
 use p2p_protocol::Greet;
 use p2p_service::{MakeGreeter, stack};
 use p2p_transport::{NodeBuilder, NodeEvent, NodeMetrics, Path, Registry};
@@ -26,7 +27,18 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     #[cfg(feature = "debug-hooks")]
     let make_handler = crate::debug::MakeStalling::new(make_handler, args.debug_stall_peer.clone());
     let make_service = stack(make_handler, args.service.limits());
-    let mut builder = NodeBuilder::with_config(args.node_config()).keypair(key.keypair.clone());
+    // Block fetch beside greet, with a stack (and so limits) of its own.
+    let blocks = BlockStore::default();
+    blocks.insert(Vec::new()).expect("the empty block fits");
+    for path in &args.block {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let hash = blocks.insert(bytes).with_context(|| format!("cannot serve {}", path.display()))?;
+        info!(%hash, path = %path.display(), "serving a block");
+    }
+    let make_fetch = stack(MakeBlocks::new(blocks), args.service.limits());
+    let mut builder = NodeBuilder::with_config(args.node_config())
+        .keypair(key.keypair.clone())
+        .serve::<Fetch, _, _>(make_fetch);
     let mut metrics = None;
     if let Some(addr) = args.metrics {
         let mut registry = Registry::default();

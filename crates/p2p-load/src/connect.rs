@@ -1,16 +1,16 @@
 //! Client nodes connected to a target: each its own node (mDNS off, a fresh
 //! identity unless given one) with one connection to the target, and a
-//! [`PeerClient`] for it.
+//! [`PeerClient`] for it, of any protocol (greet by default).
 
-use p2p_protocol::Greet;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use p2p_protocol::{Greet, Protocol};
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::identity::Keypair;
-use p2p_transport::libp2p::multiaddr::Protocol;
+use p2p_transport::libp2p::multiaddr::Protocol as Component;
 use p2p_transport::libp2p::{Multiaddr, PeerId};
 use p2p_transport::{GreetVersion, Node, NodeBuilder, NodeEvent, NodeEvents, PeerClient};
 use tokio::sync::Semaphore;
@@ -55,27 +55,33 @@ pub enum Identify {
     Required,
 }
 
-/// A connected client node and its client for the target.
+/// A connected client node and its client of protocol `P` for the target.
 #[derive(Debug, Clone)]
-pub struct ClientNode {
+pub struct ClientNode<P: Protocol = Greet> {
     /// The client node; shut it down when done.
     pub node: Node,
     /// Requests to the target.
-    pub service: PeerClient,
+    pub service: PeerClient<P>,
 }
 
 /// What [`connect_clients`] got.
-#[derive(Debug, Default)]
-pub struct Clients {
+#[derive(Debug)]
+pub struct Clients<P: Protocol = Greet> {
     /// The connected client nodes.
     pub nodes: Vec<Node>,
     /// A client for the target per connected node.
-    pub services: Vec<PeerClient>,
+    pub services: Vec<PeerClient<P>>,
     /// The failures, counted by reason.
     pub errors: BTreeMap<String, u64>,
 }
 
-impl Clients {
+impl<P: Protocol> Default for Clients<P> {
+    fn default() -> Self {
+        Self { nodes: Vec::new(), services: Vec::new(), errors: BTreeMap::new() }
+    }
+}
+
+impl<P: Protocol> Clients<P> {
     /// Shuts every client node down (see [`shutdown_all`]).
     pub async fn shutdown(self) {
         shutdown_all(self.nodes).await;
@@ -85,30 +91,31 @@ impl Clients {
 /// The peer id at the end of `address` (`.../p2p/<peer-id>`), if there is one.
 pub fn target_peer(address: &Multiaddr) -> Option<PeerId> {
     match address.iter().last() {
-        Some(Protocol::P2p(peer)) => Some(peer),
+        Some(Component::P2p(peer)) => Some(peer),
         _ => None,
     }
 }
 
 /// One client node with `keypair` (a fresh identity if `None`), connected to
-/// `target` (and identified, as `options` say) within `options.connect_timeout`.
-pub async fn connect_client(
+/// `target` (and identified as speaking `P`, as `options` say) within
+/// `options.connect_timeout`.
+pub async fn connect_client<P: Protocol>(
     target: &Multiaddr,
     options: &ClientOptions,
     keypair: Option<Keypair>,
-) -> Result<ClientNode, String> {
+) -> Result<ClientNode<P>, String> {
     connect_by(target, options, keypair, Instant::now() + options.connect_timeout).await
 }
 
 /// Starts `count` client nodes and connects each to `target`,
 /// [`CONNECTING_AT_ONCE`] at a time, all within `options.connect_timeout`.
 /// `done` counts the attempts that have ended, for progress display.
-pub async fn connect_clients(
+pub async fn connect_clients<P: Protocol>(
     target: &Multiaddr,
     count: usize,
     options: &ClientOptions,
     done: Arc<AtomicU64>,
-) -> Clients {
+) -> Clients<P> {
     let deadline = Instant::now() + options.connect_timeout;
     let at_once = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let mut connecting = JoinSet::new();
@@ -120,7 +127,7 @@ pub async fn connect_clients(
             // A handshake that timed out (a node busy with thousands of
             // others) is tried again, with a new identity, while time is left.
             let result = loop {
-                let result = connect_by(&target, &options, None, deadline).await;
+                let result = connect_by::<P>(&target, &options, None, deadline).await;
                 match &result {
                     Err(reason)
                         if reason.contains("timed out") && Instant::now() + RETRY_PAUSE < deadline =>
@@ -158,12 +165,12 @@ pub async fn shutdown_all(nodes: Vec<Node>) {
     let _ = tokio::time::timeout(Duration::from_secs(5), closing.join_all()).await;
 }
 
-async fn connect_by(
+async fn connect_by<P: Protocol>(
     target: &Multiaddr,
     options: &ClientOptions,
     keypair: Option<Keypair>,
     deadline: Instant,
-) -> Result<ClientNode, String> {
+) -> Result<ClientNode<P>, String> {
     let mut builder = NodeBuilder::for_dialing(target)
         .request_timeout(options.request_timeout)
         .shutdown_grace(Duration::from_secs(1))
@@ -177,11 +184,12 @@ async fn connect_by(
         builder = builder.bootstrap(peer.clone());
     }
     let (node, events) = builder
+        .call::<P>()
         .build(stack(MakeGreeter::new(options.message.clone()), Limits::default()))
         .map_err(|err| format!("cannot start a client node: {err}"))?;
-    match connected(&node, events, target, options, deadline).await {
+    match connected::<P>(&node, events, target, options, deadline).await {
         Ok(peer) => {
-            let service = node.client::<Greet>().peer(peer).with_version(options.version);
+            let service = node.client::<P>().peer(peer).with_version(options.version);
             Ok(ClientNode { node, service })
         }
         Err(reason) => {
@@ -191,8 +199,9 @@ async fn connect_by(
     }
 }
 
-/// Connects `node` to `target` and waits for identify as `options` say; the target's peer id.
-async fn connected(
+/// Connects `node` to `target` and waits for identify (to say the target
+/// speaks `P`) as `options` say; the target's peer id.
+async fn connected<P: Protocol>(
     node: &Node,
     mut events: NodeEvents,
     target: &Multiaddr,
@@ -212,7 +221,7 @@ async fn connected(
     };
     let identified = tokio::time::timeout_at(identify_by, async {
         while let Some(event) = events.recv().await {
-            if matches!(event, NodeEvent::Capable { peer_id, .. } if peer_id == peer) {
+            if matches!(event, NodeEvent::Capable { peer_id, protocol } if peer_id == peer && protocol == P::NAME) {
                 return true;
             }
         }
@@ -223,7 +232,7 @@ async fn connected(
     // The events are no longer needed: the node keeps running without a reader.
     drop(events);
     if options.identify == Identify::Required && !identified {
-        return Err(format!("connected, but not identified as a greet peer within {within}"));
+        return Err(format!("connected, but not identified as a {} peer within {within}", P::NAME));
     }
     Ok(peer)
 }

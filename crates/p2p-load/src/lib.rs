@@ -25,7 +25,7 @@
 //!     message: "load".into(),
 //!     bootstrap: Vec::new(),
 //! };
-//! let clients = connect_clients(&target, 4, &options, Default::default()).await;
+//! let clients = connect_clients::<p2p_protocol::Greet>(&target, 4, &options, Default::default()).await;
 //! let config = LoadConfig { concurrency: 64, rate_per_sec: Some(1000.0), ..LoadConfig::default() };
 //! let report = p2p_load::run(clients.services.clone(), &config, Default::default()).await;
 //! println!("{} ok, p99 {:?}", report.ok, report.latency(0.99));
@@ -44,6 +44,6 @@ pub use connect::{
     ClientNode, ClientOptions, Clients, Identify, connect_client, connect_clients, target_peer,
 };
 pub use duration::{HumanDuration, parse_duration};
-pub use load::{LoadConfig, LoadReport, OK, Sample, error_key, run};
+pub use load::{LoadConfig, LoadReport, OK, Sample, error_key, run, run_with};
 pub use progress::Progress;
 pub use report::Summary;

@@ -213,6 +213,23 @@ where
     S: Service<GreetRequest, Response = GreetResponse, Error = RequestError> + Clone + Send + 'static,
     S::Future: Send,
 {
+    run_with(services, GreetRequest::new(config.message.clone()), config, completed).await
+}
+
+/// [`run`] for any protocol's services: every request is a clone of
+/// `request` (`config.message` is greet's and unused here); the answers are
+/// counted, not looked at.
+pub async fn run_with<S, Req>(
+    services: Vec<S>,
+    request: Req,
+    config: &LoadConfig,
+    completed: Arc<AtomicU64>,
+) -> LoadReport
+where
+    S: Service<Req, Error = RequestError> + Clone + Send + 'static,
+    S::Future: Send,
+    Req: Clone + Send + Sync + 'static,
+{
     assert!(!services.is_empty(), "load::run needs at least one service");
     let concurrency = config.concurrency.max(1);
     let start = Instant::now();
@@ -238,7 +255,7 @@ where
             });
             tokio::spawn(worker(
                 services[i % services.len()].clone(),
-                config.message.clone(),
+                request.clone(),
                 schedule,
                 window,
                 Arc::clone(&shards[i % shards.len()]),
@@ -272,15 +289,16 @@ fn shard_count(concurrency: usize) -> usize {
     concurrency.min(2 * cores).max(1)
 }
 
-async fn worker<S>(
+async fn worker<S, Req>(
     mut service: S,
-    message: String,
+    request: Req,
     mut schedule: Option<Schedule>,
     window: Window,
     tally: Arc<Mutex<LoadReport>>,
     completed: Arc<AtomicU64>,
 ) where
-    S: Service<GreetRequest, Response = GreetResponse, Error = RequestError>,
+    S: Service<Req, Error = RequestError>,
+    Req: Clone,
 {
     loop {
         let intended = match &mut schedule {
@@ -306,7 +324,7 @@ async fn worker<S>(
             break;
         }
         let result = match service.ready().await {
-            Ok(service) => service.call(GreetRequest::new(message.clone())).await,
+            Ok(service) => service.call(request.clone()).await,
             Err(err) => Err(err),
         };
         let done = Instant::now();
