@@ -13,12 +13,12 @@
 #[path = "../examples/raw_baseline.rs"]
 mod raw_baseline;
 
-use p2p_protocol::Greet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use p2p_load::{self as load, LoadConfig, LoadReport};
+use p2p_protocol::Greet;
 use p2p_service::{Limits, MakeGreeter, stack};
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::{Multiaddr, PeerId};

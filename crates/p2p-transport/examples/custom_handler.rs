@@ -9,12 +9,11 @@
 //! cargo run -p p2p-transport --example custom_handler
 //! ```
 
-use p2p_protocol::Greet;
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::time::Duration;
 
-use p2p_protocol::{GreetRequest, GreetResponse};
+use p2p_protocol::{Greet, GreetRequest, GreetResponse};
 use p2p_service::{BoxError, Limits, PeerContext, stack};
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::{NodeBuilder, NodeEvent};

@@ -4,12 +4,11 @@
 
 mod common;
 
-use p2p_protocol::Greet;
 use std::time::Duration;
 
 use common::{Script, TestNode, Transport, spawn_on_host, spawn_with, within};
 use futures::StreamExt;
-use p2p_protocol::GreetRequest;
+use p2p_protocol::{Greet, GreetRequest};
 use p2p_transport::libp2p::identity::Keypair;
 use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::libp2p::swarm::{NetworkBehaviour, SwarmEvent};

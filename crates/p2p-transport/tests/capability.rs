@@ -6,9 +6,8 @@ mod common;
 mod v2_raw;
 
 use futures::AsyncWriteExt;
-use p2p_protocol::Greet;
 use p2p_protocol::v2::Response;
-use p2p_protocol::{GreetRequest, decode, encode, try_read_frame};
+use p2p_protocol::{Greet, GreetRequest, decode, encode, try_read_frame};
 use p2p_transport::NodeEvent;
 use p2p_transport::libp2p::PeerId;
 

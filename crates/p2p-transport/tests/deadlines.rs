@@ -5,7 +5,6 @@
 mod common;
 mod v2_raw;
 
-use p2p_protocol::Greet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use std::time::Duration;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use p2p_protocol::v2::Response;
 use p2p_protocol::{
-    ErrorCode, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, decode, encode, try_read_frame,
+    ErrorCode, Greet, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, decode, encode, try_read_frame,
 };
 use p2p_service::PeerContext;
 use p2p_transport::libp2p::multiaddr::Protocol;

@@ -4,10 +4,9 @@
 
 mod common;
 
-use p2p_protocol::Greet;
 use std::time::Duration;
 
-use p2p_protocol::{ErrorCode, GreetRequest};
+use p2p_protocol::{ErrorCode, Greet, GreetRequest};
 use p2p_service::Limits;
 use p2p_transport::libp2p::{Multiaddr, multiaddr::Protocol};
 use p2p_transport::{BanConfig, GreetVersion, NodeEvent, RequestError};

@@ -4,13 +4,12 @@
 mod common;
 mod v2_raw;
 
-use p2p_protocol::Greet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::AsyncWriteExt;
 use p2p_protocol::v2::STREAM_ERROR_ID;
-use p2p_protocol::{ErrorCode, GreetRequest, encode};
+use p2p_protocol::{ErrorCode, Greet, GreetRequest, encode};
 use p2p_transport::{GreetVersion, RequestError};
 use tower::ServiceExt;
 

@@ -4,8 +4,7 @@
 
 mod common;
 
-use p2p_protocol::Greet;
-use p2p_protocol::GreetRequest;
+use p2p_protocol::{Greet, GreetRequest};
 use p2p_transport::GreetVersion;
 use tower::ServiceExt;
 

@@ -3,12 +3,11 @@
 
 mod common;
 
-use p2p_protocol::Greet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use p2p_protocol::{ErrorCode, GreetRequest, encode};
+use p2p_protocol::{ErrorCode, Greet, GreetRequest, encode};
 use p2p_service::{Limits, stack};
 use p2p_transport::libp2p::{Multiaddr, multiaddr::Protocol};
 use p2p_transport::{GreetVersion, NodeBuilder, NodeEvent, RequestError};

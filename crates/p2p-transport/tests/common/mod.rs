@@ -2,7 +2,6 @@
 //! nodes on 127.0.0.1 with mDNS off, raw stream clients, killable nodes.
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
 
-use p2p_protocol::Greet;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,7 +12,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use p2p_protocol::{ErrorCode, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, decode, read_frame};
+use p2p_protocol::{
+    ErrorCode, Greet, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, decode, read_frame,
+};
 use p2p_service::{BoxError, Limits, PeerContext, stack};
 use p2p_transport::libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol};
 use p2p_transport::{ExternalAddrConfig, Node, NodeBuilder, NodeEvent, NodeEvents, RequestError};
