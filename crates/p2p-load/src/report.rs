@@ -13,7 +13,7 @@ use crate::{LoadConfig, LoadReport};
 pub struct Summary<'a> {
     /// The node loaded.
     pub target: &'a Multiaddr,
-    /// The greet protocol asked for: `auto`, `v1` or `v2`.
+    /// The protocol asked for: greet's `auto`, `v1` or `v2`, or another's `name:version`.
     pub protocol: &'a str,
     /// How it was loaded.
     pub config: &'a LoadConfig,
@@ -63,7 +63,12 @@ impl Summary<'_> {
         let (config, report) = (self.config, self.report);
         let pace =
             config.rate_per_sec.map_or_else(|| "unpaced".to_owned(), |r| format!("paced at {r}/s in all"));
-        let mut connections = format!("{}/{} (greet {})", self.connected, self.connections, self.protocol);
+        // Greet's versions alone (`auto`, `v1`, `v2`); another protocol's as `name:version`.
+        let protocol = match self.protocol.split_once(':') {
+            Some((name, version)) => format!("{name} {version}"),
+            None => format!("greet {}", self.protocol),
+        };
+        let mut connections = format!("{}/{} ({protocol})", self.connected, self.connections);
         if !self.connect_errors.is_empty() {
             connections.push_str(&format!(", failed: {}", counts(self.connect_errors)));
         }

@@ -28,7 +28,7 @@ pub struct NodeConfig {
     /// dropped). Default 10 s.
     pub request_timeout: Duration,
     /// Streams a peer may have open at once on one connection: one number
-    /// for both muxers and for greet 1.0.0 (one request is one stream).
+    /// for both muxers and for the streams served (any protocol, either name).
     /// Default 64.
     ///
     /// - QUIC: the bidirectional streams the peer may open (quinn makes an
@@ -70,7 +70,9 @@ pub struct NodeConfig {
     pub event_capacity: usize,
     /// Commands buffered for the swarm task (back-pressure beyond). Default 1024.
     pub command_capacity: usize,
-    /// Serve and use greet v2 (`/p2p-node/greet/2.0.0`, pipelined). Default on.
+    /// Serve and use every mounted protocol's pipelined name (greet's
+    /// `/p2p-node/greet/2.0.0`). Default on; off makes every request a
+    /// stream of its own (greet 1.0.0 only, for interop tests).
     pub greet_v2: bool,
     /// Inbound requests one pipelined stream may have in flight; beyond that
     /// the node stops reading the stream. Default 128.

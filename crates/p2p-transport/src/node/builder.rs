@@ -185,8 +185,10 @@ impl NodeBuilder {
         self
     }
 
-    /// Concurrent greet 1.0.0 streams per connection, each way (inbound ones
-    /// beyond it are dropped). Default 1024.
+    /// Streams served at once per connection, whatever their protocol (inbound
+    /// ones beyond it are dropped), and our one-request streams open at once
+    /// per connection (more wait, within their deadlines); QUIC's stream
+    /// limit, and half Yamux's. Default 64.
     pub fn max_concurrent_streams(mut self, streams: usize) -> Self {
         self.config.max_concurrent_streams = streams;
         self
@@ -224,8 +226,9 @@ impl NodeBuilder {
         self
     }
 
-    /// Serve and use greet v2 (`/p2p-node/greet/2.0.0`, pipelined). Default on;
-    /// off makes a 1.0.0-only node, for tests and interop.
+    /// Serve and use every mounted protocol's pipelined name (greet's
+    /// `/p2p-node/greet/2.0.0`). Default on; off makes a node of one-request
+    /// streams only (greet 1.0.0), for tests and interop.
     pub fn greet_v2(mut self, enabled: bool) -> Self {
         self.config.greet_v2 = enabled;
         self
