@@ -23,7 +23,12 @@
 # --scale, else SCALE_CONNECTIONS; SCALE_PROCS defaults to one bench process
 # per 2,000 identities. Raises `ulimit -n` to the hard limit (up to 65536).
 #
-# Env: ROUNDS (3), SECS (3, measured seconds per run), WARMUP (1),
+# Each row also shows the server's CPU time per answered request (user +
+# system from /proc/<pid>/stat over the measured window, `bench --server-pid`)
+# and its ratio to raw's: a cost that does not depend on how fast the client
+# is. The client runs on cpu 0 and the servers on cpu 1 (PIN=0: unpinned).
+#
+# Env: ROUNDS (3), SECS (3, measured seconds per run), WARMUP (1), PIN (1),
 #      NETS ("quic tcp") and LOADS ("1:1 64:1 256:16", c:K pairs) for a shorter table,
 #      SCALE_CONNECTIONS (1000), SCALE_SECS (30), SCALE_PROCS (N / 2000, at least 1),
 #      SCALE_RATE (1: greetings per second per identity, paced; 0.2 is one every 5 s),
@@ -136,6 +141,15 @@ if [[ -z $RAW && $MODE == table ]]; then
     RAW=$TARGET/release/examples/raw_baseline
 fi
 
+# The load client on one core, the servers on the other (PIN=0: no pinning),
+# so that the servers' CPU per request is not the client's contention.
+PIN=${PIN:-1}
+SERVER_CPU= CLIENT_CPU= PIN_NOTE=
+if [[ $PIN == 1 ]] && command -v taskset >/dev/null && (($(nproc) >= 2)); then
+    SERVER_CPU="taskset -c 1" CLIENT_CPU="taskset -c 0"
+    PIN_NOTE=" Pinned: servers on cpu 1, the load client on cpu 0."
+fi
+
 LOCAL_QUIC=/ip4/127.0.0.1/udp/0/quic-v1
 LOCAL_TCP=/ip4/127.0.0.1/tcp/0
 
@@ -148,9 +162,11 @@ machine() {
 
 table() {
     machine
-    start raw "$RAW" "$LOCAL_QUIC" "$LOCAL_TCP"
+    # shellcheck disable=SC2086 # (empty, or the taskset words)
+    start raw $SERVER_CPU "$RAW" "$LOCAL_QUIC" "$LOCAL_TCP"
     local raw_pid=$LAST_PID
-    start node "$BIN" run --no-mdns --listen "$LOCAL_QUIC" --listen "$LOCAL_TCP" \
+    # shellcheck disable=SC2086
+    start node $SERVER_CPU "$BIN" run --no-mdns --listen "$LOCAL_QUIC" --listen "$LOCAL_TCP" \
         --key-file "$WORK/node.key" --rate-per-sec 0 --max-in-flight-per-peer 0 --max-in-flight-total 0 \
         --max-incoming-per-ip 0 --max-incoming 0 --ban-threshold 0
     local node_pid=$LAST_PID
@@ -160,7 +176,7 @@ table() {
     addr[node_quic]=$(listen_addr node "$node_pid" quic-v1)
     addr[node_tcp]=$(listen_addr node "$node_pid" tcp)
 
-    local results=$WORK/results.tsv net load c k round server target protocol line
+    local results=$WORK/results.tsv net load c k round server target protocol pid line
     : >"$results"
     for net in $NETS; do
         for load in $LOADS; do
@@ -168,21 +184,21 @@ table() {
             for ((round = 1; round <= ROUNDS; round++)); do
                 for server in raw v1 v2; do
                     case $server in
-                        raw) target=${addr[raw_$net]} protocol=v1 ;;
-                        v1) target=${addr[node_$net]} protocol=v1 ;;
-                        v2) target=${addr[node_$net]} protocol=v2 ;;
+                        raw) target=${addr[raw_$net]} protocol=v1 pid=$raw_pid ;;
+                        v1) target=${addr[node_$net]} protocol=v1 pid=$node_pid ;;
+                        v2) target=${addr[node_$net]} protocol=v2 pid=$node_pid ;;
                     esac
                     rm -f "$WORK/run.json"
-                    if ! "$BIN" bench "$target" --concurrency "$c" --connections "$k" --protocol "$protocol" \
-                        --duration "${SECS}s" --warmup "${WARMUP}s" --json --no-progress \
+                    if ! $CLIENT_CPU "$BIN" bench "$target" --concurrency "$c" --connections "$k" --protocol "$protocol" \
+                        --duration "${SECS}s" --warmup "${WARMUP}s" --json --no-progress --server-pid "$pid" \
                         >"$WORK/run.json" 2>"$WORK/run.err"; then
                         say "$net c=$c k=$k $server round $round: $(tail -n1 "$WORK/run.err")"
                     fi
-                    line=$(jq -r '[.requests_per_sec, .latency_us.p50, .latency_us.p99, .failed] | @tsv' \
+                    line=$(jq -r '[.requests_per_sec, .latency_us.p50, .latency_us.p99, .failed, (.server_cpu_us_per_req // 0)] | @tsv' \
                         "$WORK/run.json" 2>/dev/null) || line=
-                    [[ -n $line ]] || line=$'0\t0\t0\t0'
+                    [[ -n $line ]] || line=$'0\t0\t0\t0\t0'
                     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$net" "$c" "$k" "$server" "$round" "$line" >>"$results"
-                    say "$net c=$c k=$k $server round $round/$ROUNDS: $(cut -f1 <<<"$line" | cut -d. -f1) req/s"
+                    say "$net c=$c k=$k $server round $round/$ROUNDS: $(cut -f1 <<<"$line" | cut -d. -f1) req/s, $(cut -f5 <<<"$line" | cut -d. -f1) µs cpu/req"
                 done
             done
         done
@@ -191,6 +207,8 @@ table() {
     echo
     echo "p2p-node vs raw libp2p request_response on 127.0.0.1: $ROUNDS rounds of ${SECS}s (after ${WARMUP}s warm-up)"
     echo "per row, servers taking turns; the median round by req/s. v1 = greet 1.0.0 (as raw), v2 = greet 2.0.0."
+    echo "cpu/req: the server's user+system CPU over the measured window / requests answered (/proc/<pid>/stat);"
+    echo "cpu/raw: that, over raw's in the same row group (for v2: over raw v1's).${PIN_NOTE}"
     # Median round per (net, c, k, server), in table order (quic < tcp, raw < v1 < v2).
     sort -t $'\t' -k1,1 -k2,2n -k3,3n -k4,4 -k6,6g "$results" | awk -F '\t' '
         { key = $1 FS $2 FS $3 FS $4; if (!(key in n)) order[++keys] = key; row[key, ++n[key]] = $0 }
@@ -198,19 +216,20 @@ table() {
         awk -F '\t' '
         function name(s) { return s == "raw" ? "raw" : "p2p-node " s }
         BEGIN {
-            printf "%-5s %4s %3s  %-12s %9s %9s %9s %7s %10s %8s %8s\n",
-                "net", "c", "K", "server", "req/s", "p50 ms", "p99 ms", "failed", "req/s/raw", "p50/raw", "p99/raw"
+            printf "%-5s %4s %3s  %-12s %9s %9s %9s %7s %8s %10s %8s %8s %8s\n",
+                "net", "c", "K", "server", "req/s", "p50 ms", "p99 ms", "failed", "cpu/req", "req/s/raw", "p50/raw", "p99/raw", "cpu/raw"
         }
         {
-            net = $1; c = $2; k = $3; s = $4; rps = $6; p50 = $7; p99 = $8; failed = $9
+            net = $1; c = $2; k = $3; s = $4; rps = $6; p50 = $7; p99 = $8; failed = $9; cpu = $10
             g = net " " c " " k
             ratios = ""
-            if (s == "raw") { raw_rps[g] = rps; raw_p50[g] = p50; raw_p99[g] = p99 }
+            if (s == "raw") { raw_rps[g] = rps; raw_p50[g] = p50; raw_p99[g] = p99; raw_cpu[g] = cpu }
             else if (g in raw_rps && raw_rps[g] > 0 && raw_p50[g] > 0) {
                 r_rps[g, s] = rps / raw_rps[g]; r_p50[g, s] = p50 / raw_p50[g]
-                ratios = sprintf("%9.2fx %7.2fx %7.2fx", r_rps[g, s], r_p50[g, s], p99 / raw_p99[g])
+                r_cpu[g, s] = raw_cpu[g] > 0 ? cpu / raw_cpu[g] : 0
+                ratios = sprintf("%9.2fx %7.2fx %7.2fx %7.3fx", r_rps[g, s], r_p50[g, s], p99 / raw_p99[g], r_cpu[g, s])
             }
-            printf "%-5s %4d %3d  %-12s %9.0f %9.3f %9.3f %7d %s\n", net, c, k, name(s), rps, p50 / 1000, p99 / 1000, failed, ratios
+            printf "%-5s %4d %3d  %-12s %9.0f %9.3f %9.3f %7d %5.1f µs %s\n", net, c, k, name(s), rps, p50 / 1000, p99 / 1000, failed, cpu, ratios
         }
         function check(what, ratio, op, bound,   met) {
             met = (op == ">=") ? ratio >= bound : ratio <= bound
@@ -219,6 +238,10 @@ table() {
         END {
             print ""
             print "targets (this run):"
+            check("quic c=64: p2p-node v1 cpu/req", r_cpu["quic 64 1", "v1"], "<=", 1.0)
+            check("tcp  c=64: p2p-node v1 cpu/req", r_cpu["tcp 64 1", "v1"], "<=", 1.0)
+            check("quic c=64: p2p-node v2 cpu/req", r_cpu["quic 64 1", "v2"], "<=", 0.067)
+            check("tcp  c=64: p2p-node v2 cpu/req", r_cpu["tcp 64 1", "v2"], "<=", 0.067)
             check("quic c=64: p2p-node v1 req/s", r_rps["quic 64 1", "v1"], ">=", 1.0)
             check("tcp  c=64: p2p-node v1 req/s", r_rps["tcp 64 1", "v1"], ">=", 1.0)
             check("quic c=1:  p2p-node v1 p50", r_p50["quic 1 1", "v1"], "<=", 0.9)

@@ -105,6 +105,11 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub(crate) connect_timeout: HumanDuration,
 
+    /// Also measure this process's CPU time (user + system, from /proc) over the
+    /// measured window: the server's cost per answered request (Linux).
+    #[arg(long, value_name = "PID")]
+    pub(crate) server_pid: Option<u32>,
+
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,
@@ -238,7 +243,7 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<ExitCode> {
         rate_per_sec: args.rate,
         max_samples: 0,
     };
-    let (report, connected, connect_errors) = match args.protocol.protocol {
+    let (report, server_cpu, connected, connect_errors) = match args.protocol.protocol {
         Mounted::Greet => {
             let request = GreetRequest::new(config.message.clone());
             load::<Greet>(&args, &options, connecting, shown, &config, request, progress).await
@@ -261,6 +266,7 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<ExitCode> {
         connected,
         connect_errors: &connect_errors,
         report: &report,
+        server_cpu,
     };
     if args.json {
         output::print_line(&summary.json().to_string());
@@ -283,7 +289,7 @@ async fn load<P: Protocol>(
     config: &LoadConfig,
     request: P::Request,
     progress: bool,
-) -> (Option<LoadReport>, usize, BTreeMap<String, u64>)
+) -> (Option<LoadReport>, Option<Duration>, usize, BTreeMap<String, u64>)
 where
     P::Request: Clone + Sync,
 {
@@ -291,20 +297,26 @@ where
     if let Some(shown) = shown {
         shown.finish().await;
     }
-    let report = if clients.services.is_empty() {
-        None
+    let (report, server_cpu) = if clients.services.is_empty() {
+        (None, None)
     } else {
         let completed = Arc::new(AtomicU64::new(0));
         let shown = progress.then(|| Progress::load(config, Arc::clone(&completed)));
+        // Over the same window as the load's, started with it.
+        let cpu = args.server_pid.map(|pid| p2p_load::measure_cpu(pid, config.warmup, config.duration));
         let report = p2p_load::run_with(clients.services.clone(), request, config, completed).await;
+        let server_cpu = match cpu {
+            Some(cpu) => cpu.await.ok().flatten(),
+            None => None,
+        };
         if let Some(shown) = shown {
             shown.finish().await;
         }
-        Some(report)
+        (Some(report), server_cpu)
     };
     let (connected, connect_errors) = (clients.services.len(), clients.errors.clone());
     clients.shutdown().await;
-    (report, connected, connect_errors)
+    (report, server_cpu, connected, connect_errors)
 }
 
 #[cfg(test)]

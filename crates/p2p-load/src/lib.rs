@@ -34,6 +34,7 @@
 //! ```
 
 pub mod connect;
+mod cpu;
 pub mod duration;
 pub mod histogram;
 pub mod load;
@@ -43,6 +44,7 @@ pub mod report;
 pub use connect::{
     ClientNode, ClientOptions, Clients, Identify, connect_client, connect_clients, target_peer,
 };
+pub use cpu::{measure as measure_cpu, process_cpu};
 pub use duration::{HumanDuration, parse_duration};
 pub use load::{LoadConfig, LoadReport, OK, Sample, error_key, run, run_with};
 pub use progress::Progress;

@@ -25,6 +25,9 @@ pub struct Summary<'a> {
     pub connect_errors: &'a BTreeMap<String, u64>,
     /// What the load measured.
     pub report: &'a LoadReport,
+    /// The server process's CPU time over the measured window, if asked for
+    /// (`--server-pid`): with `report.ok`, its cost per request.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Summary<'_> {
@@ -55,7 +58,15 @@ impl Summary<'_> {
                 "mean": report.latency_us.mean(),
             },
             "errors": report.errors,
+            "server_cpu_secs": self.server_cpu.map(|cpu| cpu.as_secs_f64()),
+            "server_cpu_us_per_req": self.cpu_per_request_us(),
         })
+    }
+
+    /// The server's CPU time per answered request, in microseconds.
+    fn cpu_per_request_us(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.report.ok > 0).then(|| cpu.as_secs_f64() * 1e6 / self.report.ok as f64)
     }
 
     /// Aligned `key  value` lines for people.
@@ -74,7 +85,7 @@ impl Summary<'_> {
         }
         let latency = |q: f64| human(report.latency(q));
         let errors = if report.errors.is_empty() { "none".to_owned() } else { counts(&report.errors) };
-        vec![
+        let mut lines = vec![
             format!("target       {}", self.target),
             format!("connections  {connections}"),
             format!(
@@ -96,7 +107,13 @@ impl Summary<'_> {
                 human(histogram::max(&report.latency_us))
             ),
             format!("errors       {errors}"),
-        ]
+        ];
+        if let Some(cpu) = self.server_cpu {
+            let per_request =
+                self.cpu_per_request_us().map_or_else(|| "-".to_owned(), |us| format!("{us:.1} µs"));
+            lines.push(format!("server cpu   {:.2}s, {per_request} a request", cpu.as_secs_f64()));
+        }
+        lines
     }
 }
 
@@ -144,9 +161,11 @@ mod tests {
             connected: 1,
             connect_errors: &connect_errors,
             report: &report,
+            server_cpu: None,
         };
 
         let json = summary.json();
+        assert_eq!(json["server_cpu_us_per_req"], serde_json::Value::Null);
         assert_eq!(json["target"], target.to_string());
         assert_eq!(json["ok"], 2);
         assert_eq!(json["failed"], 3);
@@ -175,5 +194,26 @@ mod tests {
         assert_eq!(human_duration(Duration::ZERO), "0s");
         assert_eq!(human_duration(Duration::from_millis(500)), "500ms");
         assert_eq!(human_duration(Duration::from_secs(90)), "1m 30s");
+    }
+
+    #[test]
+    fn the_server_cpu_is_shown_per_answered_request() {
+        let target: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let config = LoadConfig::default();
+        let report = report(); // 2 answered
+        let summary = Summary {
+            target: &target,
+            protocol: "fetch:v2",
+            config: &config,
+            connections: 1,
+            connected: 1,
+            connect_errors: &BTreeMap::new(),
+            report: &report,
+            server_cpu: Some(Duration::from_millis(3)),
+        };
+        assert_eq!(summary.json()["server_cpu_us_per_req"], 1500.0);
+        let human = summary.human().join("\n");
+        assert!(human.contains("server cpu   0.00s, 1500.0 µs a request"), "{human}");
+        assert!(human.contains("(fetch v2)"), "{human}");
     }
 }
