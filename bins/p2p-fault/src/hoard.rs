@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::{AsyncReadExt, AsyncWriteExt};
+use p2p_load::RawPeer;
 use p2p_protocol::{MAX_FRAME_LEN, PROTOCOL_NAME, uvarint};
 use p2p_transport::libp2p::{self, Multiaddr, PeerId, StreamProtocol};
 use serde::Serialize;
@@ -32,7 +33,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::raw::RawPeer;
 use crate::{HoardArgs, round};
 
 /// How long opening one stream may take (QUIC makes an opener wait for a
@@ -212,7 +212,7 @@ async fn connection(
         // Ramp up, one stream at a time, until the node refuses one.
         let refused = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
-        let mut control = raw.control.clone();
+        let mut control = (*raw).clone();
         for _ in 0..streams {
             if refused.load(Ordering::Relaxed) || raw.closed() > 0 || *stop.borrow() {
                 break;
@@ -229,7 +229,7 @@ async fn connection(
             };
             counts.opened.fetch_add(1, Ordering::Relaxed);
             let (control, counts, prefix, refused) =
-                (raw.control.clone(), Arc::clone(&counts), prefix.clone(), Arc::clone(&refused));
+                ((*raw).clone(), Arc::clone(&counts), prefix.clone(), Arc::clone(&refused));
             tasks.spawn(async move {
                 hoard_streams(stream, control, peer, reopen, &prefix, &counts, &refused).await
             });

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use futures::AsyncWriteExt;
+use p2p_load::RawPeer;
 use p2p_load::histogram::{self, ms, ms_number};
 use p2p_transport::libp2p::PeerId;
 use rand::{RngExt, SeedableRng};
@@ -26,7 +27,6 @@ use tokio::time::Instant;
 use crate::answers::{read_v1, read_v2};
 use crate::inputs::{ABANDONED, CATEGORIES, Input, RESET_MID_FRAME, Rng, Version, make_input};
 use crate::probe::{ProbeStats, probe_loop};
-use crate::raw::RawPeer;
 use crate::{HostileArgs, json_key, round};
 
 /// Abandoned streams left open at once, at most.
@@ -99,11 +99,11 @@ pub(crate) async fn run(args: HostileArgs) -> Result<()> {
         bail!("--tcp names another peer (or none)");
     }
     // One hostile peer per transport, and a well-behaved prober on QUIC.
-    let mut hostile = vec![("quic", RawPeer::connect(&args.target).await?)];
+    let mut hostile = vec![("quic", RawPeer::connect(&args.target).await.map_err(anyhow::Error::msg)?)];
     if let Some(tcp) = &args.tcp {
-        hostile.push(("tcp", RawPeer::connect(tcp).await?));
+        hostile.push(("tcp", RawPeer::connect(tcp).await.map_err(anyhow::Error::msg)?));
     }
-    let prober = RawPeer::connect(&args.target).await?;
+    let prober = RawPeer::connect(&args.target).await.map_err(anyhow::Error::msg)?;
     eprintln!(
         "p2p-fault: {} hostile inputs to {peer} over {} ({} at a time), probing every {}",
         args.count,
@@ -118,20 +118,15 @@ pub(crate) async fn run(args: HostileArgs) -> Result<()> {
     let stats = Arc::new(Mutex::new(HostileStats::default()));
     let abandoned = Arc::new(Semaphore::new(ABANDONED_AT_ONCE as usize));
     let (done_tx, done_rx) = watch::channel(false);
-    let probe = tokio::spawn(probe_loop(
-        prober.control.clone(),
-        peer,
-        args.probe_interval,
-        args.answer_timeout,
-        done_rx,
-    ));
+    let probe =
+        tokio::spawn(probe_loop((*prober).clone(), peer, args.probe_interval, args.answer_timeout, done_rx));
 
     let (count, seed, answer_timeout) = (args.count, args.seed, args.answer_timeout);
     let workers: Vec<_> = (0..args.concurrency.max(1))
         .map(|w| {
             let (transport, raw) = &hostile[w % hostile.len()];
             let transport: &'static str = transport;
-            let mut control = raw.control.clone();
+            let mut control = (*raw).clone();
             let (next, stats, abandoned) = (Arc::clone(&next), Arc::clone(&stats), Arc::clone(&abandoned));
             tokio::spawn(async move {
                 let mut rng = Rng::seed_from_u64(seed ^ ((w as u64) << 32));

@@ -45,7 +45,6 @@ mod inputs;
 mod liar;
 mod load;
 mod probe;
-mod raw;
 mod silent;
 
 use std::net::IpAddr;

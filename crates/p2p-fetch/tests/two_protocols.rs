@@ -182,42 +182,12 @@ async fn hostile(
     }
 }
 
-/// A bare swarm that speaks nothing but raw streams, to send what a real client never would.
-async fn raw_client(target: &Multiaddr) -> libp2p_stream::Control {
-    use futures::StreamExt;
-    use p2p_transport::libp2p::{SwarmBuilder, noise, swarm::SwarmEvent, tcp, yamux};
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_quic()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let control = swarm.behaviour().new_control();
-    swarm.dial(target.clone()).unwrap();
-    let (connected, up) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut connected = Some(connected);
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await
-                && let Some(connected) = connected.take()
-            {
-                let _ = connected.send(());
-            }
-        }
-    });
-    within("the raw client to connect", up).await.unwrap();
-    control
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_answered_by_its_code_and_counts_toward_one_ban_across_protocols() {
     // Five refusals the peer caused, whatever the protocol, ban it.
     let bans = BanConfig { threshold: 5, ..BanConfig::default() };
     let mut s = spawn("/ip4/127.0.0.1/udp/0/quic-v1", open_limits(), open_limits(), bans).await;
-    let mut raw = raw_client(&s.addr).await;
+    let mut raw = within("a raw client", p2p_load::RawPeer::connect(&s.addr)).await.unwrap();
     let s_id = s.id();
 
     // Fetch: a body that does not decode as a hash is 400, a length over

@@ -39,6 +39,7 @@ pub mod duration;
 pub mod histogram;
 pub mod load;
 pub mod progress;
+pub mod raw;
 pub mod report;
 
 pub use connect::{
@@ -48,4 +49,5 @@ pub use cpu::{measure as measure_cpu, process_cpu};
 pub use duration::{HumanDuration, parse_duration};
 pub use load::{LoadConfig, LoadReport, OK, Sample, error_key, run, run_with};
 pub use progress::Progress;
+pub use raw::RawPeer;
 pub use report::Summary;

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt};
 use p2p_protocol::{
     ErrorCode, Greet, GreetRequest, GreetResponse, GreetResult, PROTOCOL_NAME, decode, read_frame,
 };
@@ -329,33 +329,10 @@ pub fn remote_code(result: Result<GreetResponse, RequestError>) -> ErrorCode {
 }
 
 /// A bare swarm that speaks nothing but raw streams, to send what a real
-/// client never would (over QUIC or TCP/Yamux, as `target` says).
-pub async fn raw_client(target: &Multiaddr) -> libp2p_stream::Control {
-    use p2p_transport::libp2p::{SwarmBuilder, noise, swarm::SwarmEvent, tcp, yamux};
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_quic()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let control = swarm.behaviour().new_control();
-    swarm.dial(target.clone()).unwrap();
-    let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut connected_tx = Some(connected_tx);
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await
-                && let Some(tx) = connected_tx.take()
-            {
-                let _ = tx.send(());
-            }
-        }
-    });
-    within("the raw client to connect", connected_rx).await.unwrap();
-    control
+/// client never would (over QUIC or TCP/Yamux, as `target` says); it derefs
+/// to its `libp2p_stream::Control` and holds its connection while it lives.
+pub async fn raw_client(target: &Multiaddr) -> p2p_load::RawPeer {
+    within("the raw client to connect", p2p_load::RawPeer::connect(target)).await.unwrap()
 }
 
 /// Sends `bytes` on a fresh greet stream, closes the write half, and returns
