@@ -5,8 +5,9 @@
 //! through the swarm task.
 //!
 //! Owns: each protocol's server (its connections' service cells, the
-//! one-request stream task, the pipelined responder) and the acceptor of
-//! every protocol's streams.
+//! one-request stream task, the pipelined responder), the bare stream
+//! protocols' handler tasks (`stream.rs`), and the acceptor of every
+//! protocol's streams.
 //! Must never: await a handler on the swarm task (a one-request stream's
 //! request runs in its stream's task, a pipelined one in its stream's
 //! responder task), or let user code (an error, a panic) go unanswered.
@@ -20,11 +21,13 @@ mod server;
 mod v1;
 mod responder;
 mod serve;
+mod stream;
 mod acceptor;
 
 pub(crate) use acceptor::{Acceptor, Route, Routes, SpokenBy};
 pub(crate) use serve::Serve;
 pub(crate) use server::Server;
+pub(crate) use stream::{StreamHandler, StreamServer};
 #[cfg(feature = "metrics")]
 pub(crate) use service::PeerService;
 pub(crate) use service::{MakePeerService, erased};
