@@ -95,7 +95,8 @@ async fn bare_streams_count_against_the_per_connection_stream_cap() {
     .await;
     let client = client_for(&server, Transport::Tcp).await;
     let open = || async {
-        let mut stream = within("open", client.node.open_stream(server.peer_id(), COUNT)).await.expect("opens");
+        let mut stream =
+            within("open", client.node.open_stream(server.peer_id(), COUNT)).await.expect("opens");
         stream.write_all(b"x").await.unwrap();
         stream.close().await.unwrap();
         stream

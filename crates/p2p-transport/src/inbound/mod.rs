@@ -27,7 +27,7 @@ mod acceptor;
 pub(crate) use acceptor::{Acceptor, Route, Routes, SpokenBy};
 pub(crate) use serve::Serve;
 pub(crate) use server::Server;
-pub(crate) use stream::{StreamHandler, StreamServer};
 #[cfg(feature = "metrics")]
 pub(crate) use service::PeerService;
 pub(crate) use service::{MakePeerService, erased};
+pub(crate) use stream::{StreamHandler, StreamServer};

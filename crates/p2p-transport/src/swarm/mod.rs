@@ -113,6 +113,8 @@ fn routes(mounts: &[Mount], streams: Vec<(StreamProtocol, Arc<dyn Serve>)>) -> R
             routes.push((pipelined.clone(), route(true)));
         }
     }
-    routes.extend(streams.into_iter().map(|(name, server)| (name, Route { mount: None, pipelined: false, server })));
+    routes.extend(
+        streams.into_iter().map(|(name, server)| (name, Route { mount: None, pipelined: false, server })),
+    );
     Routes::new(routes)
 }
