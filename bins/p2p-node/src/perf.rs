@@ -162,6 +162,12 @@ pub(crate) struct PerfArgs {
     #[arg(long, value_name = "N", conflicts_with_all = ["upload", "download"])]
     pub(crate) connections: Option<usize>,
 
+    /// Stop each direction after this long, even with bytes left (the
+    /// spec's timer-based variant: the upload closes early, the download is
+    /// dropped); the figures count what moved. For runs of a known length.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) duration: Option<p2p_load::HumanDuration>,
+
     /// How long connecting may take; the transfer is bounded by the
     /// server's idle timeout instead.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
@@ -186,7 +192,8 @@ pub(crate) async fn perf(args: PerfArgs) -> Result<ExitCode> {
     let report = match connected {
         Ok(connect) => {
             let print = !args.json;
-            transfer(&node, peer, args.upload.0, args.download.0, print).await.map(|mut r| {
+            let limit = args.duration.map(|d| d.0);
+            transfer(&node, peer, args.upload.0, args.download.0, limit, print).await.map(|mut r| {
                 r.connect = connect;
                 r
             })
@@ -295,13 +302,15 @@ fn mib(bytes: u64) -> String {
 }
 
 /// Opens a perf stream to `peer`, uploads `upload` bytes and downloads
-/// `download`: the figures, or why the exchange failed (a refusal shows as
-/// fewer bytes back than asked for).
+/// `download` (each direction cut short after `limit`, if given): the
+/// figures, or why the exchange failed (a refusal shows as fewer bytes back
+/// than asked for).
 pub(crate) async fn transfer(
     node: &Node,
     peer: PeerId,
     upload: u64,
     download: u64,
+    limit: Option<Duration>,
     print: bool,
 ) -> Result<Report> {
     let asked = Instant::now();
@@ -313,7 +322,8 @@ pub(crate) async fn transfer(
     let mut sampler = Sampler::new("UPLOAD", start, print);
     timed(stream.write_all(&download.to_be_bytes())).await?;
     let mut sent = 0u64;
-    while sent < upload {
+    let stop = limit.map(|limit| start + limit);
+    while sent < upload && stop.is_none_or(|stop| Instant::now() < stop) {
         let n = (upload - sent).min(CHUNK as u64) as usize;
         timed(stream.write_all(&buffer[..n])).await.context("uploading")?;
         sent += n as u64;
@@ -331,8 +341,14 @@ pub(crate) async fn transfer(
     let (ttfb, first_byte) = (turned - closed, turned - asked);
     received += first as u64;
     let mut sampler = Sampler::new("DOWNLOAD", turned, print);
+    let stop = limit.map(|limit| turned + limit);
+    let mut cut = false;
     if first > 0 {
         loop {
+            if stop.is_some_and(|stop| Instant::now() >= stop) {
+                cut = true; // the stream is dropped: the server stops on its next write
+                break;
+            }
             let n = timed(stream.read(&mut buffer)).await.context("downloading")?;
             if n == 0 {
                 break;
@@ -342,7 +358,7 @@ pub(crate) async fn transfer(
         }
     }
     let download_leg = Leg { bytes: received, time: turned.elapsed(), samples: sampler.samples };
-    if received != download {
+    if received != download && !cut {
         bail!("the server sent {received} of the {download} bytes asked for (more than it allows?)");
     }
     Ok(Report {
@@ -463,7 +479,7 @@ async fn connections(args: &PerfArgs, peer: PeerId, n: usize) -> Result<Connecti
         let (node, events) = client_node(args)?;
         let outcome = async {
             let connect = connect(&node, args).await?;
-            let exchange = transfer(&node, peer, 1, 1, false).await?;
+            let exchange = transfer(&node, peer, 1, 1, None, false).await?;
             Ok::<_, anyhow::Error>((connect, exchange.first_byte.unwrap_or_default()))
         }
         .await;
@@ -527,7 +543,7 @@ mod tests {
         for (up, down) in
             [(0, 0), (1, 1), (3 * CHUNK as u64 + 5, 0), (0, 2 * CHUNK as u64 + 1), (1 << 20, 1 << 20)]
         {
-            let report = within(transfer(&client, peer, up, down, false)).await.unwrap();
+            let report = within(transfer(&client, peer, up, down, None, false)).await.unwrap();
             assert_eq!((report.upload.bytes, report.download.bytes), (up, down));
             assert_eq!(report.ttfb.is_some(), down > 0);
             uploaded += up;
@@ -542,15 +558,15 @@ mod tests {
         let client = client(&address).await;
         let peer = server_node.local_peer_id();
 
-        let asked_too_much = within(transfer(&client, peer, 0, 1001, false)).await;
+        let asked_too_much = within(transfer(&client, peer, 0, 1001, None, false)).await;
         assert!(asked_too_much.is_err(), "{asked_too_much:?}");
-        let uploaded_too_much = within(transfer(&client, peer, 1001, 10, false)).await;
+        let uploaded_too_much = within(transfer(&client, peer, 1001, 10, None, false)).await;
         assert!(uploaded_too_much.is_err(), "{uploaded_too_much:?}");
         assert_eq!(perf.refused.load(Ordering::Relaxed), 2);
         assert_eq!(perf.sent.load(Ordering::Relaxed), 0, "nothing was sent back");
 
         // Up to the cap is served.
-        let report = within(transfer(&client, peer, 1000, 1000, false)).await.unwrap();
+        let report = within(transfer(&client, peer, 1000, 1000, None, false)).await.unwrap();
         assert_eq!((report.upload.bytes, report.download.bytes), (1000, 1000));
     }
 

@@ -38,7 +38,9 @@ impl std::str::FromStr for Size {
             "T" | "TB" => 1_000_000_000_000,
             "TiB" => 1 << 40,
             other => {
-                return Err(format!("unknown unit {other:?} (B, k/KB, KiB, M/MB, MiB, G/GB, GiB, T/TB, TiB)"));
+                return Err(format!(
+                    "unknown unit {other:?} (B, k/KB, KiB, M/MB, MiB, G/GB, GiB, T/TB, TiB)"
+                ));
             }
         };
         let bytes = number * scale as f64;
