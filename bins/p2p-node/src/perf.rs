@@ -530,8 +530,8 @@ mod tests {
         node
     }
 
-    fn within<T>(future: impl Future<Output = T>) -> impl Future<Output = T> {
-        async { tokio::time::timeout(Duration::from_secs(20), future).await.expect("in time") }
+    async fn within<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(20), future).await.expect("in time")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
