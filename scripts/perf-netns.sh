@@ -75,6 +75,7 @@ if [[ -z $BIN ]]; then
     BIN=$TARGET_DIR/debug/p2p-node
 fi
 [[ -x $BIN ]] || die "no binary at $BIN"
+say "p2p-node: $BIN (a debug build measures far less than a release one)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/perf-netns.XXXXXX")
 PASSED=0
@@ -132,6 +133,7 @@ if [[ " $TRANSPORTS " == *" ws "* ]] && "$BIN" run --help | grep -q -- '/ws'; th
     LISTEN+=(--listen "/ip4/$IP_A/tcp/4002/ws")
 fi
 # No per-IP cap, no bans: 100 fresh connections from one address are the point.
+: >"$WORK/server.out"
 ip netns exec "$A" "$BIN" run --perf --no-mdns --key-file "$KEY" "${LISTEN[@]}" \
     --max-incoming-per-ip 0 --max-incoming 0 --max-connections 0 --ban-threshold 0 \
     >"$WORK/server.out" 2>"$WORK/server.err" &
