@@ -1,17 +1,20 @@
 //! Bare stream protocols (`NodeBuilder::serve_stream`, `Node::open_stream`):
 //! a stream reaches its handler whole, both ways, over QUIC and TCP; it
 //! counts against the per-connection stream cap like every protocol's; a
-//! name nobody serves is refused.
+//! name nobody serves is refused; the shutdown drain waits for a handler,
+//! then drops it at the end of the grace.
 
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use p2p_transport::libp2p::{PeerId, Stream};
 use p2p_transport::{NodeBuilder, RequestError};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 
 use common::*;
 
@@ -133,4 +136,43 @@ async fn bare_streams_count_against_the_per_connection_stream_cap() {
     let mut answer = Vec::new();
     within("the fourth answer", fourth.read_to_end(&mut answer)).await.unwrap();
     assert_eq!(answer.len(), 8 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_stream_handler_until_the_grace_then_drops_it() {
+    let grace = Duration::from_secs(1);
+    // Held by the handler's future for as long as it lives.
+    let token = Arc::new(());
+    let (arrived_tx, mut arrived) = mpsc::channel(1);
+    let held = Arc::clone(&token);
+    let server = spawn_with(Script::new("s"), Transport::Quic, move |b| {
+        b.shutdown_grace(grace).serve_stream(COUNT, move |_, stream| {
+            let (held, arrived) = (Arc::clone(&held), arrived_tx.clone());
+            async move {
+                let _stream = stream;
+                let _held = held;
+                arrived.send(()).await.unwrap();
+                std::future::pending::<()>().await; // a handler that never ends
+            }
+        })
+    })
+    .await;
+    let client = client_for(&server, Transport::Quic).await;
+    let _stream = within("open", client.node.open_stream(server.peer_id(), COUNT)).await.unwrap();
+    within("the handler", arrived.recv()).await.unwrap();
+
+    let start = Instant::now();
+    within("shutdown", server.node.shutdown()).await;
+    let took = start.elapsed();
+    // The drain waited for the stream's task (it is tracked)...
+    assert!(took >= grace, "shutdown took {took:?}: it did not wait for the stream's task");
+    assert!(took < grace + Duration::from_secs(3), "shutdown took {took:?} with a grace of {grace:?}");
+    // ...and dropped it at the end of the grace.
+    let released = tokio::time::timeout(Duration::from_millis(500), async {
+        while Arc::strong_count(&token) > 1 {
+            tokio::time::sleep_until(Instant::now() + Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(released.is_ok(), "the handler's future outlived the grace");
 }
