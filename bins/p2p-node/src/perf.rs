@@ -570,6 +570,44 @@ mod tests {
         assert_eq!((report.upload.bytes, report.download.bytes), (1000, 1000));
     }
 
+    fn parse(args: &[&str]) -> Result<PerfArgs, clap::Error> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["p2p-node", "perf"].iter().chain(args))?;
+        match cli.command {
+            Some(crate::cli::Command::Perf(args)) => Ok(*args),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn perf_flags_parse() {
+        const ADDR: &str =
+            "/ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooWM7N1uQr9o9kbNm4BzyzkR5icTqkWSCzbU2THZyxuRamV";
+        let args = parse(&[ADDR]).unwrap();
+        assert_eq!((args.upload.0, args.download.0, args.connections, args.json), (0, 0, None, false));
+        let args =
+            parse(&[ADDR, "--upload", "100MiB", "--download", "1GB", "--duration", "5s", "--json"]).unwrap();
+        assert_eq!((args.upload.0, args.download.0), (100 << 20, 1_000_000_000));
+        assert_eq!(args.duration.map(|d| d.0), Some(Duration::from_secs(5)));
+        assert_eq!(parse(&[ADDR, "--connections", "100"]).unwrap().connections, Some(100));
+        assert!(parse(&[ADDR, "--connections", "5", "--upload", "1"]).is_err(), "one mode at a time");
+        assert!(parse(&["/ip4/127.0.0.1/udp/4001/quic-v1"]).is_err(), "the peer id is needed");
+    }
+
+    #[test]
+    fn run_serves_perf_only_when_asked() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["p2p-node", "run"]).unwrap();
+        let Some(crate::cli::Command::Run(args)) = cli.command else { panic!() };
+        assert!(!args.perf, "off by default, as the spec asks");
+        assert_eq!(args.perf_max_bytes.0, DEFAULT_MAX_BYTES);
+        let cli = crate::cli::Cli::try_parse_from(["p2p-node", "run", "--perf", "--perf-max-bytes", "1GiB"])
+            .unwrap();
+        let Some(crate::cli::Command::Run(args)) = cli.command else { panic!() };
+        assert!(args.perf);
+        assert_eq!(args.perf_max_bytes.0, 1 << 30);
+    }
+
     #[test]
     fn quantiles_are_nearest_rank() {
         let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
