@@ -86,6 +86,10 @@ pub(crate) enum Command {
     /// Load a node with greetings; print requests/s, latency and errors.
     #[command(after_help = crate::bench::EXAMPLES)]
     Bench(Box<crate::bench::BenchArgs>),
+    /// Measure throughput and latency with libp2p's perf protocol (/perf/1.0.0)
+    /// against a node run with --perf.
+    #[command(after_help = crate::perf::EXAMPLES)]
+    Perf(Box<crate::perf::PerfArgs>),
 }
 
 /// The format of the logs on stderr.
@@ -132,6 +136,16 @@ pub(crate) struct RunArgs {
     /// its SHA-256 (repeatable; at most 1 MiB each). The empty block is always served.
     #[arg(long, value_name = "FILE")]
     pub(crate) block: Vec<std::path::PathBuf>,
+
+    /// Serve libp2p's perf protocol (/perf/1.0.0): any peer may make this node upload and
+    /// download up to --perf-max-bytes per stream. Off by default, as the protocol's spec
+    /// asks; not for publicly reachable nodes.
+    #[arg(long)]
+    pub(crate) perf: bool,
+
+    /// With --perf: the most one perf stream may upload, and ask back (beyond: refused).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::values::Size(crate::perf::DEFAULT_MAX_BYTES))]
+    pub(crate) perf_max_bytes: crate::values::Size,
 
     /// Serve Prometheus metrics at http://<ADDR>/metrics (libp2p's, and
     /// answered requests by protocol and code with their latency).

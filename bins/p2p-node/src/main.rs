@@ -4,8 +4,8 @@
 //! This file is wiring only: it parses the command line ([`cli`], which
 //! composes each subcommand's arguments; [`values`] parses what more than one takes), sets up
 //! logging on stderr and hands the subcommand to its module: [`run`] (the
-//! node, until Ctrl-C or SIGTERM, [`signals`]), [`greet`], [`id`] and
-//! [`bench`]. Identities live in key files ([`keyfile`]), event lines go to
+//! node, until Ctrl-C or SIGTERM, [`signals`]), [`greet`], [`id`],
+//! [`bench`] and [`perf`] (libp2p's perf protocol, both sides). Identities live in key files ([`keyfile`]), event lines go to
 //! stdout ([`output`], which escapes whatever a peer said), and
 //! `run --metrics` serves Prometheus metrics over axum ([`metrics`]).
 //!
@@ -14,6 +14,7 @@
 //! p2p-node greet /ip4/…/udp/4001/quic-v1/p2p/12D3KooW…
 //! p2p-node id --key-file ./node.key
 //! p2p-node bench /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW… --concurrency 64
+//! p2p-node perf /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW… --download 1GiB
 //! ```
 
 mod bench;
@@ -25,6 +26,7 @@ mod id;
 mod keyfile;
 mod metrics;
 mod output;
+mod perf;
 mod periodic;
 mod run;
 mod signals;
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         None | Some(Command::Run(_)) => "info",
-        Some(Command::Greet(_) | Command::Id(_) | Command::Bench(_)) => "warn",
+        Some(Command::Greet(_) | Command::Id(_) | Command::Bench(_) | Command::Perf(_)) => "warn",
     };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Some(Command::Greet(args)) => block_on(greet::greet(args)),
         Some(Command::Id(args)) => id::id(args),
         Some(Command::Bench(args)) => block_on(bench::bench(*args)),
+        Some(Command::Perf(args)) => block_on(perf::perf(*args)),
     };
     match result {
         Ok(code) => code,

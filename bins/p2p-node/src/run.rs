@@ -39,6 +39,10 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut builder = NodeBuilder::with_config(args.node_config())
         .keypair(key.keypair.clone())
         .serve::<Fetch, _, _>(make_fetch);
+    if args.perf {
+        info!(max_bytes = args.perf_max_bytes.0, "serving {}", crate::perf::PROTOCOL);
+        builder = crate::perf::Server::new(args.perf_max_bytes.0).mount(builder);
+    }
     let mut metrics = None;
     if let Some(addr) = args.metrics {
         let mut registry = Registry::default();

@@ -76,8 +76,15 @@ impl ConnectionWakers {
 /// connection sees it gone and its idle timeout can start; it may count
 /// against its connection's streams (`counted`, decremented on drop).
 pub(crate) struct WakingStream {
-    /// Always `Some` until dropped.
-    stream: Option<Stream>,
+    // Fields drop in order: the stream first, so the woken connection sees it gone.
+    stream: Stream,
+    guard: StreamGuard,
+}
+
+/// What a [`WakingStream`] does once its stream is gone: uncount it and wake
+/// its connection. Held apart from the stream by whoever hands the bare
+/// stream on (a user's stream handler) and drops it once that is done.
+pub(crate) struct StreamGuard {
     connection: Arc<AtomicWaker>,
     counted: Option<Arc<AtomicUsize>>,
 }
@@ -88,17 +95,21 @@ impl WakingStream {
         connection: &Arc<AtomicWaker>,
         counted: Option<Arc<AtomicUsize>>,
     ) -> Self {
-        Self { stream: Some(stream), connection: Arc::clone(connection), counted }
+        Self { stream, guard: StreamGuard { connection: Arc::clone(connection), counted } }
+    }
+
+    /// The bare stream, and the guard to drop once the stream is gone.
+    pub(crate) fn into_parts(self) -> (Stream, StreamGuard) {
+        (self.stream, self.guard)
     }
 
     fn stream(&mut self) -> Pin<&mut Stream> {
-        Pin::new(self.stream.as_mut().expect("taken only on drop"))
+        Pin::new(&mut self.stream)
     }
 }
 
-impl Drop for WakingStream {
+impl Drop for StreamGuard {
     fn drop(&mut self) {
-        drop(self.stream.take()); // first, so the woken connection sees it gone
         if let Some(counted) = &self.counted {
             counted.fetch_sub(1, Ordering::Relaxed);
         }

@@ -45,11 +45,11 @@ pub(crate) struct SpokenBy {
     pub(crate) pipelined: bool,
 }
 
-/// A name a connection accepts: the protocol's index, which of its names,
-/// and its server.
+/// A name a connection accepts: the protocol's index (`None`: a bare stream
+/// protocol, not reported as [`SpokenBy`]), which of its names, and its server.
 #[derive(Clone)]
 pub(crate) struct Route {
-    pub(crate) mount: usize,
+    pub(crate) mount: Option<usize>,
     pub(crate) pipelined: bool,
     pub(crate) server: Arc<dyn Serve>,
 }
@@ -182,9 +182,11 @@ pub(crate) struct Handler {
 impl Handler {
     fn on_stream(&mut self, stream: Stream, name: StreamProtocol) {
         let Some(route) = self.routes.route(&name).cloned() else { return };
-        if !self.reported.contains(&name) {
+        if let Some(mount) = route.mount
+            && !self.reported.contains(&name)
+        {
             self.reported.push(name);
-            self.report.push_back((route.mount, route.pipelined));
+            self.report.push_back((mount, route.pipelined));
         }
         if self.open.load(Ordering::Relaxed) >= self.max_streams {
             debug!(peer = %self.peer, "too many streams at once on one connection; one dropped");

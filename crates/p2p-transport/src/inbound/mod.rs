@@ -5,8 +5,9 @@
 //! through the swarm task.
 //!
 //! Owns: each protocol's server (its connections' service cells, the
-//! one-request stream task, the pipelined responder) and the acceptor of
-//! every protocol's streams.
+//! one-request stream task, the pipelined responder), the bare stream
+//! protocols' handler tasks (`stream.rs`), and the acceptor of every
+//! protocol's streams.
 //! Must never: await a handler on the swarm task (a one-request stream's
 //! request runs in its stream's task, a pipelined one in its stream's
 //! responder task), or let user code (an error, a panic) go unanswered.
@@ -20,6 +21,7 @@ mod server;
 mod v1;
 mod responder;
 mod serve;
+mod stream;
 mod acceptor;
 
 pub(crate) use acceptor::{Acceptor, Route, Routes, SpokenBy};
@@ -28,3 +30,4 @@ pub(crate) use server::Server;
 #[cfg(feature = "metrics")]
 pub(crate) use service::PeerService;
 pub(crate) use service::{MakePeerService, erased};
+pub(crate) use stream::{StreamHandler, StreamServer};

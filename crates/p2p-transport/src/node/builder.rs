@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, StreamProtocol};
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use p2p_protocol::{Greet, Protocol, RemoteError};
 use p2p_service::{BoxError, FaultReporter, PeerContext};
 use tokio::runtime::Handle;
@@ -20,7 +20,7 @@ use super::{Mounted, Node};
 use crate::NodeMetrics;
 use crate::events::{NodeEvents, Reporter, Snapshot};
 use crate::gate::Refusals;
-use crate::inbound::{MakePeerService, Server, erased};
+use crate::inbound::{MakePeerService, Server, StreamHandler, StreamServer, erased};
 use crate::outbound::OutboundPeers;
 use crate::peers::PeerSet;
 use crate::shutdown::Shutdown;
@@ -90,14 +90,18 @@ pub struct NodeBuilder {
     runtime: Option<Handle>,
     /// The protocols, in the order mounted.
     protocols: Vec<Entry>,
+    /// The bare stream protocols served, by name.
+    streams: Vec<(&'static str, StreamHandler)>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let protocols: Vec<_> = self.protocols.iter().map(|p| p.name).collect();
+        let streams: Vec<_> = self.streams.iter().map(|(name, _)| *name).collect();
         f.debug_struct("NodeBuilder")
             .field("config", &self.config)
             .field("protocols", &protocols)
+            .field("streams", &streams)
             .finish_non_exhaustive()
     }
 }
@@ -363,6 +367,33 @@ impl NodeBuilder {
         self
     }
 
+    /// Serves `name`, a stream protocol that is not request/response
+    /// (libp2p's `/perf/1.0.0`, say), with `handler`: each stream a peer
+    /// opens on it is handed, bare, to `handler(peer, stream)`, whose future
+    /// runs in a task of its own on the node's runtime. Serving the same
+    /// name again replaces the handler. [`Node::open_stream`] is the other side.
+    ///
+    /// The stream counts against the connection's
+    /// [`max_concurrent_streams`](Self::max_concurrent_streams), with every
+    /// other protocol's, until the future ends (streams beyond it are
+    /// dropped at once), and the shutdown drain waits for the future within
+    /// the grace period, then drops it. Everything else (how much it reads,
+    /// how long it may take) is the handler's to bound.
+    ///
+    /// [`NodeBuilder::start`] fails if `name` does not start with `/`.
+    pub fn serve_stream<F, Fut>(mut self, name: &'static str, handler: F) -> Self
+    where
+        F: Fn(PeerId, Stream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler: StreamHandler = Arc::new(move |peer, stream| Box::pin(handler(peer, stream)));
+        match self.streams.iter_mut().find(|(n, _)| *n == name) {
+            Some(old) => old.1 = handler,
+            None => self.streams.push((name, handler)),
+        }
+        self
+    }
+
     fn mount<P: Protocol>(&mut self, server: Option<MakeServer>) {
         let entry = Entry {
             type_id: TypeId::of::<P>(),
@@ -452,11 +483,28 @@ impl NodeBuilder {
             shutdown,
             runtime: runtime.clone(),
         };
+        let streams = self
+            .streams
+            .iter()
+            .map(|(name, handler)| -> Result<_, BuildError> {
+                let protocol = StreamProtocol::try_from_owned((*name).to_owned())
+                    .map_err(|err| BuildError::Transport(format!("stream protocol {name:?}: {err}")))?;
+                let server: Arc<dyn crate::inbound::Serve> = Arc::new(StreamServer {
+                    name,
+                    handler: Arc::clone(handler),
+                    shutdown: shared.shutdown.stop_signal(),
+                    tasks: shared.shutdown.stream_tasks(),
+                    runtime: runtime.clone(),
+                });
+                Ok((protocol, server))
+            })
+            .collect::<Result<_, _>>()?;
         let config = Arc::new(self.config.clone());
-        let local_peer_id = swarm::spawn(
+        let (local_peer_id, control) = swarm::spawn(
             self.config,
             self.keypair,
             shared,
+            streams,
             #[cfg(feature = "metrics")]
             self.metrics,
         )?;
@@ -467,6 +515,7 @@ impl NodeBuilder {
             mounts: Arc::new(handles),
             config,
             observations: observations_tx,
+            streams: control,
         };
         Ok((node, NodeEvents::new(events)))
     }

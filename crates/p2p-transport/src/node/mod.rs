@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use builder::NodeBuilder;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use p2p_protocol::Protocol;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -43,6 +43,8 @@ pub struct Node {
     /// What the clients are made with.
     config: Arc<NodeConfig>,
     observations: mpsc::Sender<Observation>,
+    /// Opens bare streams ([`Node::open_stream`]).
+    streams: libp2p_stream::Control,
 }
 
 impl std::fmt::Debug for Node {
@@ -162,6 +164,29 @@ impl Node {
             None => watch::channel(PeerSet::default()).1,
         };
         PeerDiscover::new(peers, self.client())
+    }
+
+    /// Opens a stream of `name` to `peer` (dialing it first if it is not
+    /// connected and its addresses are known), for a stream protocol that is
+    /// not request/response: the other side of [`NodeBuilder::serve_stream`].
+    /// Bounded by the request timeout; fails with
+    /// [`RequestError::UnsupportedProtocol`] if the peer does not speak `name`.
+    ///
+    /// The stream is the caller's to close. A connection notices a dropped
+    /// stream (for its idle timeout) the next time its task wakes (a ping
+    /// does, every 15 s).
+    pub async fn open_stream(&self, peer: PeerId, name: &'static str) -> Result<Stream, RequestError> {
+        let protocol = StreamProtocol::try_from_owned(name.to_owned())
+            .map_err(|err| RequestError::Io(format!("invalid protocol name {name:?}: {err}")))?;
+        let mut control = self.streams.clone();
+        match tokio::time::timeout(self.config.request_timeout, control.open_stream(peer, protocol)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+                Err(RequestError::UnsupportedProtocol)
+            }
+            Ok(Err(err)) => Err(RequestError::Io(err.to_string())),
+            Err(_) => Err(RequestError::Timeout),
+        }
     }
 
     fn mounted<P: Protocol>(&self) -> Option<&Mounted> {

@@ -69,23 +69,26 @@ pub(crate) struct Shared {
 
 /// Builds the swarm, starts listening, and spawns the swarm task on
 /// `runtime`, the node's, which every task of the node is spawned on.
-/// Returns our PeerId.
+/// `streams` are the bare stream protocols served (name, server). Returns
+/// our PeerId and a handle that opens streams of any protocol.
 pub(crate) fn spawn(
     config: NodeConfig,
     keypair: Option<Keypair>,
     shared: Shared,
+    streams: Vec<(StreamProtocol, Arc<dyn Serve>)>,
     #[cfg(feature = "metrics")] metrics: Option<crate::NodeMetrics>,
-) -> Result<PeerId, BuildError> {
+) -> Result<(PeerId, libp2p_stream::Control), BuildError> {
     if shared.mounts.len() > MAX_MOUNTS {
         return Err(BuildError::Transport(format!("at most {MAX_MOUNTS} protocols may be mounted")));
     }
     let runtime = shared.runtime.clone();
     let keypair = keypair.unwrap_or_else(Keypair::generate_ed25519);
     let local_peer_id = keypair.public().to_peer_id();
-    let acceptor = Acceptor::new(routes(&shared.mounts), config.max_concurrent_streams);
+    let acceptor = Acceptor::new(routes(&shared.mounts, streams), config.max_concurrent_streams);
     let opener = Opener::new(config.max_concurrent_streams, runtime.clone());
     let mut swarm = build::build_swarm(&config, keypair, acceptor, opener, &runtime)?;
     let listeners = build::listen(&mut swarm, &config)?;
+    let control = swarm.behaviour().streams.new_control();
     let event_loop = event_loop::EventLoop::new(
         swarm,
         &config,
@@ -95,19 +98,23 @@ pub(crate) fn spawn(
         metrics,
     );
     runtime.spawn(event_loop.run());
-    Ok(local_peer_id)
+    Ok((local_peer_id, control))
 }
 
-/// The names every served protocol accepts streams on, in mount order.
-fn routes(mounts: &[Mount]) -> Routes {
+/// The names every served protocol accepts streams on, in mount order, then
+/// the bare stream protocols'.
+fn routes(mounts: &[Mount], streams: Vec<(StreamProtocol, Arc<dyn Serve>)>) -> Routes {
     let mut routes = Vec::new();
     for (mount, m) in mounts.iter().enumerate() {
         let Some(server) = &m.server else { continue };
-        let route = |pipelined| Route { mount, pipelined, server: Arc::clone(server) };
+        let route = |pipelined| Route { mount: Some(mount), pipelined, server: Arc::clone(server) };
         routes.push((m.name.clone(), route(false)));
         if let Some(pipelined) = &m.pipelined {
             routes.push((pipelined.clone(), route(true)));
         }
     }
+    routes.extend(
+        streams.into_iter().map(|(name, server)| (name, Route { mount: None, pipelined: false, server })),
+    );
     Routes::new(routes)
 }
