@@ -14,9 +14,14 @@ use crate::{BanConfig, ExternalAddrConfig};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NodeConfig {
-    /// Where to listen. Default: QUIC and TCP on all IPv4 interfaces, port 0
-    /// ([`NodeConfig::default_listen_addrs`]).
+    /// Where to listen. Default: QUIC, TCP and WebSocket on all IPv4
+    /// interfaces, port 0 ([`NodeConfig::default_listen_addrs`]).
     pub listen_addrs: Vec<Multiaddr>,
+    /// The WebSocket transport (`/tcp/<port>/ws`: Noise and Yamux over a
+    /// WebSocket, what a browser page can dial). Default on. Off, the node
+    /// neither dials `/ws` addresses nor listens on those of `listen_addrs`
+    /// (they are skipped, so the defaults need no editing).
+    pub websocket: bool,
     /// mDNS discovery. Default on; tests on 127.0.0.1 turn it off.
     pub mdns: bool,
     /// How long a connection with no open streams stays up. Default 60 s.
@@ -187,9 +192,9 @@ impl Default for RelayServerConfig {
 }
 
 impl NodeConfig {
-    /// QUIC and TCP on all IPv4 interfaces, port 0.
+    /// QUIC, TCP and WebSocket on all IPv4 interfaces, port 0.
     pub fn default_listen_addrs() -> Vec<Multiaddr> {
-        ["/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0"]
+        ["/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/tcp/0/ws"]
             .into_iter()
             .map(|a| a.parse().expect("valid multiaddr"))
             .collect()
@@ -200,6 +205,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             listen_addrs: Self::default_listen_addrs(),
+            websocket: true,
             mdns: true,
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
@@ -230,4 +236,10 @@ impl Default for NodeConfig {
             hole_punch_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Whether `addr` is a WebSocket address (`.../tcp/<port>/ws` or `/wss`).
+pub(crate) fn is_websocket(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)))
 }

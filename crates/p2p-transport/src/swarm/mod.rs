@@ -13,6 +13,7 @@ mod ping;
 mod boxed;
 mod behaviour;
 mod yamux;
+mod websocket;
 mod build;
 mod event_loop;
 
