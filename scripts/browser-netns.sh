@@ -20,6 +20,11 @@
 # Installs what it lacks: chromium (apt), the pinned npm packages (npm ci in
 # web/), then bundles the page (esbuild). Needs root, iproute2, node >= 20.
 # P2P_NODE_BIN=path uses that binary instead of building one.
+#
+# WEBRTC=1 (not in CI) also builds the node with its `webrtc` feature and has
+# the page dial its `/webrtc-direct/certhash/...` address (libp2p-webrtc
+# 0.10.0-alpha), and checks that the address survives a restart (the
+# certificate is kept beside the key file).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +36,8 @@ WS_PORT=4001
 TCP_PORT=4002
 COUNT=${COUNT:-100}
 ARTEFACTS=${ARTEFACTS:-$ROOT/target/browser}
+WEBRTC=${WEBRTC:-0}
+RTC_PORT=4003
 
 # shellcheck source=scripts/lib/netns.sh
 . "$ROOT/scripts/lib/netns.sh"
@@ -67,7 +74,9 @@ else
 fi
 if [[ -z ${P2P_NODE_BIN:-} ]]; then
     say "building $BIN"
-    (cd "$ROOT" && cargo build --release -p p2p-node) >&2 || die "cannot build p2p-node"
+    features=()
+    ((WEBRTC)) && features=(--features webrtc)
+    (cd "$ROOT" && cargo build --release -p p2p-node "${features[@]}") >&2 || die "cannot build p2p-node"
 fi
 mkdir -p "$ARTEFACTS" || die "cannot create $ARTEFACTS"
 
@@ -75,13 +84,19 @@ node_ns() { case $1 in 1) echo "$PREFIX-node" ;; 2) echo "$PREFIX-browser" ;; es
 make_lan "$PREFIX-br" "$SUBNET" 2 node_ns
 
 NODE_ID=$("$BIN" id --key-file "$WORK/node.key") || die "cannot create the node's key"
-# Rate limit off: the page sends COUNT greetings each way back to back.
-ip netns exec "$(node_ns 1)" "$BIN" run --no-mdns --key-file "$WORK/node.key" --interval 1s \
-    --message "hello from p2p-node" --rate-per-sec 0 \
-    --listen "/ip4/${IP[1]}/tcp/$WS_PORT/ws" --listen "/ip4/${IP[1]}/tcp/$TCP_PORT" \
-    --listen "/ip4/${IP[1]}/udp/$WS_PORT/quic-v1" \
-    >"$WORK/node.out" 2>"$WORK/node.err" </dev/null &
-PID[1]=$!
+# `start_node OUT`: the node, its stdout in $WORK/OUT.out. Rate limit off:
+# the page sends COUNT greetings each way back to back.
+start_node() {
+    local rtc=()
+    ((WEBRTC)) && rtc=(--listen "/ip4/${IP[1]}/udp/$RTC_PORT/webrtc-direct")
+    ip netns exec "$(node_ns 1)" "$BIN" run --no-mdns --key-file "$WORK/node.key" --interval 1s \
+        --message "hello from p2p-node" --rate-per-sec 0 \
+        --listen "/ip4/${IP[1]}/tcp/$WS_PORT/ws" --listen "/ip4/${IP[1]}/tcp/$TCP_PORT" \
+        --listen "/ip4/${IP[1]}/udp/$WS_PORT/quic-v1" "${rtc[@]}" \
+        >"$WORK/$1.out" 2>"$WORK/$1.err" </dev/null &
+    PID[1]=$!
+}
+start_node node
 has() { grep -qs -- "$2" "$WORK/$1.out"; }
 within 10 has node "^LISTEN .*/ws/p2p/$NODE_ID" || die "the node did not listen on /ws: $(<"$WORK/node.err")"
 WS_ADDR=$(awk '$1 == "LISTEN" && /\/ws\/p2p\// { print $2; exit }' "$WORK/node.out")
@@ -131,18 +146,47 @@ js=$(head -n1 "$WORK/js.out")
 ((js_rc == 0)) && pass "js-libp2p in Node.js ($(node --version)) did the same visit over TCP" ||
     fail "js-libp2p in Node.js over TCP (exit $js_rc): ${js:-nothing}; $(tail -3 "$WORK/js.err")"
 
-if grep -qi panic "$WORK/node.err"; then
-    fail "the node panicked: $(grep -i -m1 panic "$WORK/node.err")"
-else
-    pass "no panic in the node's stderr"
-fi
-
 figures() {
     [[ -n $2 ]] || return
     printf '%-34s connect %6s ms, connect + first greeting %6s ms, rtt p50 over %s: 1.0.0 %s ms, 2.0.0 %s ms\n' "$1" \
         "$(field "$2" steps/connect/ms)" "$(field "$2" connect_and_first_greeting_ms)" "$COUNT" \
         "$(field "$2" 'steps/rtt 1.0.0/p50_ms')" "$(field "$2" 'steps/rtt 2.0.0/p50_ms')"
 }
+# WebRTC-direct (WEBRTC=1): the same page over /webrtc-direct, and the address kept across a restart.
+if ((WEBRTC)); then
+    RTC_ADDR=$(awk '$1 == "LISTEN" && /webrtc-direct/ { print $2; exit }' "$WORK/node.out")
+    if [[ -z $RTC_ADDR ]]; then
+        fail "WebRTC-direct: the node printed no /webrtc-direct LISTEN line: $(grep -i -m3 -E 'error|webrtc' "$WORK/node.err")"
+    else
+        say "WebRTC-direct address: $RTC_ADDR"
+        ip netns exec "$(node_ns 2)" env HOME="$WORK" PAGE_DEADLINE_MS=30000 node "$WEB/drive.mjs" "$RTC_ADDR" \
+            "$ARTEFACTS/page-webrtc.png" "$COUNT" "$(command -v chromium)" >"$WORK/rtc.out" 2>"$WORK/rtc.err" </dev/null
+        rtc_rc=$?
+        rtc=$(head -n1 "$WORK/rtc.out")
+        cp "$WORK/rtc.out" "$ARTEFACTS/page-webrtc-summary.json" 2>/dev/null
+        cp "$WORK/rtc.err" "$ARTEFACTS/page-webrtc.log" 2>/dev/null
+        if ((rtc_rc == 0)); then
+            pass "the page greeted the node over WebRTC-direct: $(field "$rtc" 'steps/greet 1.0.0/answer/ok/message')"
+            figures "Chromium page, WebRTC-direct" "$rtc" | sed 's/^/#   /' >&2
+        else
+            fail "the page over WebRTC-direct (exit $rtc_rc): ${rtc:-no report}; $(grep -v '^# page:' "$WORK/rtc.err" | tail -8 | tr '\n' '|')"
+        fi
+        kill -TERM "${PID[1]}" 2>/dev/null && wait "${PID[1]}"
+        start_node restarted
+        within 10 has restarted "webrtc-direct" || true
+        again=$(awk '$1 == "LISTEN" && /webrtc-direct/ { print $2; exit }' "$WORK/restarted.out")
+        [[ $again == "$RTC_ADDR" ]] && pass "the /webrtc-direct address is the same after a restart" ||
+            fail "the /webrtc-direct address changed on restart: $RTC_ADDR -> ${again:-none}"
+        cat "$WORK/restarted.err" >>"$WORK/node.err"
+    fi
+fi
+
+if grep -qi panic "$WORK/node.err"; then
+    fail "the node panicked: $(grep -i -m1 panic "$WORK/node.err")"
+else
+    pass "no panic in the node's stderr"
+fi
+
 say "figures (node and client in two namespaces on one bridge):"
 figures "Chromium page, WebSocket" "$summary" | sed 's/^/#   /' >&2
 figures "Node.js js-libp2p, TCP" "$js" | sed 's/^/#   /' >&2

@@ -1,5 +1,6 @@
 // The browser page: js-libp2p 3.x over WebSocket (Noise, Yamux, identify,
 // ping) visits the p2p-node named by `?addr=/ip4/<ip>/tcp/<port>/ws/p2p/<id>`
+// (or a `/webrtc-direct/certhash/...` address, with the node's `webrtc` feature)
 // and shows what it answered. Other parameters: `count=N` times N greetings
 // each way (rtt p50), `report=<path>` POSTs the JSON summary to that path
 // of the page's own origin (how scripts/browser-netns.sh hears it).
@@ -7,6 +8,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
+import { webRTCDirect } from '@libp2p/webrtc'
 import { webSockets } from '@libp2p/websockets'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
@@ -17,7 +19,9 @@ const out = document.getElementById('log')
 const summaryEl = document.getElementById('summary')
 const statusEl = document.getElementById('status')
 
+const lines = []
 function log (line) {
+  lines.push(line)
   const li = document.createElement('li')
   li.textContent = line
   out.append(li)
@@ -25,7 +29,8 @@ function log (line) {
 
 /** An error as text (js-libp2p can reject with a bare WebSocket `Event`). */
 function describe (err) {
-  if (err instanceof Error) return `${err.name}: ${err.message}`
+  if (err instanceof AggregateError) return `${err.name}: ${err.message} [${err.errors.map(describe).join('; ')}]`
+  if (err instanceof Error) return `${err.name}: ${err.message}${err.cause != null ? ` (cause: ${describe(err.cause)})` : ''}`
   if (err?.type != null) return `${err.constructor?.name ?? 'Event'} ${err.type}`
   return String(err)
 }
@@ -53,7 +58,8 @@ async function main () {
     return
   }
   const node = await createLibp2p({
-    transports: [webSockets()],
+    // WebRTC-direct for nodes built with the `webrtc` feature (`/webrtc-direct/certhash/...`).
+    transports: [webSockets(), webRTCDirect()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     services: { identify: identify(), ping: ping() },
@@ -73,7 +79,7 @@ async function main () {
     summary = await visit(node, multiaddr(addr), { count, log, render })
   } catch (err) {
     log(`failed: ${err?.stack ?? describe(err)}`)
-    summary = { self: node.peerId.toString(), addr, pass: false, error: describe(err) }
+    summary = { self: node.peerId.toString(), addr, pass: false, error: describe(err), log: lines }
   }
   // The node greets every peer that serves greet; wait (a little) for its first.
   for (let i = 0; i < 50 && greeted.length === 0 && summary.pass; i++) await new Promise((resolve) => setTimeout(resolve, 100))

@@ -26,7 +26,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     #[cfg(feature = "debug-hooks")]
     let make_handler = crate::debug::MakeStalling::new(make_handler, args.debug_stall_peer.clone());
     let make_service = stack(make_handler, args.service.limits());
-    let mut builder = NodeBuilder::with_config(args.node_config()).keypair(key.keypair.clone());
+    #[cfg_attr(not(feature = "webrtc"), allow(unused_mut))]
+    let mut config = args.node_config();
+    #[cfg(feature = "webrtc")]
+    {
+        config.webrtc_certificate = Some(crate::webrtc_cert::load_or_create(&key.path)?);
+    }
+    let mut builder = NodeBuilder::with_config(config).keypair(key.keypair.clone());
     let mut metrics = None;
     if let Some(addr) = args.metrics {
         let mut registry = Registry::default();

@@ -87,6 +87,8 @@ pub(crate) fn build_swarm(
         .with_quic_config(|quic| quic_config(quic, config))
         .with_other_transport(|key| super::websocket::transport(key, config.websocket, yamux_config(config)))
         .map_err(|err| BuildError::Transport(err.to_string()))?
+        .with_other_transport(|key| super::webrtc::transport(key, config))
+        .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_relay_client(noise::Config::new, || yamux_config(config))
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_behaviour(|key, relay_client| {

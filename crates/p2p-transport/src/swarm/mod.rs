@@ -14,6 +14,7 @@ mod boxed;
 mod behaviour;
 mod yamux;
 mod websocket;
+mod webrtc;
 mod build;
 mod event_loop;
 
