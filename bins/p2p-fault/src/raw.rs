@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
+use p2p_transport::libp2p::core::transport::Transport as _;
+use p2p_transport::libp2p::core::upgrade::Version;
 use p2p_transport::libp2p::identity::Keypair;
 use p2p_transport::libp2p::swarm::SwarmEvent;
-use p2p_transport::libp2p::{Multiaddr, SwarmBuilder, noise, tcp, yamux};
+use p2p_transport::libp2p::{Multiaddr, SwarmBuilder, noise, tcp, websocket, yamux};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -31,12 +33,21 @@ impl Drop for RawPeer {
 }
 
 impl RawPeer {
-    /// A fresh identity connected to `target` (QUIC or TCP/Yamux).
+    /// A fresh identity connected to `target` (QUIC, TCP/Yamux or WebSocket/Yamux).
     pub(crate) async fn connect(target: &Multiaddr) -> Result<Self> {
         let mut swarm = SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
             .with_quic()
+            // WebSocket too (Noise, Yamux, no DNS), for the node's `/ws` listener.
+            .with_other_transport(|key| {
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    websocket::Config::new(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)))
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default()),
+                )
+            })?
             .with_behaviour(|_| libp2p_stream::Behaviour::new())?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
             .build();
