@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use p2p_load::HumanDuration;
 use p2p_service::Limits;
 use p2p_transport::libp2p::Multiaddr;
+use p2p_transport::libp2p::multiaddr::Protocol;
 use p2p_transport::{BanConfig, ExternalAddrConfig, NodeConfig};
 
 use crate::values::parse_peer_addr;
@@ -31,6 +32,7 @@ Examples:
 const RUN_EXAMPLES: &str = "\
 Examples:
   p2p-node run --listen /ip4/0.0.0.0/udp/4001/quic-v1 --listen /ip4/0.0.0.0/tcp/4001
+  p2p-node run --listen /ip4/0.0.0.0/tcp/4002/ws   # for browsers (README: From a browser)
   p2p-node run --no-mdns --listen /ip4/127.0.0.1/udp/0/quic-v1 \\
       --peer /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW... --interval 1s
 
@@ -126,6 +128,11 @@ pub(crate) struct RunArgs {
     /// Do not discover peers (nor announce this node) with mDNS.
     #[arg(long)]
     pub(crate) no_mdns: bool,
+
+    /// No WebSocket transport: neither listen on the default /tcp/0/ws address
+    /// nor dial /ws addresses (browsers then cannot reach this node).
+    #[arg(long)]
+    pub(crate) no_websocket: bool,
 
     /// Speak only greet 1.0.0 (a stream per request): neither serve nor use the
     /// pipelined greet 2.0.0. For interop tests.
@@ -334,6 +341,12 @@ impl RunArgs {
         if self.interval.0.is_zero() {
             anyhow::bail!("--interval must be longer than 0s");
         }
+        if self.no_websocket
+            && let Some(ws) = self.listen.iter().find(|a| a.iter().any(|p| matches!(p, Protocol::Ws(_))))
+            && !NodeConfig::default_listen_addrs().contains(ws)
+        {
+            anyhow::bail!("--listen {ws} needs the WebSocket transport, which --no-websocket turns off");
+        }
         // Reports are refreshed by each greeting: a TTL shorter than the
         // interval would let confirmed addresses flap between greetings.
         if self.transport.external_ttl.0 <= self.interval.0 {
@@ -355,6 +368,7 @@ impl RunArgs {
         config.bootstrap = self.bootstrap.clone();
         config.relay_server = self.relay_server;
         config.mdns = !self.no_mdns;
+        config.websocket = !self.no_websocket;
         config.greet_v2 = !self.no_greet_v2;
         config.idle_timeout = t.idle_timeout.0;
         config.request_timeout = t.request_timeout.0;

@@ -149,7 +149,7 @@ fn ensure_exists(path: &Path) -> Result<()> {
 }
 
 /// Writes `bytes` to a file that must not exist yet, readable by its owner only.
-fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

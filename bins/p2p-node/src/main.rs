@@ -31,6 +31,8 @@ mod periodic;
 mod run;
 mod signals;
 mod values;
+#[cfg(feature = "webrtc")]
+mod webrtc_cert;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

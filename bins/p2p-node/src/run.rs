@@ -36,9 +36,14 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
         info!(%hash, path = %path.display(), "serving a block");
     }
     let make_fetch = stack(MakeBlocks::new(blocks), args.service.limits());
-    let mut builder = NodeBuilder::with_config(args.node_config())
-        .keypair(key.keypair.clone())
-        .serve::<Fetch, _, _>(make_fetch);
+    #[cfg_attr(not(feature = "webrtc"), allow(unused_mut))]
+    let mut config = args.node_config();
+    #[cfg(feature = "webrtc")]
+    {
+        config.webrtc_certificate = Some(crate::webrtc_cert::load_or_create(&key.path)?);
+    }
+    let mut builder =
+        NodeBuilder::with_config(config).keypair(key.keypair.clone()).serve::<Fetch, _, _>(make_fetch);
     if args.perf {
         info!(max_bytes = args.perf_max_bytes.0, "serving {}", crate::perf::PROTOCOL);
         builder = crate::perf::Server::new(args.perf_max_bytes.0).mount(builder);

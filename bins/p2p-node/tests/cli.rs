@@ -191,6 +191,33 @@ fn two_nodes_greet_each_other_and_answer_a_one_shot_greet() {
     assert!(line.trim_end().ends_with(r#""from a (you said: one shot)""#), "{line}");
 }
 
+/// A node listening on WebSocket prints a `LISTEN .../ws/p2p/<id>` line and is
+/// greeted over it; `--no-websocket` leaves the default `/ws` listener out.
+#[test]
+fn a_node_listens_on_websocket_and_is_greeted_over_it_unless_turned_off() {
+    let mut args = local_args(None);
+    args.extend([
+        "--listen".to_owned(),
+        "/ip4/127.0.0.1/tcp/0/ws".to_owned(),
+        "--message".to_owned(),
+        "a".to_owned(),
+    ]);
+    let mut a = Node::start(&args, &[]);
+    let line = a.wait_for("LISTEN on WebSocket", |l| l.starts_with("LISTEN ") && l.contains("/ws/p2p/"));
+    let ws_addr = &line["LISTEN ".len()..];
+    let a_id = a.peer_id();
+    assert!(ws_addr.ends_with(&format!("/ws/p2p/{a_id}")), "{ws_addr}");
+    let out = output(&["greet", ws_addr, "--message", "over ws", "--timeout", "20s"]);
+    assert!(out.status.success(), "greet failed: {}", stderr(&out));
+    let line = stdout(&out);
+    assert!(line.starts_with(&format!("GREETED {a_id} rtt_ms=")), "{line}");
+    assert!(line.contains(" observed=/ip4/127.0.0.1/tcp/") && line.contains("/ws "), "{line}");
+
+    let out = output(&["run", "--no-mdns", "--no-websocket", "--listen", "/ip4/127.0.0.1/tcp/0/ws"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--no-websocket"), "{}", stderr(&out));
+}
+
 fn greeted(peer_id: &str) -> impl Fn(&str) -> bool {
     let prefix = format!("GREETED {peer_id} rtt_ms=");
     move |line| line.starts_with(&prefix)

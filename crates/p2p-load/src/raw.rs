@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use p2p_transport::libp2p::core::transport::Transport as _;
+use p2p_transport::libp2p::core::upgrade::Version;
 use p2p_transport::libp2p::identity::Keypair;
 use p2p_transport::libp2p::swarm::SwarmEvent;
-use p2p_transport::libp2p::{Multiaddr, SwarmBuilder, noise, tcp, yamux};
+use p2p_transport::libp2p::{Multiaddr, SwarmBuilder, noise, tcp, websocket, yamux};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -47,14 +49,24 @@ impl DerefMut for RawPeer {
 }
 
 impl RawPeer {
-    /// A fresh identity connected to `target` (QUIC or TCP/Yamux) within 15 s;
-    /// why not, in a line.
+    /// A fresh identity connected to `target` (QUIC, TCP/Yamux or
+    /// WebSocket/Yamux) within 15 s; why not, in a line.
     pub async fn connect(target: &Multiaddr) -> Result<Self, String> {
         let mut swarm = SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
             .map_err(|err| err.to_string())?
             .with_quic()
+            // WebSocket too (Noise, Yamux, no DNS), for the node's `/ws` listener.
+            .with_other_transport(|key| {
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    websocket::Config::new(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)))
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default()),
+                )
+            })
+            .map_err(|err| err.to_string())?
             .with_behaviour(|_| libp2p_stream::Behaviour::new())
             .map_err(|err| err.to_string())?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))

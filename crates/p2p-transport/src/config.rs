@@ -14,9 +14,20 @@ use crate::{BanConfig, ExternalAddrConfig};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NodeConfig {
-    /// Where to listen. Default: QUIC and TCP on all IPv4 interfaces, port 0
-    /// ([`NodeConfig::default_listen_addrs`]).
+    /// Where to listen. Default: QUIC, TCP and WebSocket on all IPv4
+    /// interfaces, port 0 ([`NodeConfig::default_listen_addrs`]).
     pub listen_addrs: Vec<Multiaddr>,
+    /// The WebSocket transport (`/tcp/<port>/ws`: Noise and Yamux over a
+    /// WebSocket, what a browser page can dial). Default on. Off, the node
+    /// neither dials `/ws` addresses nor listens on those of `listen_addrs`
+    /// (they are skipped, so the defaults need no editing).
+    pub websocket: bool,
+    /// The WebRTC-direct certificate (PEM, with its private key), with the
+    /// `webrtc` cargo feature: its hash is in the node's `/webrtc-direct`
+    /// addresses, so keeping it keeps them. Default none: a fresh one each
+    /// start. Without the feature it is unused (and `/webrtc-direct`
+    /// addresses cannot be listened on).
+    pub webrtc_certificate: Option<CertificatePem>,
     /// mDNS discovery. Default on; tests on 127.0.0.1 turn it off.
     pub mdns: bool,
     /// How long a connection with no open streams stays up. Default 60 s.
@@ -189,9 +200,18 @@ impl Default for RelayServerConfig {
 }
 
 impl NodeConfig {
-    /// QUIC and TCP on all IPv4 interfaces, port 0.
+    /// A new WebRTC-direct certificate for [`NodeConfig::webrtc_certificate`].
+    #[cfg(feature = "webrtc")]
+    pub fn new_webrtc_certificate() -> CertificatePem {
+        let certificate =
+            libp2p_webrtc::tokio::Certificate::generate(&mut rand::make_rng::<rand::rngs::StdRng>())
+                .expect("libp2p-webrtc's generation does not fail");
+        CertificatePem(certificate.serialize_pem())
+    }
+
+    /// QUIC, TCP and WebSocket on all IPv4 interfaces, port 0.
     pub fn default_listen_addrs() -> Vec<Multiaddr> {
-        ["/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0"]
+        ["/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/tcp/0/ws"]
             .into_iter()
             .map(|a| a.parse().expect("valid multiaddr"))
             .collect()
@@ -202,6 +222,8 @@ impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             listen_addrs: Self::default_listen_addrs(),
+            websocket: true,
+            webrtc_certificate: None,
             mdns: true,
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
@@ -231,5 +253,22 @@ impl Default for NodeConfig {
             reservation_backoff_max: Duration::from_secs(30),
             hole_punch_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// Whether `addr` is a WebSocket address (`.../tcp/<port>/ws` or `/wss`).
+pub(crate) fn is_websocket(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)))
+}
+
+/// A certificate with its private key, in PEM ([`NodeConfig::webrtc_certificate`]);
+/// its `Debug` shows no key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertificatePem(pub String);
+
+impl std::fmt::Debug for CertificatePem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CertificatePem(..)")
     }
 }

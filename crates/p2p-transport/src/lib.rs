@@ -62,7 +62,7 @@ pub use addresses::{
     ADDRS_PER_ORIGIN, ExternalAddrChange, ExternalAddrConfig, ExternalAddresses, MAX_CONFIRMED,
     MAX_DIALED_BACK, MAX_ORIGINS,
 };
-pub use config::{NodeConfig, RelayServerConfig};
+pub use config::{CertificatePem, NodeConfig, RelayServerConfig};
 pub use error::{BuildError, RequestError};
 pub use events::{NodeEvent, NodeEvents, Path, PeerLifecycle, Reachability};
 pub use gate::BanConfig;

@@ -107,7 +107,7 @@ impl std::fmt::Debug for NodeBuilder {
 }
 
 impl NodeBuilder {
-    /// A node with [`NodeConfig::default()`]: QUIC and TCP on all interfaces, mDNS on.
+    /// A node with [`NodeConfig::default()`]: QUIC, TCP and WebSocket on all interfaces, mDNS on.
     pub fn new() -> Self {
         Self::default()
     }
@@ -153,13 +153,19 @@ impl NodeBuilder {
     }
 
     /// Adds a listen address; the first call replaces the default
-    /// (`/ip4/0.0.0.0/udp/0/quic-v1` and `/ip4/0.0.0.0/tcp/0`).
+    /// (`/ip4/0.0.0.0/udp/0/quic-v1`, `/ip4/0.0.0.0/tcp/0` and `/ip4/0.0.0.0/tcp/0/ws`).
     pub fn listen_on(mut self, address: Multiaddr) -> Self {
         if !self.listen_set {
             self.config.listen_addrs.clear();
             self.listen_set = true;
         }
         self.config.listen_addrs.push(address);
+        self
+    }
+
+    /// Turns the WebSocket transport on or off (on by default; see [`NodeConfig::websocket`]).
+    pub fn websocket(mut self, enabled: bool) -> Self {
+        self.config.websocket = enabled;
         self
     }
 

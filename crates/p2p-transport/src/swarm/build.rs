@@ -53,9 +53,10 @@ pub(super) const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(15);
 const MDNS_BACKSTOP_INTERVAL: Duration = Duration::from_secs(3 * 15);
 const MDNS_TTL: Duration = Duration::from_secs(4 * 15);
 
-/// QUIC and TCP (Noise, Yamux; TCP dials from the listening port, which
+/// QUIC, TCP (Noise, Yamux; TCP dials from the listening port, which
 /// libp2p-tcp 0.45 does by default, and QUIC from its one socket, as hole
-/// punching needs) and the relay client transport, with every behaviour of [`Behaviour`];
+/// punching needs), WebSocket (the same upgrade as TCP; `websocket.rs`) and
+/// the relay client transport, with every behaviour of [`Behaviour`];
 /// `acceptor` serves the mounted protocols, `opener` sends their one-request requests.
 pub(crate) fn build_swarm(
     config: &NodeConfig,
@@ -84,6 +85,10 @@ pub(crate) fn build_swarm(
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, || yamux_config(config))
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_quic_config(|quic| quic_config(quic, config))
+        .with_other_transport(|key| super::websocket::transport(key, config.websocket, yamux_config(config)))
+        .map_err(|err| BuildError::Transport(err.to_string()))?
+        .with_other_transport(|key| super::webrtc::transport(key, config))
+        .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_relay_client(noise::Config::new, || yamux_config(config))
         .map_err(|err| BuildError::Transport(err.to_string()))?
         .with_behaviour(|key, relay_client| {
@@ -136,7 +141,7 @@ fn quic_config(mut quic: libp2p::quic::Config, config: &NodeConfig) -> libp2p::q
     quic
 }
 
-/// Yamux (over TCP and relayed connections) with the same streams per
+/// Yamux (over TCP, WebSocket and relayed connections) with the same streams per
 /// connection as QUIC: its limit counts both sides' streams, so it is twice
 /// `max_concurrent_streams` (each side may have that many open), and a peer
 /// that opens more has its connection reset by yamux. Its receive windows are
@@ -198,11 +203,12 @@ fn per_minute_bucket(n: u32) -> (std::num::NonZeroU32, Duration) {
     (n, Duration::from_secs(60) / n.get())
 }
 
-/// Starts every listener of `config`.
+/// Starts every listener of `config` (not the WebSocket ones if it is off).
 pub(crate) fn listen(swarm: &mut NodeSwarm, config: &NodeConfig) -> Result<Vec<ListenerId>, BuildError> {
     config
         .listen_addrs
         .iter()
+        .filter(|addr| config.websocket || !crate::config::is_websocket(addr))
         .map(|addr| {
             swarm
                 .listen_on(addr.clone())

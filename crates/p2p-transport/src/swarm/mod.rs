@@ -13,6 +13,8 @@ mod ping;
 mod boxed;
 mod behaviour;
 mod yamux;
+mod websocket;
+mod webrtc;
 mod build;
 mod event_loop;
 
