@@ -128,17 +128,9 @@ async fn hostile_frames_are_answered_with_codes_and_the_connection_lives_on() {
         ("truncated frame", vec![0x0a, b'h', b'i'], ErrorCode::BAD_REQUEST),
         ("empty stream", vec![], ErrorCode::BAD_REQUEST),
     ];
-    for (name, bytes, code) in cases {
-        // Every one, an oversized length too, is answered with its code on
-        // the wire (never a bare reset).
-        match send_raw(&mut control, peer, &bytes).await {
-            Ok(Err(err)) => assert_eq!(err.code, code, "{name}: {err}"),
-            other => panic!("{name}: expected {code}, got {other:?}"),
-        }
-        // The same connection still serves a well-formed request.
-        let answer = send_raw(&mut control, peer, &valid).await;
-        assert_eq!(answer.unwrap().unwrap().message, "s: ok", "after {name}");
-    }
+    // Every one, an oversized length too, is answered with its code on the
+    // wire (never a bare reset), and the same connection still serves.
+    assert_refused_then_served(&mut control, peer, cases, &valid, "s: ok").await;
 
     // Many streams at once, half of them garbage: every one is answered.
     let mut handles = Vec::new();

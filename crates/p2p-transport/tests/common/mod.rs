@@ -356,6 +356,26 @@ pub async fn send_raw(
     decode::<GreetResult>(&body).map_err(|e| e.to_string())
 }
 
+/// Sends each hostile case on a fresh stream and checks it is answered with
+/// its code on the wire (never a bare reset), then that the same connection
+/// still serves `valid` (answered `answer`).
+pub async fn assert_refused_then_served(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    cases: Vec<(&str, Vec<u8>, ErrorCode)>,
+    valid: &[u8],
+    answer: &str,
+) {
+    for (name, bytes, code) in cases {
+        match send_raw(control, peer, &bytes).await {
+            Ok(Err(err)) => assert_eq!(err.code, code, "{name}: {err}"),
+            other => panic!("{name}: expected {code}, got {other:?}"),
+        }
+        let served = send_raw(control, peer, valid).await;
+        assert_eq!(served.unwrap().unwrap().message, answer, "after {name}");
+    }
+}
+
 pub fn framed(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     futures::executor::block_on(p2p_protocol::write_frame(&mut out, body)).unwrap();
