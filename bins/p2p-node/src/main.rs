@@ -50,6 +50,13 @@ fn main() -> ExitCode {
         Some(Command::Greet(_) | Command::Id(_) | Command::Bench(_) | Command::Perf(_)) => "warn",
     };
     init_logging(cli.log_format, default_level);
+    if !cli.no_idle_timer {
+        // Before any swarm arms one of libp2p's timers.
+        match p2p_transport::idle_timer_thread() {
+            Ok(done) => tracing::debug!("{done}"),
+            Err(err) => tracing::warn!(%err, "libp2p's timer thread keeps its normal priority"),
+        }
+    }
     let result = match cli.command {
         None => block_on(run::run(cli.run)),
         Some(Command::Run(args)) => block_on(run::run(*args)),

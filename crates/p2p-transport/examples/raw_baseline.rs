@@ -98,6 +98,11 @@ pub(crate) async fn serve(listen: Vec<Multiaddr>, listening: mpsc::Sender<Multia
 #[allow(dead_code)] // the benchmarks include this file for `spawn` only
 #[tokio::main]
 async fn main() {
+    // For a like-for-like comparison with the node (whose binary does this by
+    // default): RAW_IDLE_TIMER=1 puts libp2p's timer thread at idle priority too.
+    if std::env::var_os("RAW_IDLE_TIMER").is_some_and(|v| v == "1") {
+        eprintln!("{}", p2p_transport::idle_timer_thread().expect("idle timer thread"));
+    }
     let listen: Vec<Multiaddr> = std::env::args()
         .skip(1)
         .map(|a| a.parse().unwrap_or_else(|e| panic!("bad multiaddr {a:?}: {e}")))

@@ -34,6 +34,7 @@
 // The rooms, from the bottom up: each uses only rooms above it in this list
 // (`tests/layering.rs` checks it), so no two rooms import each other.
 mod lock;
+mod timer_thread;
 mod origin;
 mod backoff;
 mod wakers;
@@ -75,6 +76,7 @@ pub use peers::PeerDiscover;
 /// Re-exported: the Prometheus registry [`NodeMetrics`] registers in.
 #[cfg(feature = "metrics")]
 pub use prometheus_client::registry::Registry;
+pub use timer_thread::{TimerThread, idle_timer_thread};
 pub use wire::{GreetCodec, InboundRequest};
 
 /// Re-exported: the libp2p this crate is built on, for `PeerId`, `Multiaddr`, keys.
