@@ -199,15 +199,33 @@ impl Handler {
 }
 
 /// The names a connection accepts; the negotiated one comes with the stream.
+/// libp2p asks for them on every poll of the connection and every inbound
+/// stream: they are shared, not copied into a new list each time.
 #[derive(Clone)]
-pub(crate) struct Names(Vec<StreamProtocol>);
+pub(crate) struct Names(Arc<[StreamProtocol]>);
 
 impl UpgradeInfo for Names {
     type Info = StreamProtocol;
-    type InfoIter = std::vec::IntoIter<StreamProtocol>;
+    type InfoIter = NamesIter;
 
     fn protocol_info(&self) -> Self::InfoIter {
-        self.0.clone().into_iter()
+        NamesIter { names: Arc::clone(&self.0), next: 0 }
+    }
+}
+
+/// [`Names`], one at a time (a name of ours is `'static`: its clone is a copy).
+pub(crate) struct NamesIter {
+    names: Arc<[StreamProtocol]>,
+    next: usize,
+}
+
+impl Iterator for NamesIter {
+    type Item = StreamProtocol;
+
+    fn next(&mut self) -> Option<StreamProtocol> {
+        let name = self.names.get(self.next)?.clone();
+        self.next += 1;
+        Some(name)
     }
 }
 
@@ -237,7 +255,7 @@ impl ConnectionHandler for Handler {
     type OutboundOpenInfo = Infallible;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, ()> {
-        SubstreamProtocol::new(Names(self.routes.names.to_vec()), ())
+        SubstreamProtocol::new(Names(Arc::clone(&self.routes.names)), ())
     }
 
     fn poll(

@@ -13,7 +13,8 @@ use crate::reach::{AutonatClient, AutonatServer};
 use super::ping::Ping;
 
 /// Every protocol a node speaks. Connection limits come first so that a
-/// refused connection is refused before any other behaviour sees it.
+/// refused connection is refused before any other behaviour sees it; the
+/// acceptor comes last (see there).
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
@@ -27,8 +28,6 @@ pub(crate) struct Behaviour {
     pub(crate) ping: Ping,
     /// Opens every protocol's long-lived pipelined streams.
     pub(crate) streams: libp2p_stream::Behaviour,
-    /// Accepts every served protocol's inbound streams, each served in a task of its own.
-    pub(crate) acceptor: Acceptor,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     /// Our DHT (`/p2p-node/kad/1.0.0`), its mode set explicitly (off with
     /// `NodeConfig::dht` false).
@@ -43,4 +42,9 @@ pub(crate) struct Behaviour {
     pub(crate) autonat: AutonatClient,
     /// Dials back others' candidates (`--relay-server` only).
     pub(crate) autonat_server: Toggle<AutonatServer>,
+    /// Accepts every served protocol's inbound streams, each served in a task of its own.
+    /// Last: libp2p lists every behaviour's protocols (for each inbound stream and each
+    /// poll of a connection) by walking the nested handlers, the first field deepest;
+    /// the names nearly every stream asks for cost least here.
+    pub(crate) acceptor: Acceptor,
 }
