@@ -165,6 +165,12 @@ table() {
     # shellcheck disable=SC2086 # (empty, or the taskset words)
     start raw $SERVER_CPU "$RAW" "$LOCAL_QUIC" "$LOCAL_TCP"
     local raw_pid=$LAST_PID
+    # The same baseline with libp2p's timer thread at idle priority, as the
+    # node's binary runs it by default (p2p_transport::idle_timer_thread):
+    # the like-for-like comparison for the node's own code.
+    # shellcheck disable=SC2086
+    start rawidle $SERVER_CPU env RAW_IDLE_TIMER=1 "$RAW" "$LOCAL_QUIC" "$LOCAL_TCP"
+    local rawidle_pid=$LAST_PID
     # shellcheck disable=SC2086
     start node $SERVER_CPU "$BIN" run --no-mdns --listen "$LOCAL_QUIC" --listen "$LOCAL_TCP" \
         --key-file "$WORK/node.key" --rate-per-sec 0 --max-in-flight-per-peer 0 --max-in-flight-total 0 \
@@ -173,6 +179,8 @@ table() {
     declare -A addr
     addr[raw_quic]=$(listen_addr raw "$raw_pid" quic-v1)
     addr[raw_tcp]=$(listen_addr raw "$raw_pid" tcp)
+    addr[rawidle_quic]=$(listen_addr rawidle "$rawidle_pid" quic-v1)
+    addr[rawidle_tcp]=$(listen_addr rawidle "$rawidle_pid" tcp)
     addr[node_quic]=$(listen_addr node "$node_pid" quic-v1)
     addr[node_tcp]=$(listen_addr node "$node_pid" tcp)
 
@@ -182,9 +190,10 @@ table() {
         for load in $LOADS; do
             IFS=: read -r c k <<<"$load"
             for ((round = 1; round <= ROUNDS; round++)); do
-                for server in raw v1 v2; do
+                for server in raw rawidle v1 v2; do
                     case $server in
                         raw) target=${addr[raw_$net]} protocol=v1 pid=$raw_pid ;;
+                        rawidle) target=${addr[rawidle_$net]} protocol=v1 pid=$rawidle_pid ;;
                         v1) target=${addr[node_$net]} protocol=v1 pid=$node_pid ;;
                         v2) target=${addr[node_$net]} protocol=v2 pid=$node_pid ;;
                     esac
@@ -209,12 +218,13 @@ table() {
     echo "per row, servers taking turns; the median round by req/s. v1 = greet 1.0.0 (as raw), v2 = greet 2.0.0."
     echo "cpu/req: the server's user+system CPU over the measured window / requests answered (/proc/<pid>/stat);"
     echo "cpu/raw: that, over raw's in the same row group (for v2: over raw v1's).${PIN_NOTE}"
-    # Median round per (net, c, k, server), in table order (quic < tcp, raw < v1 < v2).
+    echo "raw idle-tmr: raw with libp2p's timer thread at idle priority, as p2p-node runs by default."
+    # Median round per (net, c, k, server), in table order (quic < tcp, raw < rawidle < v1 < v2).
     sort -t $'\t' -k1,1 -k2,2n -k3,3n -k4,4 -k6,6g "$results" | awk -F '\t' '
         { key = $1 FS $2 FS $3 FS $4; if (!(key in n)) order[++keys] = key; row[key, ++n[key]] = $0 }
         END { for (i = 1; i <= keys; i++) print row[order[i], int(n[order[i]] / 2) + 1] }' |
         awk -F '\t' '
-        function name(s) { return s == "raw" ? "raw" : "p2p-node " s }
+        function name(s) { return s == "raw" ? "raw" : s == "rawidle" ? "raw idle-tmr" : "p2p-node " s }
         BEGIN {
             printf "%-5s %4s %3s  %-12s %9s %9s %9s %7s %8s %10s %8s %8s %8s\n",
                 "net", "c", "K", "server", "req/s", "p50 ms", "p99 ms", "failed", "cpu/req", "req/s/raw", "p50/raw", "p99/raw", "cpu/raw"
@@ -231,6 +241,11 @@ table() {
             }
             printf "%-5s %4d %3d  %-12s %9.0f %9.3f %9.3f %7d %5.1f µs %s\n", net, c, k, name(s), rps, p50 / 1000, p99 / 1000, failed, cpu, ratios
         }
+        # The same cpu/req over raw idle-tmr (same timer thread): no target, the honest view.
+        function like(net, s,   g, r) {
+            g = net " 64 1"; r = r_cpu[g, "rawidle"] > 0 ? r_cpu[g, s] / r_cpu[g, "rawidle"] : 0
+            printf "  %-48s %6.3fx  (like for like, no target)\n", net " c=64: p2p-node " s " cpu/req / raw idle-tmr", r
+        }
         function check(what, ratio, op, bound,   met) {
             met = (op == ">=") ? ratio >= bound : ratio <= bound
             printf "  %-48s %6.2fx  %s\n", what " " op " " bound "x raw", ratio, met ? "met" : "MISSED"
@@ -242,6 +257,7 @@ table() {
             check("tcp  c=64: p2p-node v1 cpu/req", r_cpu["tcp 64 1", "v1"], "<=", 1.0)
             check("quic c=64: p2p-node v2 cpu/req", r_cpu["quic 64 1", "v2"], "<=", 0.067)
             check("tcp  c=64: p2p-node v2 cpu/req", r_cpu["tcp 64 1", "v2"], "<=", 0.067)
+            like("quic", "v1"); like("tcp", "v1"); like("quic", "v2"); like("tcp", "v2")
             check("quic c=64: p2p-node v1 req/s", r_rps["quic 64 1", "v1"], ">=", 1.0)
             check("tcp  c=64: p2p-node v1 req/s", r_rps["tcp 64 1", "v1"], ">=", 1.0)
             check("quic c=1:  p2p-node v1 p50", r_p50["quic 1 1", "v1"], "<=", 0.9)

@@ -18,13 +18,14 @@ pin_project! {
         #[pin]
         inner: F,
         span: Span,
-        start: Instant,
+        // When the request came, if the span is enabled (else no clock is read).
+        start: Option<Instant>,
         peer: Arc<str>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, span: Span, start: Instant, peer: Arc<str>) -> Self {
+    pub(super) fn new(inner: F, span: Span, start: Option<Instant>, peer: Arc<str>) -> Self {
         Self { inner, span, start, peer }
     }
 }
@@ -42,7 +43,14 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let output = ready!(this.inner.poll(cx));
-        let latency_us = u64::try_from(this.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let Some(start) = *this.start else {
+            // The span is disabled, and so is (nearly always) its debug event.
+            if output.is_err() {
+                tracing::warn!(peer = &**this.peer, "service failed");
+            }
+            return Poll::Ready(output);
+        };
+        let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         this.span.record("latency_us", latency_us);
         match &output {
             Ok(Ok(_)) => {
