@@ -9,8 +9,14 @@ use crate::DecodeError;
 /// Encoding our own message types cannot fail: they hold only strings,
 /// integers and multiaddrs, all of which postcard serialises infallibly.
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
-    postcard::to_allocvec(message).expect("postcard serialises the greet messages infallibly")
+    // Room for a typical greeting up front: `to_allocvec` starts empty and
+    // grew a greet answer three or four times (8, 16, 32, 64 bytes).
+    postcard::to_extend(message, Vec::with_capacity(ENCODE_CAPACITY))
+        .expect("postcard serialises the greet messages infallibly")
 }
+
+/// The body buffer [`encode`] starts with; a larger body grows it as usual.
+const ENCODE_CAPACITY: usize = 128;
 
 /// Decodes a frame body, rejecting trailing bytes.
 ///

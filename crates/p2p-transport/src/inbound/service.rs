@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -87,7 +88,7 @@ pub(crate) async fn answer<P: Protocol>(
     }
 }
 
-/// [`answer`], within `timeout`: a handler still running then is dropped
+/// [`answer`], within `timeout` (counted from its first poll that waits): a handler still running then is dropped
 /// (whatever it holds with it: an in-flight slot, the stream's room) and the
 /// request is answered 408, as the default stack's own timeout would, so
 /// that a `MakeService` without one cannot pin a stream.
@@ -97,7 +98,13 @@ pub(crate) async fn answer_within<P: Protocol>(
     peer: PeerId,
     request: P::Request,
 ) -> Answer<P> {
-    match tokio::time::timeout(timeout, answer::<P>(service, peer, request)).await {
+    let answering = answer::<P>(service, peer, request);
+    let mut answering = std::pin::pin!(answering);
+    // Most answers are ready at once: those need no timer (nor a clock read).
+    if let Poll::Ready(result) = futures::poll!(answering.as_mut()) {
+        return result;
+    }
+    match tokio::time::timeout(timeout, answering).await {
         Ok(result) => result,
         Err(_) => {
             debug!(%peer, "a request outlived the request timeout; answering 408");
