@@ -288,3 +288,38 @@ fn with_timestamps_every_line_is_stamped_and_listen_lines_come_first() {
     assert_eq!(keywords[..2], ["LISTEN", "LISTEN"], "{:?}", b.seen);
     assert!(keywords.contains(&"CONNECTED".to_owned()), "{:?}", b.seen);
 }
+
+/// The scheduling policy (field 41 of `stat`) of `pid`'s libp2p timer thread
+/// (futures-timer's), if it runs.
+#[cfg(target_os = "linux")]
+fn timer_thread_policy(pid: u32) -> Option<u32> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let task = task.ok()?.path();
+        let Ok(comm) = std::fs::read_to_string(task.join("comm")) else { continue };
+        if comm.trim_end() == "futures-timer" {
+            let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+            return stat.rsplit_once(')')?.1.split_whitespace().nth(41 - 3)?.parse().ok();
+        }
+    }
+    None
+}
+
+/// `p2p-node` starts libp2p's timer thread at idle priority (SCHED_IDLE, 5)
+/// before anything else; `--no-idle-timer` leaves it at normal (0).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_node_runs_libp2p_timer_thread_at_idle_priority_unless_told_not_to() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, expected) in [(None, SCHED_IDLE), (Some("--no-idle-timer"), SCHED_OTHER)] {
+        let mut args = local_args(Some(&dir.path().join(format!("{expected}.key"))));
+        args.extend(flag.map(String::from));
+        let mut node = Node::start(&args, &[]);
+        let addr = node.listen_addr();
+        // A connection arms libp2p's timers (the thread starts on the first).
+        let out = output(&["greet", &addr, "--timeout", "20s"]);
+        assert!(out.status.success(), "greet failed: {}", stderr(&out));
+        assert_eq!(timer_thread_policy(node.child.id()), Some(expected), "{flag:?}");
+    }
+}
