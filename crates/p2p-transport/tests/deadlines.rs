@@ -325,6 +325,108 @@ async fn a_pipelined_request_whose_handler_never_answers_is_answered_408_and_fre
     assert_eq!(answers[&3].as_ref().unwrap().message, "s: still there?");
 }
 
+/// `inner`, counting the times it was not ready (`waits`).
+#[derive(Clone)]
+struct CountsWaits<S> {
+    inner: S,
+    waits: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl<S: tower::Service<GreetRequest>> tower::Service<GreetRequest> for CountsWaits<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        let ready = self.inner.poll_ready(cx);
+        if ready.is_pending() {
+            self.waits.send_modify(|n| *n += 1);
+        }
+        ready
+    }
+
+    fn call(&mut self, request: GreetRequest) -> S::Future {
+        self.inner.call(request)
+    }
+}
+
+/// A pipelined stream calls its service in place when it is ready at once;
+/// a user's service that is not (here a concurrency limit of 1) is handed,
+/// with its pending readiness, to the waiting request, and the stream goes on
+/// with a fresh clone: had the stream kept the instance that was asked for
+/// readiness, that instance would hold the limit's next permit with nobody
+/// to use it, and the waiting requests would be answered 408. A service
+/// whose `call` panics is answered 500 and the stream serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_stream_waits_for_a_service_not_ready_and_survives_a_panic_in_call() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = Arc::clone(&release);
+    let waits = Arc::new(tokio::sync::watch::Sender::new(0_usize));
+    let waited = waits.subscribe();
+    let make = tower::service_fn(move |_: PeerContext| {
+        let release = Arc::clone(&held);
+        let waits = Arc::clone(&waits);
+        async move {
+            let handler = tower::service_fn(move |request: GreetRequest| {
+                assert!(request.message != "boom", "a bug in call itself");
+                let release = Arc::clone(&release);
+                async move {
+                    if request.message == "hold" {
+                        release.acquire().await.unwrap().forget();
+                    }
+                    Ok::<GreetResult, Infallible>(Ok(GreetResponse {
+                        message: format!("s: {}", request.message),
+                        observed_addr: Multiaddr::empty(),
+                    }))
+                }
+            });
+            let limited = tower::limit::ConcurrencyLimit::new(handler, 1);
+            Ok::<_, Infallible>(CountsWaits { inner: limited, waits: Arc::clone(&waits) })
+        }
+    });
+    let (node, events) = NodeBuilder::new()
+        .mdns(false)
+        .listen_on(Transport::Quic.listen())
+        .request_timeout(Duration::from_secs(3))
+        .build(make)
+        .expect("node builds");
+    let mut s = TestNode { node, events, addr: Multiaddr::empty(), script: Script::new("unused") };
+    let NodeEvent::Listening { address } =
+        s.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
+    else {
+        unreachable!()
+    };
+    let mut control = raw_client(&address.with(Protocol::P2p(s.peer_id()))).await;
+    let mut stream = open_v2(&mut control, s.peer_id()).await;
+
+    // 1 takes the only permit and holds it; 2 and 3 find the service not
+    // ready (twice each: once asked by the stream, once by their own wait).
+    stream
+        .write_all(&[v2_frame(1, "hold"), v2_frame(2, "second"), v2_frame(3, "third")].concat())
+        .await
+        .unwrap();
+    within("2 and 3 to wait for the permit", waited.clone().wait_for(|n| *n >= 4)).await.unwrap();
+    release.add_permits(1);
+    let mut answered = std::collections::BTreeMap::new();
+    for _ in 0..3 {
+        let body = within("an answer", try_read_frame(&mut stream)).await.unwrap().expect("an answer");
+        let Response { id, result } = decode::<Response>(&body).unwrap();
+        answered.insert(id, result.map(|r| r.message).map_err(|e| e.code));
+    }
+    let expected = [(1, "s: hold"), (2, "s: second"), (3, "s: third")].map(|(id, m)| (id, Ok(m.to_owned())));
+    assert_eq!(answered, expected.into_iter().collect(), "each request waited for the permit, none for 408");
+
+    stream.write_all(&[v2_frame(4, "boom"), v2_frame(5, "after")].concat()).await.unwrap();
+    stream.close().await.unwrap();
+    let answers = read_until_closed(&mut stream).await;
+    assert_eq!(
+        answers[&4].as_ref().map_err(|e| e.code),
+        Err(ErrorCode::INTERNAL),
+        "a panic in call is a 500"
+    );
+    assert_eq!(answers[&5].as_ref().unwrap().message, "s: after", "and the stream serves on");
+}
+
 // ---- inbound 1.0.0 streams: bounded in time and in number -------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

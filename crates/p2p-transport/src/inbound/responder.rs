@@ -106,7 +106,10 @@ async fn serve<P: Protocol>(
 
     let peer = ctx.peer_id;
     match service::peer_service::<P>(&cell, make, ctx).await {
-        Ok(service) => {
+        Ok(template) => {
+            // The stream calls its own clone; `template` replaces it when a
+            // request takes it away (see `service::start`).
+            let mut service = template.clone();
             // The frames as a stream: a read in progress survives the other
             // branches of the loop below (a partly read frame is kept).
             let mut frames = frames(reader, P::MAX_FRAME_LEN);
@@ -159,9 +162,9 @@ async fn serve<P: Protocol>(
                         };
                         match request {
                             Ok(Request { id, request }) if id != STREAM_ERROR_ID => {
-                                let service = service.clone();
                                 idle_since = None;
-                                let answer = service::answer_within::<P>(limits.request, service, peer, request);
+                                let started = service::start::<P>(&mut service, &template, peer, request);
+                                let answer = service::answer_within::<P>(limits.request, started, peer);
                                 requests.push(async move { (id, answer.await) });
                             }
                             Ok(_) => {

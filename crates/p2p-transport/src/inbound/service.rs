@@ -2,19 +2,21 @@
 //! code does (fail, panic), the requester gets an answer.
 
 use std::convert::Infallible;
+use std::future::{Future, ready};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::future::Either;
 use libp2p::PeerId;
 use p2p_protocol::{ErrorCode, Protocol, RemoteError};
 use p2p_service::{BoxError, PeerContext};
 use tokio::sync::OnceCell;
-use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
 use tracing::{debug, warn};
 
 /// The per-peer inbound service of protocol `P`, type-erased: the very
@@ -78,7 +80,46 @@ pub(crate) async fn answer<P: Protocol>(
     peer: PeerId,
     request: P::Request,
 ) -> Answer<P> {
-    match AssertUnwindSafe(service.oneshot(request)).catch_unwind().await {
+    settle::<P>(service.oneshot(request), peer).await
+}
+
+/// Starts `request` on a pipelined stream's own `service`. When the service
+/// is ready at once (the default stack always is: it sheds instead of
+/// waiting) it is called in place: no clone of the boxed service, no
+/// readiness future, a small future to keep. Otherwise the service, with
+/// whatever its readiness holds (a semaphore waiter, say), goes to this
+/// request, which waits for readiness as [`answer`] does, and the stream
+/// carries on with a fresh clone of `template`. So does it after a `call`
+/// that panicked (answered 500).
+pub(crate) fn start<P: Protocol>(
+    service: &mut PeerService<P>,
+    template: &PeerService<P>,
+    peer: PeerId,
+    request: P::Request,
+) -> impl Future<Output = Answer<P>> + Send + 'static {
+    match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(())) => match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(request))) {
+            Ok(called) => Either::Left(settle::<P>(called, peer)),
+            Err(_) => {
+                warn!(%peer, "the handler panicked; answering 500");
+                *service = template.clone();
+                Either::Right(Either::Left(ready(Err(internal()))))
+            }
+        },
+        Poll::Ready(Err(never)) => match never {},
+        Poll::Pending => {
+            let waiting = std::mem::replace(service, template.clone());
+            Either::Right(Either::Right(answer::<P>(waiting, peer, request)))
+        }
+    }
+}
+
+/// A started request's answer; a panic while it runs is answered 500.
+async fn settle<P: Protocol>(
+    answering: impl Future<Output = Result<Answer<P>, Infallible>>,
+    peer: PeerId,
+) -> Answer<P> {
+    match AssertUnwindSafe(answering).catch_unwind().await {
         Ok(Ok(result)) => result,
         Ok(Err(never)) => match never {},
         Err(_) => {
@@ -88,17 +129,15 @@ pub(crate) async fn answer<P: Protocol>(
     }
 }
 
-/// [`answer`], within `timeout` (counted from its first poll that waits): a handler still running then is dropped
+/// A started answer ([`start`]), within `timeout` (counted from its first poll that waits): a handler still running then is dropped
 /// (whatever it holds with it: an in-flight slot, the stream's room) and the
 /// request is answered 408, as the default stack's own timeout would, so
 /// that a `MakeService` without one cannot pin a stream.
 pub(crate) async fn answer_within<P: Protocol>(
     timeout: Duration,
-    service: PeerService<P>,
+    answering: impl Future<Output = Answer<P>>,
     peer: PeerId,
-    request: P::Request,
 ) -> Answer<P> {
-    let answering = answer::<P>(service, peer, request);
     let mut answering = std::pin::pin!(answering);
     // Most answers are ready at once: those need no timer (nor a clock read).
     if let Poll::Ready(result) = futures::poll!(answering.as_mut()) {
