@@ -136,8 +136,8 @@ async fn serve<P: Protocol>(
                             }
                         }
                     }
-                    Some((id, result)) = requests.next(), if !requests.is_empty() => {
-                        let body = response_body::<P>(id, result);
+                    Some((id, outcome)) = requests.next(), if !requests.is_empty() => {
+                        let body = response_body::<P>(id, service::answered::<P>(outcome, &peer));
                         // In order behind the answers that already wait.
                         if !unsent.is_empty() {
                             unsent.push_back(body);
@@ -163,8 +163,8 @@ async fn serve<P: Protocol>(
                         match request {
                             Ok(Request { id, request }) if id != STREAM_ERROR_ID => {
                                 idle_since = None;
-                                let started = service::start::<P>(&mut service, &template, peer, request);
-                                let answer = service::answer_within::<P>(limits.request, started, peer);
+                                let started = service::start::<P>(&mut service, &template, request);
+                                let answer = service::within::<P>(limits.request, started);
                                 requests.push(async move { (id, answer.await) });
                             }
                             Ok(_) => {
@@ -206,8 +206,8 @@ async fn serve<P: Protocol>(
                 for body in unsent.drain(..) {
                     let _ = bodies.send(body).await;
                 }
-                while let Some((id, result)) = requests.next().await {
-                    let _ = bodies.send(response_body::<P>(id, result)).await;
+                while let Some((id, outcome)) = requests.next().await {
+                    let _ = bodies.send(response_body::<P>(id, service::answered::<P>(outcome, &peer))).await;
                 }
                 if let Some(body) = farewell {
                     let _ = bodies.send(body).await;

@@ -80,7 +80,36 @@ pub(crate) async fn answer<P: Protocol>(
     peer: PeerId,
     request: P::Request,
 ) -> Answer<P> {
-    settle::<P>(service.oneshot(request), peer).await
+    answered::<P>(settle::<P>(service.oneshot(request)).await, &peer)
+}
+
+/// Why the node answered a request itself, not the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The handler panicked: 500.
+    Panicked,
+    /// It outlived the request timeout: 408.
+    TimedOut,
+}
+
+/// A request's outcome, before it is answered ([`answered`]). The futures
+/// that make it carry no peer id (a pipelined stream keeps one per request
+/// in flight, moved as it goes): whoever reports the fault knows the peer.
+pub(crate) type Outcome<P> = Result<Answer<P>, Fault>;
+
+/// The answer to `outcome`, the fault (if any) logged as `peer`'s.
+pub(crate) fn answered<P: Protocol>(outcome: Outcome<P>, peer: &PeerId) -> Answer<P> {
+    match outcome {
+        Ok(answer) => answer,
+        Err(Fault::Panicked) => {
+            warn!(%peer, "the handler panicked; answering 500");
+            Err(internal())
+        }
+        Err(Fault::TimedOut) => {
+            debug!(%peer, "a request outlived the request timeout; answering 408");
+            Err(RemoteError::new(ErrorCode::TIMEOUT, "request timed out"))
+        }
+    }
 }
 
 /// Starts `request` on a pipelined stream's own `service`. When the service
@@ -88,68 +117,56 @@ pub(crate) async fn answer<P: Protocol>(
 /// waiting) it is called in place: no clone of the boxed service, no
 /// readiness future, a small future to keep. Otherwise the service, with
 /// whatever its readiness holds (a semaphore waiter, say), goes to this
-/// request, which waits for readiness as [`answer`] does, and the stream
-/// carries on with a fresh clone of `template`. So does it after a `call`
-/// that panicked (answered 500).
+/// request, which waits for readiness as [`answer`] does (boxed: the rare
+/// case does not size every request's future), and the stream carries on
+/// with a fresh clone of `template`. So does it after a `call` that
+/// panicked (answered 500).
 pub(crate) fn start<P: Protocol>(
     service: &mut PeerService<P>,
     template: &PeerService<P>,
-    peer: PeerId,
     request: P::Request,
-) -> impl Future<Output = Answer<P>> + Send + 'static {
+) -> impl Future<Output = Outcome<P>> + Send + 'static {
     match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(Ok(())) => match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(request))) {
-            Ok(called) => Either::Left(settle::<P>(called, peer)),
+            Ok(called) => Either::Left(settle::<P>(called)),
             Err(_) => {
-                warn!(%peer, "the handler panicked; answering 500");
                 *service = template.clone();
-                Either::Right(Either::Left(ready(Err(internal()))))
+                Either::Right(Either::Left(ready(Err(Fault::Panicked))))
             }
         },
         Poll::Ready(Err(never)) => match never {},
         Poll::Pending => {
             let waiting = std::mem::replace(service, template.clone());
-            Either::Right(Either::Right(answer::<P>(waiting, peer, request)))
+            Either::Right(Either::Right(Box::pin(settle::<P>(waiting.oneshot(request)))))
         }
     }
 }
 
-/// A started request's answer; a panic while it runs is answered 500.
-async fn settle<P: Protocol>(
-    answering: impl Future<Output = Result<Answer<P>, Infallible>>,
-    peer: PeerId,
-) -> Answer<P> {
+/// A started request's outcome; a panic while it runs is [`Fault::Panicked`].
+async fn settle<P: Protocol>(answering: impl Future<Output = Result<Answer<P>, Infallible>>) -> Outcome<P> {
     match AssertUnwindSafe(answering).catch_unwind().await {
-        Ok(Ok(result)) => result,
+        Ok(Ok(answer)) => Ok(answer),
         Ok(Err(never)) => match never {},
-        Err(_) => {
-            warn!(%peer, "the handler panicked; answering 500");
-            Err(internal())
-        }
+        Err(_) => Err(Fault::Panicked),
     }
 }
 
-/// A started answer ([`start`]), within `timeout` (counted from its first poll that waits): a handler still running then is dropped
-/// (whatever it holds with it: an in-flight slot, the stream's room) and the
-/// request is answered 408, as the default stack's own timeout would, so
-/// that a `MakeService` without one cannot pin a stream.
-pub(crate) async fn answer_within<P: Protocol>(
+/// A started request ([`start`]), within `timeout` (counted from its first
+/// poll that waits): a handler still running then is dropped (whatever it
+/// holds with it: an in-flight slot, the stream's room) and the request is
+/// answered 408, as the default stack's own timeout would, so that a
+/// `MakeService` without one cannot pin a stream. Most answers are ready at
+/// once: those arm no timer and read no clock; the timer of the others is
+/// boxed, so it does not size every request's future.
+pub(crate) async fn within<P: Protocol>(
     timeout: Duration,
-    answering: impl Future<Output = Answer<P>>,
-    peer: PeerId,
-) -> Answer<P> {
+    answering: impl Future<Output = Outcome<P>>,
+) -> Outcome<P> {
     let mut answering = std::pin::pin!(answering);
-    // Most answers are ready at once: those need no timer (nor a clock read).
-    if let Poll::Ready(result) = futures::poll!(answering.as_mut()) {
-        return result;
+    if let Poll::Ready(outcome) = futures::poll!(answering.as_mut()) {
+        return outcome;
     }
-    match tokio::time::timeout(timeout, answering).await {
-        Ok(result) => result,
-        Err(_) => {
-            debug!(%peer, "a request outlived the request timeout; answering 408");
-            Err(RemoteError::new(ErrorCode::TIMEOUT, "request timed out"))
-        }
-    }
+    Box::pin(tokio::time::timeout(timeout, answering)).await.unwrap_or(Err(Fault::TimedOut))
 }
 
 fn internal() -> RemoteError {
