@@ -61,7 +61,7 @@ pub fn idle_timer_thread() -> io::Result<TimerThread> {
 mod imp {
     use std::fs;
     use std::io;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, set_thread_priority_and_policy,
@@ -87,11 +87,17 @@ mod imp {
             Ok::<_, io::Error>(())
         })?;
         starter.join().map_err(|_| io::Error::other("the timer thread's starter panicked"))??;
-        match timer_thread_policy()? {
-            Some(SCHED_IDLE) => Ok(TimerThread::Idle),
-            // Another thread armed the first delay at the same time, and won.
-            Some(_) => Ok(TimerThread::AlreadyRunning),
-            None => Err(io::Error::other("futures-timer started no thread")),
+        // The new thread names itself first thing, but it may not have run
+        // yet: until then `/proc` shows it under its starter's name.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match timer_thread_policy()? {
+                Some(SCHED_IDLE) => return Ok(TimerThread::Idle),
+                // Another thread armed the first delay at the same time, and won.
+                Some(_) => return Ok(TimerThread::AlreadyRunning),
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                None => return Err(io::Error::other("futures-timer's thread did not show up")),
+            }
         }
     }
 
