@@ -279,6 +279,23 @@ async fn a_requester_idle_on_its_stream_has_it_closed_so_the_connection_idles_ou
 
 // ---- inbound 2.0.0 requests: the request timeout, whatever the service -----
 
+/// A raw client's pipelined greet stream to the node `built` (QUIC on
+/// 127.0.0.1, mDNS off); the node and the client live as long as the parts.
+async fn pipelined_stream_to(
+    built: Result<(p2p_transport::Node, p2p_transport::NodeEvents), p2p_transport::BuildError>,
+) -> (TestNode, p2p_load::RawPeer, p2p_transport::libp2p::Stream) {
+    let (node, events) = built.expect("node builds");
+    let mut s = TestNode { node, events, addr: Multiaddr::empty(), script: Script::new("unused") };
+    let NodeEvent::Listening { address } =
+        s.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
+    else {
+        unreachable!()
+    };
+    let mut control = raw_client(&address.with(Protocol::P2p(s.peer_id()))).await;
+    let stream = open_v2(&mut control, s.peer_id()).await;
+    (s, control, stream)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipelined_request_whose_handler_never_answers_is_answered_408_and_frees_its_slot() {
     // A `MakeService` with no timeout layer at all: the node's own deadline
@@ -295,21 +312,13 @@ async fn a_pipelined_request_whose_handler_never_answers_is_answered_408_and_fre
             }))
         }))
     });
-    let (node, events) = NodeBuilder::new()
+    let built = NodeBuilder::new()
         .mdns(false)
         .listen_on(Transport::Quic.listen())
         .request_timeout(Duration::from_millis(500))
         .max_in_flight_per_stream(1)
-        .build(make)
-        .expect("node builds");
-    let mut s = TestNode { node, events, addr: Multiaddr::empty(), script: Script::new("unused") };
-    let NodeEvent::Listening { address } =
-        s.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
-    else {
-        unreachable!()
-    };
-    let mut control = raw_client(&address.with(Protocol::P2p(s.peer_id()))).await;
-    let mut stream = open_v2(&mut control, s.peer_id()).await;
+        .build(make);
+    let (_s, _control, mut stream) = pipelined_stream_to(built).await;
 
     stream.write_all(&[v2_frame(1, "hang"), v2_frame(2, "next")].concat()).await.unwrap();
     for (id, expected) in [(1, Err(ErrorCode::TIMEOUT)), (2, Ok("s: next".to_owned()))] {
@@ -384,20 +393,12 @@ async fn a_pipelined_stream_waits_for_a_service_not_ready_and_survives_a_panic_i
             Ok::<_, Infallible>(CountsWaits { inner: limited, waits: Arc::clone(&waits) })
         }
     });
-    let (node, events) = NodeBuilder::new()
+    let built = NodeBuilder::new()
         .mdns(false)
         .listen_on(Transport::Quic.listen())
         .request_timeout(Duration::from_secs(3))
-        .build(make)
-        .expect("node builds");
-    let mut s = TestNode { node, events, addr: Multiaddr::empty(), script: Script::new("unused") };
-    let NodeEvent::Listening { address } =
-        s.wait_for("listening", |e| matches!(e, NodeEvent::Listening { .. })).await
-    else {
-        unreachable!()
-    };
-    let mut control = raw_client(&address.with(Protocol::P2p(s.peer_id()))).await;
-    let mut stream = open_v2(&mut control, s.peer_id()).await;
+        .build(make);
+    let (_s, _control, mut stream) = pipelined_stream_to(built).await;
 
     // 1 takes the only permit and holds it; 2 and 3 find the service not
     // ready (twice each: once asked by the stream, once by their own wait).
