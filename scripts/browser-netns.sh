@@ -52,14 +52,7 @@ for tool in ip node npm; do
 done
 (($(node -p 'process.versions.node.split(".")[0]') >= 20)) || die "needs node >= 20, not $(node --version)"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/p2pweb.XXXXXX")
-declare -a PID IP
-NAMESPACES=()
-PASSED=0
-FAILED=0
-trap 'netns_cleanup PID' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+netns_begin p2pweb
 
 if ! command -v chromium >/dev/null; then
     say "installing Debian's chromium"

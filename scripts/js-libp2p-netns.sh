@@ -44,14 +44,7 @@ for tool in ip python3 node npm; do
 done
 (($(node -p 'process.versions.node.split(".")[0]') >= 20)) || die "needs node >= 20, not $(node --version)"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/p2pjsr.XXXXXX")
-declare -a PID IP
-NAMESPACES=()
-PASSED=0
-FAILED=0
-trap 'netns_cleanup PID' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+netns_begin p2pjsr
 
 if [[ ! -d $JS/node_modules ]]; then
     say "installing the pinned js-libp2p packages (npm ci in $JS)"

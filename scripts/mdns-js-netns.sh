@@ -25,14 +25,7 @@ FOUND_SECS=${FOUND_SECS:-5}
 command -v ip >/dev/null || die "needs iproute2's 'ip'"
 command -v python3 >/dev/null || die "needs python3"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/p2pjs.XXXXXX")
-declare -a PID IP
-NAMESPACES=()
-PASSED=0
-FAILED=0
-trap 'netns_cleanup PID' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+netns_begin p2pjs
 
 if [[ -z ${P2P_NODE_BIN:-} ]]; then
     say "building $BIN"

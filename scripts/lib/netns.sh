@@ -61,6 +61,20 @@ make_lan() {
     say "$count namespaces on bridge br0 in $br_ns, addresses $subnet.11-$subnet.$((10 + count))"
 }
 
+# netns_begin TAG: how every script here starts: a work dir (/tmp/TAG.XXXXXX),
+# the tables of its processes (PID) and addresses (IP), its namespaces, its
+# pass/fail counts, and the traps that clean all of it up on any exit.
+netns_begin() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    declare -ga PID IP
+    NAMESPACES=()
+    PASSED=0
+    FAILED=0
+    trap 'netns_cleanup PID' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
 # `netns_cleanup PIDS_ARRAY`: kills what we started, removes our namespaces
 # (and anything still running in them, which can only be ours), and removes
 # the logs unless a check failed or KEEP_LOGS is set.
