@@ -141,13 +141,13 @@ async fn bare_streams_count_against_the_per_connection_stream_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_a_stream_handler_until_the_grace_then_drops_it() {
     let grace = Duration::from_secs(1);
-    // Held by the handler's future for as long as it lives.
-    let token = Arc::new(());
+    // Held by the handler's future for as long as it lives (and by the
+    // node's handler closure until shutdown): `alive.recv()` ends once both are gone.
+    let (held, mut alive) = mpsc::channel::<()>(1);
     let (arrived_tx, mut arrived) = mpsc::channel(1);
-    let held = Arc::clone(&token);
     let server = spawn_with(Script::new("s"), Transport::Quic, move |b| {
         b.shutdown_grace(grace).serve_stream(COUNT, move |_, stream| {
-            let (held, arrived) = (Arc::clone(&held), arrived_tx.clone());
+            let (held, arrived) = (held.clone(), arrived_tx.clone());
             async move {
                 let _stream = stream;
                 let _held = held;
@@ -168,11 +168,6 @@ async fn shutdown_waits_for_a_stream_handler_until_the_grace_then_drops_it() {
     assert!(took >= grace, "shutdown took {took:?}: it did not wait for the stream's task");
     assert!(took < grace + Duration::from_secs(3), "shutdown took {took:?} with a grace of {grace:?}");
     // ...and dropped it at the end of the grace.
-    let released = tokio::time::timeout(Duration::from_millis(500), async {
-        while Arc::strong_count(&token) > 1 {
-            tokio::time::sleep_until(Instant::now() + Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    let released = tokio::time::timeout(Duration::from_millis(500), alive.recv()).await;
     assert!(released.is_ok(), "the handler's future outlived the grace");
 }
